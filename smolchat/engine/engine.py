@@ -1,0 +1,753 @@
+"""The engine: one SmolVLM model pair in llama.cpp, and the KV cache of one conversation.
+
+A turn renders the conversation with the model's chat template, tokenizes it with libmtmd
+(text tokens and image chunks, one chunk per 512 px tile for SmolVLM), keeps the longest
+prefix the KV cache already holds (text tokens equal, image chunks with the same pixels),
+evaluates only the rest, and samples the answer. A follow-up question about an image that
+is already in the conversation therefore never runs the vision encoder again.
+
+Not thread-safe: one thread owns an Engine. Only ``cancel()`` may be called from another
+thread.
+"""
+
+from __future__ import annotations
+
+import codecs
+import ctypes
+import logging
+import os
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Iterator, Sequence, Union
+
+import llama_cpp
+import llama_cpp.mtmd_cpp as mtmd
+from llama_cpp import Llama
+
+from smolchat.engine import native
+from smolchat.engine.gguf_info import (
+    ModelFileError,
+    ProjectorInfo,
+    TextModelInfo,
+    check_pair,
+    inspect_projector,
+    inspect_text_model,
+)
+from smolchat.engine.images import DEFAULT_MAX_SIDE, ImageCache, PreparedImage
+from smolchat.engine.native import SamplingParams
+from smolchat.engine.prompt import (
+    CHATML_TEMPLATE,
+    SMOLVLM_CHAT_TEMPLATE,
+    ChatTemplate,
+    Message,
+    PromptError,
+    Segment,
+)
+from smolchat.errors import SmolChatError
+
+log = logging.getLogger(__name__)
+
+_DECODE_ABORTED = 2
+_NO_POST_DECODE_CALLBACK = mtmd.mtmd_helper_post_decode_callback(0)  # a NULL function pointer
+
+
+class EngineError(SmolChatError):
+    """The engine could not do what was asked; the message says why."""
+
+
+class ContextOverflowError(EngineError):
+    """The conversation does not fit in the context window."""
+
+    def __init__(self, needed: int, n_ctx: int) -> None:
+        self.needed = needed
+        self.n_ctx = n_ctx
+        super().__init__(
+            f"This conversation needs {needed:,} tokens but the context holds {n_ctx:,}. "
+            "Start a new chat, remove images or old messages, or raise the context size."
+        )
+
+    def __reduce__(self):
+        return (type(self), (self.needed, self.n_ctx))
+
+
+def default_threads() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    n_ctx: int = 4096
+    n_gpu_layers: int = 0  # -1: all layers
+    n_threads: int | None = None  # generation; None: every available core
+    n_threads_batch: int | None = None  # prompt and image evaluation; None: same as n_threads
+    flash_attn: bool = True  # also used by the vision encoder: same output, less time
+    n_batch: int = 512
+    image_max_tokens: int | None = None  # cap on an image's token grid (None: the model's own)
+    image_min_tokens: int | None = None
+    vision_on_gpu: bool = True  # only matters when llama.cpp was built with a GPU backend
+
+    @property
+    def threads(self) -> int:
+        return self.n_threads or default_threads()
+
+    @property
+    def threads_batch(self) -> int:
+        return self.n_threads_batch or self.threads
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    """A piece of the answer, as it is generated."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class TurnStats:
+    ttft_s: float | None  # start of the turn to the first generated token
+    tpot_s: float | None  # mean time per output token after the first
+    e2e_s: float  # the whole turn
+    decode_tok_s: float | None  # 1 / tpot
+    prompt_tokens: int  # every position of the prompt
+    image_tokens: int  # of which image embeddings
+    reused_tokens: int  # taken from the KV cache as they were
+    evaluated_tokens: int  # evaluated in this turn
+    generated_tokens: int
+    image_tiles_encoded: int  # vision encoder runs in this turn
+    encode_s: float  # time in the vision encoder
+    finish_reason: str  # "stop", "length", "context" (window full) or "cancelled"
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class TurnResult:
+    text: str
+    stats: TurnStats
+
+
+@dataclass(frozen=True)
+class PrefillResult:
+    prompt_tokens: int  # positions now in the KV cache
+    reused_tokens: int
+    evaluated_tokens: int
+    image_tiles_encoded: int
+    encode_s: float
+    elapsed_s: float
+    cancelled: bool
+
+
+TurnEvent = Union[TextDelta, TurnResult]
+
+
+@dataclass(frozen=True)
+class _ImageUnit:
+    """One image chunk (a tile, for SmolVLM) as it sits in the KV cache."""
+
+    content_id: str
+    index: int  # which chunk of this image
+    n_pos: int
+
+
+_Unit = Union[int, _ImageUnit]  # a text token, or an image chunk
+
+
+@dataclass
+class _Chunk:
+    first_unit: int
+    n_units: int
+    first_pos: int
+    n_pos: int
+    tokens: list[int] | None = None  # text chunk
+    image_ptr: object = None  # image chunk: an mtmd_input_chunk inside a tokenized prompt
+    n_image_tokens: int = 0
+
+
+@dataclass
+class _Prompt:
+    units: list[_Unit] = field(default_factory=list)
+    chunks: list[_Chunk] = field(default_factory=list)
+    n_pos: int = 0
+    image_tokens: int = 0
+
+    def unit_pos(self, unit: _Unit) -> int:
+        return unit.n_pos if isinstance(unit, _ImageUnit) else 1
+
+
+@dataclass
+class _EvalCounters:
+    reused: int = 0
+    evaluated: int = 0
+    tiles: int = 0
+    encode_s: float = 0.0
+    cancelled: bool = False
+
+
+class Engine:
+    """A loaded model pair. Use as a context manager, or call ``close()``."""
+
+    def __init__(
+        self,
+        model_path: str | os.PathLike[str],
+        mmproj_path: str | os.PathLike[str] | None = None,
+        settings: EngineSettings = EngineSettings(),
+    ) -> None:
+        native.route_native_logs()
+        self.settings = settings
+        self.text_info: TextModelInfo = inspect_text_model(model_path)
+        self.projector_info: ProjectorInfo | None = None
+        if mmproj_path is not None:
+            self.projector_info = inspect_projector(mmproj_path)
+            check_pair(self.text_info, self.projector_info)
+        if settings.n_ctx < 64:
+            raise EngineError(f"A context of {settings.n_ctx} tokens is too small; use 2048 or more.")
+
+        self._llama: Llama | None = None
+        self._mtmd_ctx = None
+        self._batch: native.TokenBatch | None = None
+        self._abort = native.AbortWatch()
+        self._units: list[_Unit] = []  # what the KV cache holds, in order
+        self._n_past = 0
+        self._in_operation = False
+        # Images larger than the model's preprocessing size are shrunk to it once, when read:
+        # libmtmd would scale them to that size anyway.
+        preproc = self.projector_info.preproc_image_size if self.projector_info else None
+        self.image_cache = ImageCache(max_side=preproc or DEFAULT_MAX_SIDE)
+        try:
+            self._load()
+        except BaseException:
+            self.close()
+            raise
+
+    # -- loading -------------------------------------------------------------------------
+
+    def _load(self) -> None:
+        s = self.settings
+        started = time.perf_counter()
+        try:
+            self._llama = Llama(
+                str(self.text_info.path),
+                n_ctx=s.n_ctx,
+                n_batch=s.n_batch,
+                n_ubatch=s.n_batch,
+                n_threads=s.threads,
+                n_threads_batch=s.threads_batch,
+                n_gpu_layers=s.n_gpu_layers,
+                flash_attn=s.flash_attn,
+                verbose=False,
+            )
+        except (ValueError, RuntimeError) as e:
+            raise ModelFileError(
+                self.text_info.path,
+                f"could not be loaded by llama.cpp ({e}).",
+                "The file may be damaged or use an architecture this build does not know; "
+                "try another download or format.",
+            ) from e
+        ctx = self._llama.ctx
+        llama_cpp.llama_set_abort_callback(ctx, self._abort.callback, None)
+        self._memory = llama_cpp.llama_get_memory(ctx)
+        self._vocab = llama_cpp.llama_model_get_vocab(self._llama.model)
+        self._batch = native.TokenBatch(s.n_batch)
+        self._piece_buf = ctypes.create_string_buffer(256)
+        self._end_tokens: list[int] | None = None  # found when first needed
+
+        if self.projector_info is not None:
+            params = mtmd.mtmd_context_params_default()
+            params.use_gpu = s.vision_on_gpu and llama_cpp.llama_supports_gpu_offload()
+            params.n_threads = s.threads_batch
+            params.print_timings = False
+            params.flash_attn_type = (
+                llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED if s.flash_attn
+                else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+            )
+            if s.image_max_tokens is not None:
+                params.image_max_tokens = s.image_max_tokens
+            if s.image_min_tokens is not None:
+                params.image_min_tokens = s.image_min_tokens
+            self._mtmd_ctx = mtmd.mtmd_init_from_file(
+                str(self.projector_info.path).encode(), self._llama.model, params
+            )
+            if not self._mtmd_ctx:
+                self._mtmd_ctx = None
+                raise ModelFileError(
+                    self.projector_info.path,
+                    "could not be loaded by libmtmd.",
+                    "The file may be damaged; download it again.",
+                )
+            if not mtmd.mtmd_support_vision(self._mtmd_ctx):
+                raise ModelFileError(self.projector_info.path, "cannot read images.",
+                                     "Choose the model's image projector (mmproj).")
+
+        self.template = self._make_template()
+        log.info("loaded %s%s in %.2f s", self.text_info.path.name,
+                 f" + {self.projector_info.path.name}" if self.projector_info else "",
+                 time.perf_counter() - started)
+
+    def _make_template(self) -> ChatTemplate:
+        source = self.text_info.chat_template
+        if source is None:
+            source = SMOLVLM_CHAT_TEMPLATE if self.projector_info else CHATML_TEMPLATE
+            log.warning("%s has no chat template; using a default one", self.text_info.path.name)
+        def text_of(token: int) -> str:
+            return llama_cpp.llama_vocab_get_text(self._vocab, token).decode() if token >= 0 else ""
+
+        return ChatTemplate(
+            source,
+            bos_token=text_of(llama_cpp.llama_vocab_bos(self._vocab)),
+            eos_token=text_of(llama_cpp.llama_vocab_eos(self._vocab)),
+        )
+
+    @property
+    def has_vision(self) -> bool:
+        return self._mtmd_ctx is not None
+
+    @property
+    def n_ctx(self) -> int:
+        return self.settings.n_ctx
+
+    @property
+    def cached_tokens(self) -> int:
+        """Positions of the current conversation held in the KV cache."""
+        return self._n_past
+
+    def close(self) -> None:
+        """Free the model, the projector and the KV cache. The engine is unusable afterwards.
+
+        Call it from the thread that owns the engine, not while it is evaluating.
+        """
+        self._abort.trigger()
+        if self._mtmd_ctx is not None:
+            mtmd.mtmd_free(self._mtmd_ctx)
+            self._mtmd_ctx = None
+        if self._batch is not None:
+            self._batch.close()
+            self._batch = None
+        if self._llama is not None:
+            self._llama.close()
+            self._llama = None
+        self._units, self._n_past = [], 0
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- cancelling ------------------------------------------------------------------------
+
+    def cancel(self) -> None:
+        """Stop the running turn or prefill as soon as possible (from any thread).
+
+        Prompt evaluation and generation stop within a graph node; the vision encoder
+        finishes the tile it is on. The partial answer is returned, marked "cancelled".
+        """
+        self._abort.trigger()
+
+    @contextmanager
+    def _operation(self, cancel: threading.Event | None) -> Iterator[threading.Event]:
+        if self._llama is None:
+            raise EngineError("The model has been unloaded.")
+        if self._in_operation:
+            raise EngineError("The engine is still busy with another request.")
+        self._in_operation = True
+        event = cancel or threading.Event()
+        self._abort.watch(event)
+        try:
+            yield event
+        finally:
+            self._abort.watch(threading.Event())
+            self._in_operation = False
+
+    def reset(self) -> None:
+        """Forget the KV cache (the next turn evaluates its whole prompt)."""
+        with self._operation(None):
+            self._truncate_cache(0, 0)
+
+    # -- turns -----------------------------------------------------------------------------
+
+    def run_turn(
+        self,
+        messages: Sequence[Message],
+        sampling: SamplingParams = SamplingParams(),
+        *,
+        cancel: threading.Event | None = None,
+    ) -> Iterator[TurnEvent]:
+        """Answer the last message of ``messages``.
+
+        Yields TextDelta events while the answer is generated, then one TurnResult.
+        ``cancel`` (or ``engine.cancel()``) stops it; the partial answer is kept.
+        """
+        started = time.perf_counter()
+        with self._operation(cancel) as cancelled:
+            counters = _EvalCounters()
+            with self._tokenized(messages, add_generation_prompt=True) as prompt:
+                if prompt.n_pos + 1 > self.n_ctx:
+                    raise ContextOverflowError(prompt.n_pos + 1, self.n_ctx)
+                self._evaluate(prompt, len(prompt.units), logits_last=True, counters=counters)
+            if counters.cancelled:
+                yield TurnResult("", self._stats(started, None, None, 0, prompt, counters, "cancelled"))
+                return
+            yield from self._generate(sampling, started, prompt, counters, cancelled)
+
+    def _generate(
+        self, sampling: SamplingParams, started: float, prompt: _Prompt,
+        counters: _EvalCounters, cancelled: threading.Event,
+    ) -> Iterator[TurnEvent]:
+        assert self._llama is not None and self._batch is not None
+        ctx = self._llama.ctx
+        stops = tuple(s for s in sampling.stop if s)
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        text, emitted = "", 0
+        generated = 0
+        first_at: float | None = None
+        last_at = started
+        finish = "length"
+        if sampling.ignore_eos and self._end_tokens is None:
+            self._end_tokens = native.end_of_turn_tokens(self._vocab)
+        with native.SamplerChain(self._vocab, sampling, self._end_tokens or ()) as sampler:
+            while generated < sampling.max_tokens:
+                if cancelled.is_set():
+                    finish = "cancelled"
+                    break
+                token = sampler.sample(ctx)
+                last_at = time.perf_counter()
+                if first_at is None:
+                    first_at = last_at
+                if llama_cpp.llama_vocab_is_eog(self._vocab, token):
+                    finish = "stop"
+                    break
+                generated += 1
+                text += decoder.decode(native.token_piece(self._vocab, token, self._piece_buf))
+                cut = _find_stop(text, stops, emitted)
+                if cut is not None:
+                    text = text[:cut]
+                    finish = "stop"
+                    break
+                safe = len(text) - _held_back(text, stops)
+                if safe > emitted:
+                    yield TextDelta(text[emitted:safe])
+                    emitted = safe
+                if generated >= sampling.max_tokens:
+                    break
+                if self._n_past >= self.n_ctx:
+                    finish = "context"
+                    break
+                rc = llama_cpp.llama_decode(ctx, self._batch.fill([token], self._n_past, True))
+                if rc != 0:
+                    self._truncate_cache(len(self._units), self._n_past)
+                    if rc == _DECODE_ABORTED or cancelled.is_set():
+                        finish = "cancelled"
+                        break
+                    raise EngineError(f"llama.cpp failed while generating (code {rc}).")
+                self._units.append(token)
+                self._n_past += 1
+        if finish != "stop" or not stops:
+            text += decoder.decode(b"", final=True)
+        if len(text) > emitted:
+            yield TextDelta(text[emitted:])
+        yield TurnResult(text, self._stats(started, first_at, last_at, generated, prompt, counters, finish))
+
+    def _stats(
+        self, started: float, first_at: float | None, last_at: float | None, generated: int,
+        prompt: _Prompt, counters: _EvalCounters, finish: str,
+    ) -> TurnStats:
+        ended = time.perf_counter()
+        tpot = None
+        if first_at is not None and last_at is not None and generated > 1:
+            tpot = (last_at - first_at) / (generated - 1)
+        return TurnStats(
+            ttft_s=None if first_at is None else first_at - started,
+            tpot_s=tpot,
+            e2e_s=ended - started,
+            decode_tok_s=None if not tpot else 1.0 / tpot,
+            prompt_tokens=prompt.n_pos,
+            image_tokens=prompt.image_tokens,
+            reused_tokens=counters.reused,
+            evaluated_tokens=counters.evaluated,
+            generated_tokens=generated,
+            image_tiles_encoded=counters.tiles,
+            encode_s=counters.encode_s,
+            finish_reason=finish,
+        )
+
+    # -- prefill ---------------------------------------------------------------------------
+
+    def prefill(self, messages: Sequence[Message], *, cancel: threading.Event | None = None) -> PrefillResult:
+        """Evaluate ``messages`` ahead of time, up to and including the last message's images.
+
+        ``messages`` ends with the message being written. Its text may still change, so only
+        what comes before that text is evaluated; a turn sent later reuses the work.
+        """
+        started = time.perf_counter()
+        with self._operation(cancel):
+            counters = _EvalCounters()
+            with self._tokenized(messages, add_generation_prompt=False) as prompt:
+                stable = self._stable_prefix(messages, prompt)
+                if prompt.n_pos + 1 > self.n_ctx:
+                    raise ContextOverflowError(prompt.n_pos + 1, self.n_ctx)
+                self._evaluate(prompt, stable, logits_last=False, counters=counters)
+            return PrefillResult(
+                prompt_tokens=self._n_past,
+                reused_tokens=counters.reused,
+                evaluated_tokens=counters.evaluated,
+                image_tiles_encoded=counters.tiles,
+                encode_s=counters.encode_s,
+                elapsed_s=time.perf_counter() - started,
+                cancelled=counters.cancelled,
+            )
+
+    def _stable_prefix(self, messages: Sequence[Message], prompt: _Prompt) -> int:
+        """How many units of ``prompt`` will not change while the last message is written."""
+        last_image = max(
+            (i for i, u in enumerate(prompt.units) if isinstance(u, _ImageUnit)), default=-1
+        )
+        stable = 0
+        if last_image >= 0 and messages and messages[-1].images:
+            stable = last_image + 1
+        if len(messages) > 1:
+            with self._tokenized(messages[:-1], add_generation_prompt=False, pixels=False) as history:
+                stable = max(stable, _common_prefix(history.units, prompt.units))
+        return stable
+
+    # -- tokenizing ------------------------------------------------------------------------
+
+    def _resolve_images(self, messages: Sequence[Message]) -> list[Message]:
+        resolved = []
+        for m in messages:
+            if not m.images:
+                resolved.append(m)
+                continue
+            if not self.has_vision:
+                raise EngineError(
+                    "This model was loaded without a vision projector (mmproj), so it cannot "
+                    "read images. Load the model together with its mmproj file."
+                )
+            content = tuple(
+                part if isinstance(part, (str, PreparedImage)) else self.image_cache.get(part)
+                for part in m.content
+            )
+            resolved.append(Message(m.role, content))
+        return resolved
+
+    @contextmanager
+    def _tokenized(
+        self, messages: Sequence[Message], *, add_generation_prompt: bool, pixels: bool = True
+    ) -> Iterator[_Prompt]:
+        """The prompt's chunks. With ``pixels=False`` only their layout (nothing to evaluate)."""
+        segments = self.template.render(
+            self._resolve_images(messages), add_generation_prompt=add_generation_prompt
+        )
+        if self._mtmd_ctx is None:
+            yield self._tokenize_text_only(segments)
+            return
+        # First lay the prompt out with placeholder images (sizes only: no pixel work), then
+        # give real pixels only to the images the KV cache does not hold yet.
+        with self._mtmd_tokenize(segments, real_ids=frozenset()) as layout:
+            if not pixels:
+                yield layout
+                return
+            matched = _common_prefix(self._units, layout.units)
+            needed = frozenset(
+                u.content_id for u in layout.units[matched:] if isinstance(u, _ImageUnit)
+            )
+            if not needed:
+                yield layout
+                return
+        with self._mtmd_tokenize(segments, real_ids=needed) as prompt:
+            if prompt.units != layout.units:  # libmtmd laid the real images out differently
+                raise EngineError("libmtmd tokenized an image differently on a second pass.")
+            yield prompt
+
+    def _tokenize_text_only(self, segments: list[Segment]) -> _Prompt:
+        assert self._llama is not None
+        (text,) = segments
+        tokens = self._llama.tokenize(text.encode("utf-8"), add_bos=True, special=True)
+        prompt = _Prompt(units=list(tokens), n_pos=len(tokens))
+        prompt.chunks.append(_Chunk(0, len(tokens), 0, len(tokens), tokens=list(tokens)))
+        return prompt
+
+    @contextmanager
+    def _mtmd_tokenize(self, segments: list[Segment], real_ids: frozenset[str]) -> Iterator[_Prompt]:
+        texts, bitmaps, keep_alive = [], [], []
+        parts = (mtmd.mtmd_input_part * len(segments))()
+        try:
+            for i, segment in enumerate(segments):
+                if isinstance(segment, str):
+                    data = segment.encode("utf-8")
+                    text = mtmd.mtmd_input_text(data, len(data), True, True)
+                    keep_alive.append(data)
+                    texts.append(text)
+                    parts[i].text = ctypes.pointer(text)
+                    parts[i].bitmap = None
+                else:
+                    pixels = None
+                    if segment.content_id in real_ids:
+                        pixels = (ctypes.c_ubyte * len(segment.rgb)).from_buffer_copy(segment.rgb)
+                    bitmap = mtmd.mtmd_bitmap_init(segment.width, segment.height, pixels)
+                    if not bitmap:
+                        raise EngineError(f"{segment.source}: libmtmd could not take this image.")
+                    bitmaps.append(bitmap)
+                    mtmd.mtmd_bitmap_set_id(bitmap, segment.content_id.encode())
+                    parts[i].text = None
+                    parts[i].bitmap = bitmap
+            part_ptrs = (ctypes.POINTER(mtmd.mtmd_input_part) * len(segments))(
+                *[ctypes.pointer(parts[i]) for i in range(len(segments))]
+            )
+            chunks = mtmd.mtmd_input_chunks_init()
+            rc = mtmd.mtmd_tokenize_from_parts(self._mtmd_ctx, chunks, part_ptrs, len(segments), True)
+        finally:
+            for bitmap in bitmaps:
+                mtmd.mtmd_bitmap_free(bitmap)
+        try:
+            if rc != 0:
+                raise EngineError(f"libmtmd could not tokenize this conversation (code {rc}).")
+            yield self._read_chunks(chunks)
+        finally:
+            mtmd.mtmd_input_chunks_free(chunks)
+
+    def _read_chunks(self, chunks: object) -> _Prompt:
+        prompt = _Prompt()
+        seen: dict[str, int] = {}
+        n_tokens = ctypes.c_size_t()
+        for i in range(mtmd.mtmd_input_chunks_size(chunks)):
+            chunk = mtmd.mtmd_input_chunks_get(chunks, i)
+            kind = mtmd.mtmd_input_chunk_get_type(chunk)
+            first_unit, first_pos = len(prompt.units), prompt.n_pos
+            if kind == mtmd.MTMD_INPUT_CHUNK_TYPE_TEXT:
+                ptr = mtmd.mtmd_input_chunk_get_tokens_text(chunk, ctypes.byref(n_tokens))
+                tokens = ptr[: n_tokens.value] if n_tokens.value else []
+                prompt.units.extend(tokens)
+                prompt.n_pos += len(tokens)
+                prompt.chunks.append(_Chunk(first_unit, len(tokens), first_pos, len(tokens), tokens=tokens))
+            elif kind == mtmd.MTMD_INPUT_CHUNK_TYPE_IMAGE:
+                content_id = (mtmd.mtmd_input_chunk_get_id(chunk) or b"").decode()
+                index = seen.get(content_id, 0)
+                seen[content_id] = index + 1
+                n_pos = mtmd.mtmd_input_chunk_get_n_pos(chunk)
+                n_img = mtmd.mtmd_input_chunk_get_n_tokens(chunk)
+                prompt.units.append(_ImageUnit(content_id, index, n_pos))
+                prompt.n_pos += n_pos
+                prompt.image_tokens += n_img
+                prompt.chunks.append(
+                    _Chunk(first_unit, 1, first_pos, n_pos, image_ptr=chunk, n_image_tokens=n_img)
+                )
+            else:
+                raise EngineError("This conversation holds media SmolChat cannot play (audio).")
+        return prompt
+
+    # -- evaluating ------------------------------------------------------------------------
+
+    def _truncate_cache(self, n_units: int, n_pos: int) -> None:
+        llama_cpp.llama_memory_seq_rm(self._memory, 0, n_pos, -1)
+        del self._units[n_units:]
+        self._n_past = n_pos
+
+    def _evaluate(self, prompt: _Prompt, stop_unit: int, *, logits_last: bool, counters: _EvalCounters) -> None:
+        """Bring the KV cache to ``prompt.units[:stop_unit]``, evaluating only what is new."""
+        matched = min(_common_prefix(self._units, prompt.units), stop_unit)
+        if logits_last and matched == stop_unit and stop_unit > 0:
+            matched -= 1  # the last token is evaluated again: its logits start the answer
+        if logits_last and (stop_unit == 0 or isinstance(prompt.units[stop_unit - 1], _ImageUnit)):
+            raise PromptError("The prompt must end with text for the model to answer.")
+        matched_pos = sum(prompt.unit_pos(u) for u in prompt.units[:matched])
+        self._truncate_cache(matched, matched_pos)
+        counters.reused = matched_pos
+        assert self._llama is not None and self._batch is not None
+        ctx = self._llama.ctx
+        n_batch = self._batch.capacity
+        for chunk in prompt.chunks:
+            start = max(chunk.first_unit, len(self._units))
+            end = min(chunk.first_unit + chunk.n_units, stop_unit)
+            if start >= end:
+                continue
+            if self._abort.is_set():
+                counters.cancelled = True
+                return
+            if chunk.tokens is not None:
+                tokens = chunk.tokens[start - chunk.first_unit : end - chunk.first_unit]
+                for b in range(0, len(tokens), n_batch):
+                    piece = tokens[b : b + n_batch]
+                    last = logits_last and start + b + len(piece) == stop_unit
+                    rc = llama_cpp.llama_decode(ctx, self._batch.fill(piece, self._n_past, last))
+                    if rc != 0:
+                        self._fail_or_cancel(rc, counters)
+                        return
+                    self._units.extend(piece)
+                    self._n_past += len(piece)
+                    counters.evaluated += len(piece)
+            else:
+                self._evaluate_image(prompt.units[chunk.first_unit], chunk, counters)
+                if counters.cancelled:
+                    return
+
+    def _evaluate_image(self, unit: _ImageUnit, chunk: _Chunk, counters: _EvalCounters) -> None:
+        assert self._llama is not None
+        began = time.perf_counter()
+        rc = mtmd.mtmd_encode_chunk(self._mtmd_ctx, chunk.image_ptr)
+        counters.encode_s += time.perf_counter() - began
+        counters.tiles += 1
+        if rc != 0:
+            raise EngineError("The vision encoder failed on this image.")
+        if self._abort.is_set():  # the encoder itself cannot be interrupted: check after it
+            counters.cancelled = True
+            return
+        new_n_past = llama_cpp.llama_pos(0)
+        rc = mtmd.mtmd_helper_decode_image_chunk(
+            self._mtmd_ctx, self._llama.ctx, chunk.image_ptr, mtmd.mtmd_get_output_embd(self._mtmd_ctx),
+            self._n_past, 0, self._batch.capacity, ctypes.byref(new_n_past), _NO_POST_DECODE_CALLBACK, None,
+        )
+        if rc != 0:
+            self._fail_or_cancel(rc, counters)
+            return
+        self._units.append(unit)
+        self._n_past = new_n_past.value
+        counters.evaluated += chunk.n_pos
+
+    def _fail_or_cancel(self, rc: int, counters: _EvalCounters) -> None:
+        self._truncate_cache(len(self._units), self._n_past)  # drop a half-evaluated batch
+        if rc == _DECODE_ABORTED or self._abort.is_set():
+            counters.cancelled = True
+            return
+        if rc == 1:
+            raise ContextOverflowError(self._n_past + 1, self.n_ctx)
+        raise EngineError(f"llama.cpp failed while reading the prompt (code {rc}).")
+
+
+def _common_prefix(a: Sequence[_Unit], b: Sequence[_Unit]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+def _find_stop(text: str, stops: tuple[str, ...], emitted: int) -> int | None:
+    """Where the earliest stop string starts in the not yet emitted text, if any."""
+    if not stops:
+        return None
+    window_start = max(0, emitted - max(len(s) for s in stops))
+    hits = [i for i in (text.find(s, window_start) for s in stops) if i >= 0]
+    return min(hits) if hits else None
+
+
+def _held_back(text: str, stops: tuple[str, ...]) -> int:
+    """Length of the longest end of ``text`` that could be the start of a stop string."""
+    longest = 0
+    for stop in stops:
+        for n in range(min(len(stop) - 1, len(text)), longest, -1):
+            if text.endswith(stop[:n]):
+                longest = n
+                break
+    return longest
+
+
+__all__ = [
+    "Engine", "EngineSettings", "EngineError", "ContextOverflowError", "TextDelta", "TurnStats",
+    "TurnResult", "PrefillResult", "TurnEvent", "SamplingParams",
+]
