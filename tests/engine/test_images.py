@@ -1,0 +1,82 @@
+"""Images from every format Pillow reads become the right pixels; bad files are refused."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from smolchat.engine import ImageError, Message, PreparedImage, prepare_image
+from tests.helpers import answer
+
+FORMATS = {"png": "PNG", "jpg": "JPEG", "webp": "WEBP", "gif": "GIF", "bmp": "BMP", "tiff": "TIFF"}
+
+
+@pytest.mark.parametrize("suffix", FORMATS)
+def test_every_format_reaches_the_model(tiny_engine, tmp_path, suffix):
+    path = tmp_path / f"picture.{suffix}"
+    Image.new("RGB", (120, 80), (200, 30, 30)).save(path, FORMATS[suffix])
+    image = prepare_image(path)
+    assert (image.width, image.height) == (120, 80)
+    assert len(image.rgb) == 120 * 80 * 3
+    result, _ = answer(tiny_engine, [Message.user("What colour is it?", images=[path])])
+    assert result.stats.image_tiles_encoded > 0
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    path = tmp_path / "phone.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90° clockwise to view"
+    Image.new("RGB", (200, 100), (0, 0, 255)).save(path, exif=exif)
+    image = prepare_image(path)
+    assert (image.width, image.height) == (100, 200)
+
+
+def test_transparency_becomes_white(tmp_path):
+    path = tmp_path / "screenshot.png"
+    Image.new("RGBA", (10, 10), (0, 0, 0, 0)).save(path)
+    pixels = np.frombuffer(prepare_image(path).rgb, dtype=np.uint8)
+    assert (pixels == 255).all()
+
+
+def test_the_same_pixels_get_the_same_identity(tmp_path):
+    a, b = tmp_path / "a.png", tmp_path / "b.bmp"
+    Image.new("RGB", (32, 32), (1, 2, 3)).save(a)
+    Image.new("RGB", (32, 32), (1, 2, 3)).save(b)
+    assert prepare_image(a).content_id == prepare_image(b).content_id
+    Image.new("RGB", (32, 32), (1, 2, 4)).save(b)
+    assert prepare_image(a).content_id != prepare_image(b).content_id
+
+
+def test_a_huge_image_is_scaled_down(tmp_path):
+    path = tmp_path / "panorama.png"
+    Image.new("RGB", (9000, 1000), (10, 20, 30)).save(path)
+    image = prepare_image(path, max_side=2048)
+    assert (image.width, image.height) == (2048, 228)
+
+
+def test_not_an_image(tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("hello")
+    with pytest.raises(ImageError, match="notes.txt: is not an image"):
+        prepare_image(notes)
+
+
+def test_damaged_image(tmp_path):
+    path = tmp_path / "cut.png"
+    Image.new("RGB", (300, 300), (5, 5, 5)).save(path)
+    path.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(ImageError, match="cut.png: the image is damaged"):
+        prepare_image(path)
+
+
+def test_missing_image_in_a_turn(tiny_engine, tmp_path):
+    with pytest.raises(ImageError, match="gone.png: the file does not exist"):
+        answer(tiny_engine, [Message.user("What is it?", images=[tmp_path / "gone.png"])])
+
+
+def test_decoded_images_can_be_passed_directly(tiny_engine, images):
+    decoded = prepare_image(images["small"])
+    assert isinstance(decoded, PreparedImage)
+    result, _ = answer(tiny_engine, [Message.user("What is it?", images=[decoded])])
+    assert result.stats.image_tiles_encoded > 0
