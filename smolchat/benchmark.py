@@ -112,6 +112,16 @@ def _median_figures(samples: list[dict]) -> TurnFigures:
     )
 
 
+def _report(engine: str, per_turn: list[list[dict]], load_s: float) -> EngineReport:
+    return EngineReport(
+        engine=engine,
+        turns=[_median_figures(samples) for samples in per_turn],
+        peak_rss_mb=_peak_rss_mb(),
+        load_s=load_s,
+        ttft_s_runs=[[s["ttft_s"] for s in samples] for samples in per_turn],
+    )
+
+
 def measure_smolchat(config: BenchConfig, progress=None) -> EngineReport:
     """The conversation through SmolChat's engine (KV prefix reuse across turns)."""
     from smolchat.engine import Engine, Message, SamplingParams, TurnResult
@@ -138,13 +148,7 @@ def measure_smolchat(config: BenchConfig, progress=None) -> EngineReport:
                 if progress:
                     progress(f"smolchat run {run or 'warm-up'} turn {turn + 1}: "
                              f"TTFT {result.stats.ttft_s:.2f} s")
-    return EngineReport(
-        engine="smolchat",
-        turns=[_median_figures(samples) for samples in per_turn],
-        peak_rss_mb=_peak_rss_mb(),
-        load_s=load_s,
-        ttft_s_runs=[[s["ttft_s"] for s in samples] for samples in per_turn],
-    )
+    return _report("smolchat", per_turn, load_s)
 
 
 def measure_baseline(config: BenchConfig, progress=None) -> EngineReport:
@@ -206,13 +210,7 @@ def measure_baseline(config: BenchConfig, progress=None) -> EngineReport:
                     progress(f"baseline run {run or 'warm-up'} turn {turn + 1}: TTFT {ttft:.2f} s")
     finally:
         llama.close()
-    return EngineReport(
-        engine="baseline",
-        turns=[_median_figures(samples) for samples in per_turn],
-        peak_rss_mb=_peak_rss_mb(),
-        load_s=load_s,
-        ttft_s_runs=[[s["ttft_s"] for s in samples] for samples in per_turn],
-    )
+    return _report("baseline", per_turn, load_s)
 
 
 def _progress_to_stderr(line: str) -> None:
