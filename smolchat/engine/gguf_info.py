@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import gguf
+
 from smolchat.errors import SmolChatError
 
 GGUF_MAGIC = b"GGUF"
@@ -139,8 +141,6 @@ class _HeaderParser:
         return text
 
     def value(self, vtype: int) -> Any:
-        import gguf
-
         if vtype == gguf.GGUFValueType.STRING:
             return self.string()
         if vtype == gguf.GGUFValueType.ARRAY:
@@ -154,8 +154,6 @@ class _HeaderParser:
 
 
 def _scalar_formats() -> dict[int, str]:
-    import gguf
-
     t = gguf.GGUFValueType
     return {
         t.UINT8: "B", t.INT8: "b", t.UINT16: "H", t.INT16: "h", t.UINT32: "I", t.INT32: "i",
@@ -168,8 +166,6 @@ _SCALAR_FORMATS = _scalar_formats()
 
 def read_metadata(path: str | os.PathLike[str]) -> GGUFMetadata:
     """Parse a GGUF file's header, refusing anything that is not a complete GGUF file."""
-    import gguf
-
     path = Path(path)
     if not path.exists():
         raise ModelFileError(path, "does not exist.", "Check the path.")
@@ -208,8 +204,6 @@ def read_metadata(path: str | os.PathLike[str]) -> GGUFMetadata:
 
 
 def _parse(buf: mmap.mmap) -> tuple[dict[str, Any], dict[str, tuple[int, ...]], int]:
-    import gguf
-
     p = _HeaderParser(buf)
     p.pos = 4
     version = p.take("<I")
@@ -312,25 +306,65 @@ def inspect_projector(path: str | os.PathLike[str]) -> ProjectorInfo:
             f"factor ({scale_factor}) do not divide.",
             "The file is damaged or was converted wrongly.",
         )
-    fc = meta.tensors.get("mm.model.fc.weight")
-    projection_dim = meta.get("clip.vision.projection_dim")
-    output_width = fc[1] if fc is not None and len(fc) >= 2 else projection_dim
-    if not isinstance(output_width, int):
-        raise ModelFileError(meta.path, "does not say how wide its output is.",
-                             "Get a complete copy of the projector.")
+    n_embd = meta.require_int("clip.vision.embedding_length", "the vision width")
+    n_layer = meta.require_int("clip.vision.block_count", "the vision layer count")
+    n_ff = meta.require_int("clip.vision.feed_forward_length", "the vision FFN width")
+    _check_idefics3_tensors(meta, n_embd, n_ff, n_layer, patch_size, scale_factor)
+    output_width = meta.tensors["mm.model.fc.weight"][1]
     preproc = meta.get("clip.vision.preproc_image_size")
     return ProjectorInfo(
         path=meta.path,
         size_bytes=meta.path.stat().st_size,
         projector_type=projector,
         output_width=int(output_width),
-        n_embd=meta.require_int("clip.vision.embedding_length", "the vision width"),
-        n_layer=meta.require_int("clip.vision.block_count", "the vision layer count"),
+        n_embd=n_embd,
+        n_layer=n_layer,
         image_size=image_size,
         patch_size=patch_size,
         scale_factor=scale_factor,
         preproc_image_size=int(preproc) if isinstance(preproc, int) and preproc > 0 else None,
         file_type=meta.get("general.file_type"),
+    )
+
+
+def _check_idefics3_tensors(
+    meta: GGUFMetadata, d: int, ff: int, n_layer: int, patch: int, scale: int
+) -> None:
+    """The tensors libmtmd's SigLIP graph uses, in the shapes it assumes.
+
+    A missing patch embedding or attention weight crashes libmtmd, and a wrongly shaped one
+    makes ggml abort the process, so both are refused here.
+    """
+    expected: dict[str, tuple[int, ...] | None] = {
+        "v.patch_embd.weight": (patch, patch, 3, d),
+        "mm.model.fc.weight": (d * scale * scale, None),  # None: any output width
+    }
+    for i in range(n_layer):
+        b = f"v.blk.{i}."
+        if b + "attn_qkv.weight" not in meta.tensors:
+            for name in ("attn_q", "attn_k", "attn_v"):
+                expected[b + name + ".weight"] = (d, d)
+        expected[b + "attn_out.weight"] = (d, d)
+        # converters disagree on which of up/down is which: libmtmd accepts either order
+        up, down = meta.tensors.get(b + "ffn_up.weight"), meta.tensors.get(b + "ffn_down.weight")
+        if up is None:
+            _bad_tensor(meta, b + "ffn_up.weight", None)
+        if down is None or {up, down} != {(d, ff), (ff, d)}:
+            _bad_tensor(meta, b + "ffn_down.weight", down)
+    for name, shape in expected.items():
+        actual = meta.tensors.get(name)
+        if actual is None or len(actual) != len(shape) or any(
+            want is not None and want != got for want, got in zip(shape, actual)
+        ):
+            _bad_tensor(meta, name, actual)
+
+
+def _bad_tensor(meta: GGUFMetadata, name: str, actual: object) -> None:
+    problem = "lacks the tensor" if actual is None else f"has a wrongly shaped tensor ({list(actual)})"
+    raise ModelFileError(
+        meta.path,
+        f"{problem} '{name}' that SmolVLM's vision encoder needs.",
+        "The file is damaged or was converted wrongly; download it again.",
     )
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping
 
 import gguf
 import numpy as np
@@ -226,11 +227,13 @@ def write_mmproj(
     weight_type: str = "F16",
     name: str = "TinySmolVLM",
     projector_type: str = "idefics3",
+    tensor_edits: Mapping[str, np.ndarray | None] = {},
     seed: int = 1,
 ) -> Path:
     """An idefics3 vision projector: a SigLIP encoder plus the pixel-shuffle projection.
 
     ``output_width`` is the embedding width of the text model it belongs to.
+    ``tensor_edits`` replaces tensors by name (numpy shapes), or leaves them out (None).
     """
     rng = np.random.default_rng(seed)
     d, ff = shape.n_embd, shape.n_ff
@@ -262,29 +265,35 @@ def write_mmproj(
             return np.full(n, value, dtype=np.float32)
         return _random(rng, (n,))
 
+    def put(name: str, data: np.ndarray, data_type: str = "F32") -> None:
+        if name in tensor_edits:  # tests write damaged projectors this way
+            data = tensor_edits[name]
+            if data is None:
+                return
+        _add_weight(w, name, data, data_type)
+
     p = shape.patch_size
     # the patch convolution's rows (patch_size wide) are too short to quantize
-    patch_type = "F32" if weight_type == "F32" else "F16"
-    _add_weight(w, "v.patch_embd.weight", _random(rng, (d, 3, p, p)), patch_type)
-    w.add_tensor("v.patch_embd.bias", vector(d))
-    w.add_tensor("v.position_embd.weight", _random(rng, (n_patches, d)))
+    put("v.patch_embd.weight", _random(rng, (d, 3, p, p)), "F32" if weight_type == "F32" else "F16")
+    put("v.patch_embd.bias", vector(d))
+    put("v.position_embd.weight", _random(rng, (n_patches, d)))
     for i in range(shape.n_layer):
         b = f"v.blk.{i}."
-        w.add_tensor(b + "ln1.weight", vector(d, 1.0))
-        w.add_tensor(b + "ln1.bias", vector(d, 0.0))
+        put(b + "ln1.weight", vector(d, 1.0))
+        put(b + "ln1.bias", vector(d, 0.0))
         for proj in ("attn_q", "attn_k", "attn_v", "attn_out"):
-            _add_weight(w, b + proj + ".weight", _random(rng, (d, d)), weight_type)
-            w.add_tensor(b + proj + ".bias", vector(d))
-        w.add_tensor(b + "ln2.weight", vector(d, 1.0))
-        w.add_tensor(b + "ln2.bias", vector(d, 0.0))
-        _add_weight(w, b + "ffn_up.weight", _random(rng, (ff, d)), weight_type)
-        w.add_tensor(b + "ffn_up.bias", vector(ff))
-        _add_weight(w, b + "ffn_down.weight", _random(rng, (d, ff)), weight_type)
-        w.add_tensor(b + "ffn_down.bias", vector(d))
-    w.add_tensor("v.post_ln.weight", vector(d, 1.0))
-    w.add_tensor("v.post_ln.bias", vector(d, 0.0))
+            put(b + proj + ".weight", _random(rng, (d, d)), weight_type)
+            put(b + proj + ".bias", vector(d))
+        put(b + "ln2.weight", vector(d, 1.0))
+        put(b + "ln2.bias", vector(d, 0.0))
+        put(b + "ffn_up.weight", _random(rng, (ff, d)), weight_type)
+        put(b + "ffn_up.bias", vector(ff))
+        put(b + "ffn_down.weight", _random(rng, (d, ff)), weight_type)
+        put(b + "ffn_down.bias", vector(d))
+    put("v.post_ln.weight", vector(d, 1.0))
+    put("v.post_ln.bias", vector(d, 0.0))
     merged = d * shape.scale_factor**2
-    _add_weight(w, "mm.model.fc.weight", _random(rng, (output_width, merged)), weight_type)
+    put("mm.model.fc.weight", _random(rng, (output_width, merged)), weight_type)
     _write(w)
     return path
 

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from smolchat.engine import Engine, ModelFileError, inspect_projector, inspect_text_model
+from smolchat.engine import (
+    Engine,
+    ModelFileError,
+    inspect_projector,
+    inspect_text_model,
+)
 from smolchat.testing.gguf_pair import TINY, VisionShape, write_mmproj
 
 
@@ -77,6 +83,22 @@ def test_projector_settings_that_would_abort_llama_cpp(tmp_path):
     path = write_mmproj(tmp_path / "mmproj-bad.gguf", bad, output_width=64)
     with pytest.raises(ModelFileError, match="invalid projector scale factor"):
         inspect_projector(path)
+
+
+@pytest.mark.parametrize(
+    "edits, expected",
+    [
+        ({"v.patch_embd.weight": None}, "lacks the tensor 'v.patch_embd.weight'"),
+        ({"v.blk.1.attn_k.weight": None}, "lacks the tensor 'v.blk.1.attn_k.weight'"),
+        ({"mm.model.fc.weight": np.zeros((64, 64), np.float32)}, "wrongly shaped tensor .* 'mm.model.fc.weight'"),
+        ({"v.blk.0.ffn_down.weight": np.zeros((32, 32), np.float32)}, "wrongly shaped .* 'v.blk.0.ffn_down.weight'"),
+    ],
+)
+def test_damaged_projectors_that_would_crash_libmtmd(tiny_pair, tmp_path, edits, expected):
+    # libmtmd segfaults on the first two and ggml aborts the process on the others
+    path = write_mmproj(tmp_path / "mmproj-damaged.gguf", TINY.vision, output_width=64, tensor_edits=edits)
+    with pytest.raises(ModelFileError, match=expected):
+        Engine(tiny_pair[0], path)
 
 
 def test_metadata_of_a_good_pair(tiny_pair):
