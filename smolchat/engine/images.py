@@ -80,8 +80,9 @@ def prepare_image(
             "Use a PNG, JPEG, WebP, GIF, BMP or TIFF file."
         ) from e
     except Image.DecompressionBombError as e:
+        limit = 2 * (Image.MAX_IMAGE_PIXELS or 0) / 1e6
         raise ImageError(
-            f"{label}: is too large to open safely ({e}). Scale it down first."
+            f"{label}: is too large to open safely (over {limit:g} megapixels). Scale it down first."
         ) from e
     except (OSError, SyntaxError, ValueError) as e:
         raise ImageError(f"{label}: the image is damaged or incomplete ({e}).") from e

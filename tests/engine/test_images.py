@@ -80,3 +80,12 @@ def test_decoded_images_can_be_passed_directly(tiny_engine, images):
     assert isinstance(decoded, PreparedImage)
     result, _ = answer(tiny_engine, [Message.user("What is it?", images=[decoded])])
     assert result.stats.image_tiles_encoded > 0
+
+
+def test_an_image_too_large_to_decode_safely(tmp_path, monkeypatch):
+    path = tmp_path / "gigapixel.png"
+    Image.new("RGB", (400, 300)).save(path)
+    # Pillow refuses images over twice this many pixels (a decompression bomb guard)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 50_000)
+    with pytest.raises(ImageError, match="gigapixel.png: is too large to open safely"):
+        prepare_image(path)
