@@ -19,7 +19,7 @@ import os
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterator, Sequence, Union
 
 import llama_cpp
@@ -43,7 +43,15 @@ from smolchat.engine.prompt import (
     ChatTemplate,
     Message,
     PromptError,
-    Segment,
+)
+from smolchat.engine.tokenize import (
+    Chunk,
+    ImageUnit,
+    TokenizedPrompt,
+    Unit,
+    common_prefix,
+    mtmd_layout,
+    text_prompt,
 )
 from smolchat.errors import SmolChatError
 
@@ -146,40 +154,6 @@ class PrefillResult:
 TurnEvent = Union[TextDelta, TurnResult]
 
 
-@dataclass(frozen=True)
-class _ImageUnit:
-    """One image chunk (a tile, for SmolVLM) as it sits in the KV cache."""
-
-    content_id: str
-    index: int  # which chunk of this image
-    n_pos: int
-
-
-_Unit = Union[int, _ImageUnit]  # a text token, or an image chunk
-
-
-@dataclass
-class _Chunk:
-    first_unit: int
-    n_units: int
-    first_pos: int
-    n_pos: int
-    tokens: list[int] | None = None  # text chunk
-    image_ptr: object = None  # image chunk: an mtmd_input_chunk inside a tokenized prompt
-    n_image_tokens: int = 0
-
-
-@dataclass
-class _Prompt:
-    units: list[_Unit] = field(default_factory=list)
-    chunks: list[_Chunk] = field(default_factory=list)
-    n_pos: int = 0
-    image_tokens: int = 0
-
-    def unit_pos(self, unit: _Unit) -> int:
-        return unit.n_pos if isinstance(unit, _ImageUnit) else 1
-
-
 @dataclass
 class _EvalCounters:
     reused: int = 0
@@ -212,7 +186,7 @@ class Engine:
         self._mtmd_ctx = None
         self._batch: native.TokenBatch | None = None
         self._abort = native.AbortWatch()
-        self._units: list[_Unit] = []  # what the KV cache holds, in order
+        self._units: list[Unit] = []  # what the KV cache holds, in order
         self._n_past = 0
         self._in_operation = False
         # Images larger than the model's preprocessing size are shrunk to it once, when read:
@@ -396,7 +370,7 @@ class Engine:
             yield from self._generate(sampling, started, prompt, counters, cancelled)
 
     def _generate(
-        self, sampling: SamplingParams, started: float, prompt: _Prompt,
+        self, sampling: SamplingParams, started: float, prompt: TokenizedPrompt,
         counters: _EvalCounters, cancelled: threading.Event,
     ) -> Iterator[TurnEvent]:
         assert self._llama is not None and self._batch is not None
@@ -455,7 +429,7 @@ class Engine:
 
     def _stats(
         self, started: float, first_at: float | None, last_at: float | None, generated: int,
-        prompt: _Prompt, counters: _EvalCounters, finish: str,
+        prompt: TokenizedPrompt, counters: _EvalCounters, finish: str,
     ) -> TurnStats:
         ended = time.perf_counter()
         tpot = None
@@ -502,17 +476,12 @@ class Engine:
                 cancelled=counters.cancelled,
             )
 
-    def _stable_prefix(self, messages: Sequence[Message], prompt: _Prompt) -> int:
+    def _stable_prefix(self, messages: Sequence[Message], prompt: TokenizedPrompt) -> int:
         """How many units of ``prompt`` will not change while the last message is written."""
-        last_image = max(
-            (i for i, u in enumerate(prompt.units) if isinstance(u, _ImageUnit)), default=-1
-        )
-        stable = 0
-        if last_image >= 0 and messages and messages[-1].images:
-            stable = last_image + 1
+        stable = prompt.last_image_end() if messages and messages[-1].images else 0
         if len(messages) > 1:
             with self._tokenized(messages[:-1], add_generation_prompt=False, pixels=False) as history:
-                stable = max(stable, _common_prefix(history.units, prompt.units))
+                stable = max(stable, common_prefix(history.units, prompt.units))
         return stable
 
     # -- tokenizing ------------------------------------------------------------------------
@@ -538,108 +507,27 @@ class Engine:
     @contextmanager
     def _tokenized(
         self, messages: Sequence[Message], *, add_generation_prompt: bool, pixels: bool = True
-    ) -> Iterator[_Prompt]:
+    ) -> Iterator[TokenizedPrompt]:
         """The prompt's chunks. With ``pixels=False`` only their layout (nothing to evaluate)."""
         segments = self.template.render(
             self._resolve_images(messages), add_generation_prompt=add_generation_prompt
         )
         if self._mtmd_ctx is None:
-            yield self._tokenize_text_only(segments)
+            assert self._llama is not None
+            (text,) = segments
+            yield text_prompt(self._llama.tokenize(text.encode("utf-8"), add_bos=True, special=True))
             return
         # First lay the prompt out with placeholder images (sizes only: no pixel work), then
         # give real pixels only to the images the KV cache does not hold yet.
-        with self._mtmd_tokenize(segments, real_ids=frozenset()) as layout:
-            if not pixels:
+        with mtmd_layout(self._mtmd_ctx, segments, real_ids=frozenset()) as layout:
+            needed = layout.image_ids_from(common_prefix(self._units, layout.units))
+            if not pixels or not needed:
                 yield layout
                 return
-            matched = _common_prefix(self._units, layout.units)
-            needed = frozenset(
-                u.content_id for u in layout.units[matched:] if isinstance(u, _ImageUnit)
-            )
-            if not needed:
-                yield layout
-                return
-        with self._mtmd_tokenize(segments, real_ids=needed) as prompt:
-            if prompt.units != layout.units:  # libmtmd laid the real images out differently
-                raise EngineError("libmtmd tokenized an image differently on a second pass.")
+        with mtmd_layout(self._mtmd_ctx, segments, real_ids=needed) as prompt:
+            if prompt.units != layout.units:
+                raise EngineError("libmtmd laid an image out differently from its placeholder.")
             yield prompt
-
-    def _tokenize_text_only(self, segments: list[Segment]) -> _Prompt:
-        assert self._llama is not None
-        (text,) = segments
-        tokens = self._llama.tokenize(text.encode("utf-8"), add_bos=True, special=True)
-        prompt = _Prompt(units=list(tokens), n_pos=len(tokens))
-        prompt.chunks.append(_Chunk(0, len(tokens), 0, len(tokens), tokens=list(tokens)))
-        return prompt
-
-    @contextmanager
-    def _mtmd_tokenize(self, segments: list[Segment], real_ids: frozenset[str]) -> Iterator[_Prompt]:
-        texts, bitmaps, keep_alive = [], [], []
-        parts = (mtmd.mtmd_input_part * len(segments))()
-        try:
-            for i, segment in enumerate(segments):
-                if isinstance(segment, str):
-                    data = segment.encode("utf-8")
-                    text = mtmd.mtmd_input_text(data, len(data), True, True)
-                    keep_alive.append(data)
-                    texts.append(text)
-                    parts[i].text = ctypes.pointer(text)
-                    parts[i].bitmap = None
-                else:
-                    pixels = None
-                    if segment.content_id in real_ids:
-                        pixels = (ctypes.c_ubyte * len(segment.rgb)).from_buffer_copy(segment.rgb)
-                    bitmap = mtmd.mtmd_bitmap_init(segment.width, segment.height, pixels)
-                    if not bitmap:
-                        raise EngineError(f"{segment.source}: libmtmd could not take this image.")
-                    bitmaps.append(bitmap)
-                    mtmd.mtmd_bitmap_set_id(bitmap, segment.content_id.encode())
-                    parts[i].text = None
-                    parts[i].bitmap = bitmap
-            part_ptrs = (ctypes.POINTER(mtmd.mtmd_input_part) * len(segments))(
-                *[ctypes.pointer(parts[i]) for i in range(len(segments))]
-            )
-            chunks = mtmd.mtmd_input_chunks_init()
-            rc = mtmd.mtmd_tokenize_from_parts(self._mtmd_ctx, chunks, part_ptrs, len(segments), True)
-        finally:
-            for bitmap in bitmaps:
-                mtmd.mtmd_bitmap_free(bitmap)
-        try:
-            if rc != 0:
-                raise EngineError(f"libmtmd could not tokenize this conversation (code {rc}).")
-            yield self._read_chunks(chunks)
-        finally:
-            mtmd.mtmd_input_chunks_free(chunks)
-
-    def _read_chunks(self, chunks: object) -> _Prompt:
-        prompt = _Prompt()
-        seen: dict[str, int] = {}
-        n_tokens = ctypes.c_size_t()
-        for i in range(mtmd.mtmd_input_chunks_size(chunks)):
-            chunk = mtmd.mtmd_input_chunks_get(chunks, i)
-            kind = mtmd.mtmd_input_chunk_get_type(chunk)
-            first_unit, first_pos = len(prompt.units), prompt.n_pos
-            if kind == mtmd.MTMD_INPUT_CHUNK_TYPE_TEXT:
-                ptr = mtmd.mtmd_input_chunk_get_tokens_text(chunk, ctypes.byref(n_tokens))
-                tokens = ptr[: n_tokens.value] if n_tokens.value else []
-                prompt.units.extend(tokens)
-                prompt.n_pos += len(tokens)
-                prompt.chunks.append(_Chunk(first_unit, len(tokens), first_pos, len(tokens), tokens=tokens))
-            elif kind == mtmd.MTMD_INPUT_CHUNK_TYPE_IMAGE:
-                content_id = (mtmd.mtmd_input_chunk_get_id(chunk) or b"").decode()
-                index = seen.get(content_id, 0)
-                seen[content_id] = index + 1
-                n_pos = mtmd.mtmd_input_chunk_get_n_pos(chunk)
-                n_img = mtmd.mtmd_input_chunk_get_n_tokens(chunk)
-                prompt.units.append(_ImageUnit(content_id, index, n_pos))
-                prompt.n_pos += n_pos
-                prompt.image_tokens += n_img
-                prompt.chunks.append(
-                    _Chunk(first_unit, 1, first_pos, n_pos, image_ptr=chunk, n_image_tokens=n_img)
-                )
-            else:
-                raise EngineError("This conversation holds media SmolChat cannot play (audio).")
-        return prompt
 
     # -- evaluating ------------------------------------------------------------------------
 
@@ -648,14 +536,14 @@ class Engine:
         del self._units[n_units:]
         self._n_past = n_pos
 
-    def _evaluate(self, prompt: _Prompt, stop_unit: int, *, logits_last: bool, counters: _EvalCounters) -> None:
+    def _evaluate(self, prompt: TokenizedPrompt, stop_unit: int, *, logits_last: bool, counters: _EvalCounters) -> None:
         """Bring the KV cache to ``prompt.units[:stop_unit]``, evaluating only what is new."""
-        matched = min(_common_prefix(self._units, prompt.units), stop_unit)
+        matched = min(common_prefix(self._units, prompt.units), stop_unit)
         if logits_last and matched == stop_unit and stop_unit > 0:
             matched -= 1  # the last token is evaluated again: its logits start the answer
-        if logits_last and (stop_unit == 0 or isinstance(prompt.units[stop_unit - 1], _ImageUnit)):
+        if logits_last and (stop_unit == 0 or isinstance(prompt.units[stop_unit - 1], ImageUnit)):
             raise PromptError("The prompt must end with text for the model to answer.")
-        matched_pos = sum(prompt.unit_pos(u) for u in prompt.units[:matched])
+        matched_pos = prompt.positions(matched)
         self._truncate_cache(matched, matched_pos)
         counters.reused = matched_pos
         assert self._llama is not None and self._batch is not None
@@ -686,7 +574,7 @@ class Engine:
                 if counters.cancelled:
                     return
 
-    def _evaluate_image(self, unit: _ImageUnit, chunk: _Chunk, counters: _EvalCounters) -> None:
+    def _evaluate_image(self, unit: ImageUnit, chunk: Chunk, counters: _EvalCounters) -> None:
         assert self._llama is not None
         began = time.perf_counter()
         rc = mtmd.mtmd_encode_chunk(self._mtmd_ctx, chunk.image_ptr)
@@ -717,14 +605,6 @@ class Engine:
         if rc == 1:
             raise ContextOverflowError(self._n_past + 1, self.n_ctx)
         raise EngineError(f"llama.cpp failed while reading the prompt (code {rc}).")
-
-
-def _common_prefix(a: Sequence[_Unit], b: Sequence[_Unit]) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
 
 
 def _find_stop(text: str, stops: tuple[str, ...], emitted: int) -> int | None:
