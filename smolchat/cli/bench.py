@@ -7,7 +7,13 @@ import json
 import math
 from pathlib import Path
 
-from smolchat.benchmark import DEFAULT_PROMPT, BenchConfig, EngineReport, run_benchmark, validate
+from smolchat.benchmark import (
+    DEFAULT_PROMPT,
+    BenchConfig,
+    EngineReport,
+    run_benchmark,
+    validate,
+)
 from smolchat.cli.options import add_model_options
 
 HELP = "measure time to first token and decode speed over a conversation"

@@ -8,7 +8,14 @@ import time
 import llama_cpp.mtmd_cpp as mtmd
 import pytest
 
-from smolchat.engine import Engine, EngineSettings, Message, SamplingParams, TextDelta, TurnResult
+from smolchat.engine import (
+    Engine,
+    EngineSettings,
+    Message,
+    SamplingParams,
+    TextDelta,
+    TurnResult,
+)
 from smolchat.engine import engine as engine_module
 from tests.helpers import GREEDY, answer
 
