@@ -15,7 +15,9 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--mmproj", type=Path, metavar="GGUF",
                        help="its vision projector, e.g. mmproj-SmolVLM-256M-Instruct-f16.gguf "
                             "(without it the model answers text only)")
-    group.add_argument("--n-ctx", type=int, default=4096, metavar="N", help="context size in tokens (default 4096)")
+    default_ctx = EngineSettings().n_ctx
+    group.add_argument("--n-ctx", type=int, default=default_ctx, metavar="N",
+                       help=f"context size in tokens (default {default_ctx})")
     group.add_argument("--threads", type=int, metavar="N", help="CPU threads (default: all available cores)")
     group.add_argument("--gpu-layers", type=int, default=0, metavar="N",
                        help="layers to offload to the GPU (-1: all; needs a GPU build of llama.cpp)")

@@ -285,11 +285,6 @@ class Engine:
     def n_ctx(self) -> int:
         return self.settings.n_ctx
 
-    @property
-    def cached_tokens(self) -> int:
-        """Positions of the current conversation held in the KV cache."""
-        return self._n_past
-
     def close(self) -> None:
         """Free the model, the projector and the KV cache. The engine is unusable afterwards.
 

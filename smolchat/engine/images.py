@@ -9,9 +9,7 @@ their hash becomes the image's identity in the KV cache.
 from __future__ import annotations
 
 import hashlib
-import io
 import os
-import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +36,7 @@ class PreparedImage:
     height: int
     rgb: bytes = field(repr=False)
     content_id: str  # hash of the pixels: the same picture always gets the same id
-    source: str = ""  # what the user gave (a path or a description), for messages
+    source: str = ""  # the file it came from, for messages
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, PreparedImage) and other.content_id == self.content_id
@@ -47,25 +45,16 @@ class PreparedImage:
         return hash(self.content_id)
 
 
-def prepare_image(
-    source: str | os.PathLike[str] | bytes | Image.Image,
-    *,
-    max_side: int = DEFAULT_MAX_SIDE,
-    name: str | None = None,
-) -> PreparedImage:
-    """Decode ``source`` (a path, encoded bytes or a Pillow image) into RGB pixels."""
-    label = name or _label(source)
+def prepare_image(path: str | os.PathLike[str], *, max_side: int = DEFAULT_MAX_SIDE) -> PreparedImage:
+    """Decode the image file at ``path`` into RGB pixels, at most ``max_side`` wide and high."""
+    label = str(path)
     opened: Image.Image | None = None
     try:
-        if isinstance(source, Image.Image):
-            image = source
-        else:
-            opened = Image.open(io.BytesIO(source) if isinstance(source, bytes) else Path(source))
-            image = opened
-            if image.format == "JPEG":
-                # JPEG decodes at 1/2, 1/4 or 1/8 scale directly: far faster for big photos
-                image.draft("RGB", (max_side, max_side))
-            image.load()
+        opened = image = Image.open(Path(path))
+        if image.format == "JPEG":
+            # JPEG decodes at 1/2, 1/4 or 1/8 scale directly: far faster for big photos
+            image.draft("RGB", (max_side, max_side))
+        image.load()
         image = ImageOps.exif_transpose(image)
         image = _flatten_to_rgb(image)
     except FileNotFoundError as e:
@@ -116,23 +105,17 @@ def _flatten_to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def _label(source: object) -> str:
-    if isinstance(source, (str, os.PathLike)):
-        return str(source)
-    return "the image"
-
-
 class ImageCache:
     """Decoded images by path, so a conversation's pictures are not re-read every turn.
 
     An entry is reused only while the file's size and modification time are unchanged.
+    Used by the thread that owns the engine only.
     """
 
     def __init__(self, capacity: int = 16, max_side: int = DEFAULT_MAX_SIDE) -> None:
         self.capacity = capacity
         self.max_side = max_side
         self._entries: OrderedDict[tuple[str, int, int, int], PreparedImage] = OrderedDict()
-        self._lock = threading.Lock()
 
     def get(self, path: str | os.PathLike[str]) -> PreparedImage:
         p = Path(path)
@@ -141,14 +124,12 @@ class ImageCache:
         except FileNotFoundError as e:
             raise ImageError(f"{p}: the file does not exist.") from e
         key = (str(p.resolve()), st.st_size, st.st_mtime_ns, self.max_side)
-        with self._lock:
-            hit = self._entries.get(key)
-            if hit is not None:
-                self._entries.move_to_end(key)
-                return hit
+        hit = self._entries.get(key)
+        if hit is not None:
+            self._entries.move_to_end(key)
+            return hit
         image = prepare_image(p, max_side=self.max_side)
-        with self._lock:
-            self._entries[key] = image
-            while len(self._entries) > self.capacity:
-                self._entries.popitem(last=False)
+        self._entries[key] = image
+        while len(self._entries) > self.capacity:
+            self._entries.popitem(last=False)
         return image

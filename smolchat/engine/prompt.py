@@ -89,7 +89,6 @@ class ChatTemplate:
     """A model's chat template, rendered into text and image segments."""
 
     def __init__(self, template: str, *, bos_token: str = "", eos_token: str = "") -> None:
-        self.source = template
         self._with_generation = Jinja2ChatFormatter(template, eos_token, bos_token, True)
         self._without_generation = Jinja2ChatFormatter(template, eos_token, bos_token, False)
         self.content_as_parts = self._takes_content_parts()
@@ -118,44 +117,18 @@ class ChatTemplate:
             plain = [{"role": m.role, "content": m.text} for m in messages]
             return [self._safe_render(plain, add_generation_prompt)]
 
-        ordered: list[PreparedImage] = []
-        from_text: list[bool] = []  # for each "<image>" in the output: does user text hold it?
-        structured = []
-        for m in messages:
-            parts = []
-            for part in m.content:
-                if isinstance(part, str):
-                    parts.append({"type": "text", "text": part})
-                    from_text.extend([True] * part.count(TEMPLATE_IMAGE_TOKEN))
-                else:
-                    parts.append({"type": "image"})
-                    ordered.append(_decoded(part))
-                    from_text.append(False)
-            structured.append({"role": m.role, "content": parts or [{"type": "text", "text": ""}]})
+        structured, ordered, from_text = _template_messages(messages, {"type": "image"})
         text = self._safe_render(structured, add_generation_prompt)
-        pieces = text.split(TEMPLATE_IMAGE_TOKEN)
         if not ordered:
             return [text]
+        pieces = text.split(TEMPLATE_IMAGE_TOKEN)
         if len(pieces) - 1 == len(from_text):
             return _interleave(pieces, from_text, ordered)
         # The template draws images some other way: mark each image with a sentinel text part
         # and split there.
         log.debug("chat template does not render images as %s; using sentinels", TEMPLATE_IMAGE_TOKEN)
-        return self._render_with_sentinels(messages, add_generation_prompt)
-
-    def _render_with_sentinels(self, messages: Sequence[Message], add_generation_prompt: bool) -> list[Segment]:
         sentinel = "\u2063img\u2063"
-        ordered = []
-        structured = []
-        for m in messages:
-            parts = []
-            for part in m.content:
-                if isinstance(part, str):
-                    parts.append({"type": "text", "text": part.replace(sentinel, "")})
-                else:
-                    parts.append({"type": "text", "text": sentinel})
-                    ordered.append(_decoded(part))
-            structured.append({"role": m.role, "content": parts})
+        structured, ordered, _ = _template_messages(messages, {"type": "text", "text": sentinel})
         pieces = self._safe_render(structured, add_generation_prompt).split(sentinel)
         if len(pieces) - 1 != len(ordered):
             raise PromptError("This model's chat template drops images; it cannot be used for image chat.")
@@ -166,6 +139,27 @@ class ChatTemplate:
             return self._render(messages, add_generation_prompt)
         except Exception as e:
             raise PromptError(f"The model's chat template failed on this conversation: {e}") from e
+
+
+def _template_messages(
+    messages: Sequence[Message], image_part: dict
+) -> tuple[list[dict], list[PreparedImage], list[bool]]:
+    """Messages as chat templates take them (content as a list of parts), with every image
+    drawn as ``image_part``; also the images in order, and for each "<image>" the rendered
+    text will hold: whether it comes from user text rather than from an image."""
+    structured, ordered, from_text = [], [], []
+    for m in messages:
+        parts = []
+        for part in m.content:
+            if isinstance(part, str):
+                parts.append({"type": "text", "text": part})
+                from_text.extend([True] * part.count(TEMPLATE_IMAGE_TOKEN))
+            else:
+                parts.append(image_part)
+                ordered.append(_decoded(part))
+                from_text.append(False)
+        structured.append({"role": m.role, "content": parts or [{"type": "text", "text": ""}]})
+    return structured, ordered, from_text
 
 
 def _interleave(pieces: list[str], from_text: list[bool], images: list[PreparedImage]) -> list[Segment]:
