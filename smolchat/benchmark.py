@@ -20,7 +20,7 @@ import statistics
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 DEFAULT_PROMPT = "What is in this picture?"
@@ -77,9 +77,6 @@ class EngineReport:
     peak_rss_mb: float
     load_s: float
     ttft_s_runs: list[list[float]] = field(default_factory=list)  # per turn, every run
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 def question(turn: int, config: BenchConfig) -> str:
