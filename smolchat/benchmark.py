@@ -23,6 +23,8 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from smolchat.engine.engine import EngineSettings, default_threads
+
 DEFAULT_PROMPT = "What is in this picture?"
 FOLLOW_UPS = (
     "What colours stand out?",
@@ -40,19 +42,7 @@ class BenchConfig:
     max_tokens: int = 64
     runs: int = 5
     turns: int = 2
-    n_ctx: int = 4096
-    threads: int | None = None
-    n_gpu_layers: int = 0
-    flash_attn: bool = True
-    image_max_tokens: int | None = None
-
-    def engine_settings(self):
-        from smolchat.engine import EngineSettings
-
-        return EngineSettings(
-            n_ctx=self.n_ctx, n_threads=self.threads, n_gpu_layers=self.n_gpu_layers,
-            flash_attn=self.flash_attn, image_max_tokens=self.image_max_tokens,
-        )
+    settings: EngineSettings = field(default_factory=EngineSettings)
 
 
 @dataclass
@@ -77,6 +67,8 @@ class EngineReport:
     peak_rss_mb: float
     load_s: float
     ttft_s_runs: list[list[float]] = field(default_factory=list)  # per turn, every run
+    vision: str = ""  # how images were read: encoder, precision, threads
+    decode_threads: int = 0
 
 
 def question(turn: int, config: BenchConfig) -> str:
@@ -109,13 +101,15 @@ def _median_figures(samples: list[dict]) -> TurnFigures:
     )
 
 
-def _report(engine: str, per_turn: list[list[dict]], load_s: float) -> EngineReport:
+def _report(engine: str, per_turn: list[list[dict]], load_s: float, vision: str, decode_threads: int) -> EngineReport:
     return EngineReport(
         engine=engine,
         turns=[_median_figures(samples) for samples in per_turn],
         peak_rss_mb=_peak_rss_mb(),
         load_s=load_s,
         ttft_s_runs=[[s["ttft_s"] for s in samples] for samples in per_turn],
+        vision=vision,
+        decode_threads=decode_threads,
     )
 
 
@@ -125,8 +119,11 @@ def measure_smolchat(config: BenchConfig, progress=None) -> EngineReport:
 
     sampling = SamplingParams(temperature=0.0, max_tokens=config.max_tokens, ignore_eos=True)
     started = time.perf_counter()
-    with Engine(config.model, config.mmproj, config.engine_settings()) as engine:
+    with Engine(config.model, config.mmproj, config.settings) as engine:
         load_s = time.perf_counter() - started
+        plan = engine.vision_plan
+        vision = f"{plan.describe()} ({plan.how})" if plan else "none"
+        decode_threads = engine.decode_threads
         per_turn: list[list[dict]] = [[] for _ in range(config.turns)]
         for run in range(config.runs + 1):  # run 0 is the warm-up
             engine.reset()
@@ -145,7 +142,7 @@ def measure_smolchat(config: BenchConfig, progress=None) -> EngineReport:
                 if progress:
                     progress(f"smolchat run {run or 'warm-up'} turn {turn + 1}: "
                              f"TTFT {result.stats.ttft_s:.2f} s")
-    return _report("smolchat", per_turn, load_s)
+    return _report("smolchat", per_turn, load_s, vision, decode_threads)
 
 
 def measure_baseline(config: BenchConfig, progress=None) -> EngineReport:
@@ -157,12 +154,13 @@ def measure_baseline(config: BenchConfig, progress=None) -> EngineReport:
     from smolchat.engine import native
 
     native.route_native_logs()
-    settings = config.engine_settings()
+    settings = config.settings
+    threads = settings.n_threads or default_threads()
     started = time.perf_counter()
     handler = MTMDChatHandler(str(config.mmproj), verbose=False) if config.mmproj else None
     llama = Llama(
         str(config.model), n_ctx=settings.n_ctx, n_batch=settings.n_batch, n_ubatch=settings.n_batch,
-        n_threads=settings.threads, n_threads_batch=settings.threads_batch,
+        n_threads=threads, n_threads_batch=settings.n_threads_batch or threads,
         n_gpu_layers=settings.n_gpu_layers, flash_attn=settings.flash_attn,
         chat_handler=handler, verbose=False,
     )
@@ -207,7 +205,8 @@ def measure_baseline(config: BenchConfig, progress=None) -> EngineReport:
                     progress(f"baseline run {run or 'warm-up'} turn {turn + 1}: TTFT {ttft:.2f} s")
     finally:
         llama.close()
-    return _report("baseline", per_turn, load_s)
+    vision = f"libmtmd F16 file as given, {threads} threads" if config.mmproj else "none"
+    return _report("baseline", per_turn, load_s, vision, threads)
 
 
 def _progress_to_stderr(line: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,8 @@ from PIL import Image
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 # Nothing in the tests may reach the Hugging Face Hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Converted models, measurements and compiled encoders go to a folder of the test run's own.
+os.environ["SMOLCHAT_HOME"] = tempfile.mkdtemp(prefix="smolchat-tests-")
 
 from smolchat.engine import Engine, EngineSettings  # noqa: E402
 from smolchat.testing.gguf_pair import TINY, write_pair  # noqa: E402

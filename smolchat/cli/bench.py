@@ -14,7 +14,7 @@ from smolchat.benchmark import (
     run_benchmark,
     validate,
 )
-from smolchat.cli.options import add_model_options
+from smolchat.cli.options import add_model_options, engine_settings
 
 HELP = "measure time to first token and decode speed over a conversation"
 
@@ -40,9 +40,7 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit("smolchat bench: --runs and --turns must be at least 1, --max-tokens at least 2")
     config = BenchConfig(
         model=args.model, mmproj=args.mmproj, images=tuple(args.image), prompt=args.prompt,
-        max_tokens=args.max_tokens, runs=args.runs, turns=args.turns, n_ctx=args.n_ctx,
-        threads=args.threads, n_gpu_layers=args.gpu_layers, flash_attn=args.flash_attn,
-        image_max_tokens=args.image_max_tokens,
+        max_tokens=args.max_tokens, runs=args.runs, turns=args.turns, settings=engine_settings(args),
     )
     validate(config)
     reports = run_benchmark(config, baseline=args.baseline, verbose=args.verbose > 0)
@@ -55,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
 
 def as_json(config: BenchConfig, reports: list[EngineReport]) -> dict:
     ours, *others = reports
-    settings = config.engine_settings()
+    settings = config.settings
     out = {
         "turns": [_turn_json(t) for t in ours.turns],
         "peak_rss_mb": round(ours.peak_rss_mb, 1),
@@ -63,8 +61,10 @@ def as_json(config: BenchConfig, reports: list[EngineReport]) -> dict:
         "model": str(config.model),
         "mmproj": str(config.mmproj) if config.mmproj else None,
         "images": [str(p) for p in config.images],
+        "vision": ours.vision,
+        "decode_threads": ours.decode_threads,
         "settings": {
-            "n_ctx": settings.n_ctx, "threads": settings.threads, "threads_batch": settings.threads_batch,
+            "n_ctx": settings.n_ctx,
             "n_gpu_layers": settings.n_gpu_layers, "flash_attn": settings.flash_attn,
             "image_max_tokens": settings.image_max_tokens, "max_tokens": config.max_tokens,
             "runs": config.runs, "turns": config.turns,
@@ -77,6 +77,7 @@ def as_json(config: BenchConfig, reports: list[EngineReport]) -> dict:
             "peak_rss_mb": round(other.peak_rss_mb, 1),
             "load_s": round(other.load_s, 3),
             "ttft_s_runs": other.ttft_s_runs,
+            "vision": other.vision,
         }
     return out
 
@@ -86,10 +87,10 @@ def _turn_json(turn) -> dict:
 
 
 def format_table(config: BenchConfig, reports: list[EngineReport]) -> str:
-    s = config.engine_settings()
+    s = config.settings
     head = (
         f"{config.model.name}" + (f" + {config.mmproj.name}" if config.mmproj else "")
-        + f" · {len(config.images)} image(s) · n_ctx {s.n_ctx} · threads {s.threads}"
+        + f" · {len(config.images)} image(s) · n_ctx {s.n_ctx}"
         + f" · flash attention {'on' if s.flash_attn else 'off'}"
         + f" · {config.max_tokens} tokens/turn · median of {config.runs} runs after a warm-up"
     )
@@ -106,7 +107,8 @@ def format_table(config: BenchConfig, reports: list[EngineReport]) -> str:
     widths = [max(len(c), *(len(row[i]) for row in rows)) for i, c in enumerate(cols)]
     line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
     memory = " · ".join(f"{r.engine} {r.peak_rss_mb:.0f} MB (load {r.load_s:.2f} s)" for r in reports)
-    return "\n".join([head, "", line(cols), *(line(row) for row in rows), "", f"peak RSS: {memory}"])
+    how = [f"{r.engine}: images read by {r.vision}; generation on {r.decode_threads} threads" for r in reports]
+    return "\n".join([head, "", line(cols), *(line(row) for row in rows), "", *how, f"peak RSS: {memory}"])
 
 
 def _n(value: int | None) -> str:

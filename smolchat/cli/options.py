@@ -18,13 +18,20 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     default_ctx = EngineSettings().n_ctx
     group.add_argument("--n-ctx", type=int, default=default_ctx, metavar="N",
                        help=f"context size in tokens (default {default_ctx})")
-    group.add_argument("--threads", type=int, metavar="N", help="CPU threads (default: all available cores)")
+    group.add_argument("--threads", type=int, metavar="N",
+                       help="CPU threads for generating (default: the fastest count measured here)")
     group.add_argument("--gpu-layers", type=int, default=0, metavar="N",
                        help="layers to offload to the GPU (-1: all; needs a GPU build of llama.cpp)")
     group.add_argument("--no-flash-attn", dest="flash_attn", action="store_false",
                        help="turn flash attention off (on by default)")
     group.add_argument("--image-max-tokens", type=int, metavar="N",
                        help="cap the tokens of each image's tile grid")
+    vision = parser.add_argument_group("reading images (default: what measured fastest on this computer)")
+    vision.add_argument("--vision", choices=("auto", "openvino", "llama.cpp"), default="auto",
+                        help="the vision encoder: OpenVINO's (with smolchat[openvino]) or libmtmd's")
+    vision.add_argument("--vision-precision", choices=("auto", "BF16", "F16", "F32"), default="auto",
+                        help="its precision: BF16 or F16 weights for llama.cpp, BF16 or F32 compute for OpenVINO")
+    vision.add_argument("--vision-threads", type=int, metavar="N", help="its CPU threads")
     parser.add_argument("-v", "--verbose", action="count", default=0,
                         help="show progress and llama.cpp's log (twice: everything)")
 
@@ -36,4 +43,7 @@ def engine_settings(args: argparse.Namespace) -> EngineSettings:
         n_gpu_layers=args.gpu_layers,
         flash_attn=args.flash_attn,
         image_max_tokens=args.image_max_tokens,
+        vision_backend=args.vision,
+        vision_precision=args.vision_precision,
+        n_threads_vision=args.vision_threads,
     )

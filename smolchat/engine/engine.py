@@ -18,14 +18,18 @@ import logging
 import os
 import threading
 import time
+from collections import Counter
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterator, Sequence, Union
 
 import llama_cpp
 import llama_cpp.mtmd_cpp as mtmd
+import numpy as np
 from llama_cpp import Llama
+from PIL import Image
 
+from smolchat import paths
 from smolchat.engine import native
 from smolchat.engine.gguf_info import (
     ModelFileError,
@@ -44,6 +48,9 @@ from smolchat.engine.prompt import (
     Message,
     PromptError,
 )
+from smolchat.engine.vision import tuning
+from smolchat.engine.vision.tiles import cut_tiles, normalized
+from smolchat.engine.vision.tuning import LLAMA_CPP, OPENVINO, VisionPlan
 from smolchat.engine.tokenize import (
     Chunk,
     ImageUnit,
@@ -91,21 +98,17 @@ def default_threads() -> int:
 class EngineSettings:
     n_ctx: int = 4096
     n_gpu_layers: int = 0  # -1: all layers
-    n_threads: int | None = None  # generation; None: every available core
-    n_threads_batch: int | None = None  # prompt and image evaluation; None: same as n_threads
+    n_threads: int | None = None  # generation; None: the fastest count measured here
+    n_threads_batch: int | None = None  # prompt evaluation; None: every available core
     flash_attn: bool = True  # also used by the vision encoder: same output, less time
     n_batch: int = 512
     image_max_tokens: int | None = None  # cap on an image's token grid (None: the model's own)
     image_min_tokens: int | None = None
     vision_on_gpu: bool = True  # only matters when llama.cpp was built with a GPU backend
-
-    @property
-    def threads(self) -> int:
-        return self.n_threads or default_threads()
-
-    @property
-    def threads_batch(self) -> int:
-        return self.n_threads_batch or self.threads
+    # How images are read; "auto"/None: what measured fastest on this computer (see tuning).
+    vision_backend: str = "auto"  # "openvino" or "llama.cpp"
+    vision_precision: str = "auto"  # "BF16", "F16" (llama.cpp) or "BF16", "F32" (OpenVINO)
+    n_threads_vision: int | None = None
 
 
 @dataclass(frozen=True)
@@ -184,6 +187,11 @@ class Engine:
 
         self._llama: Llama | None = None
         self._mtmd_ctx = None
+        self.vision_plan: VisionPlan | None = None
+        self._openvino = None  # OpenVINOVisionEncoder, when images are read through OpenVINO
+        self._images: dict[str, PreparedImage] = {}  # the images of the prompt being evaluated
+        self._tiles: tuple[str, np.ndarray] | None = None  # one image's tiles, for OpenVINO
+        self._chunks_per_image: Counter[str] = Counter()
         self._batch: native.TokenBatch | None = None
         self._abort = native.AbortWatch()
         self._units: list[Unit] = []  # what the KV cache holds, in order
@@ -204,14 +212,18 @@ class Engine:
     def _load(self) -> None:
         s = self.settings
         started = time.perf_counter()
+        if self.projector_info is not None:
+            self.vision_plan = self._plan_vision()
+        n_threads = s.n_threads or (self.vision_plan.decode_threads if self.vision_plan else default_threads())
+        self.decode_threads = n_threads
         try:
             self._llama = Llama(
                 str(self.text_info.path),
                 n_ctx=s.n_ctx,
                 n_batch=s.n_batch,
                 n_ubatch=s.n_batch,
-                n_threads=s.threads,
-                n_threads_batch=s.threads_batch,
+                n_threads=n_threads,
+                n_threads_batch=s.n_threads_batch or default_threads(),
                 n_gpu_layers=s.n_gpu_layers,
                 flash_attn=s.flash_attn,
                 verbose=False,
@@ -232,36 +244,68 @@ class Engine:
         self._end_tokens: list[int] | None = None  # found when first needed
 
         if self.projector_info is not None:
-            params = mtmd.mtmd_context_params_default()
-            params.use_gpu = s.vision_on_gpu and llama_cpp.llama_supports_gpu_offload()
-            params.n_threads = s.threads_batch
-            params.print_timings = False
-            params.flash_attn_type = (
-                llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED if s.flash_attn
-                else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
-            )
-            if s.image_max_tokens is not None:
-                params.image_max_tokens = s.image_max_tokens
-            if s.image_min_tokens is not None:
-                params.image_min_tokens = s.image_min_tokens
-            self._mtmd_ctx = mtmd.mtmd_init_from_file(
-                str(self.projector_info.path).encode(), self._llama.model, params
-            )
-            if not self._mtmd_ctx:
-                self._mtmd_ctx = None
-                raise ModelFileError(
-                    self.projector_info.path,
-                    "could not be loaded by libmtmd.",
-                    "The file may be damaged; download it again.",
-                )
-            if not mtmd.mtmd_support_vision(self._mtmd_ctx):
-                raise ModelFileError(self.projector_info.path, "cannot read images.",
-                                     "Choose the model's image projector (mmproj).")
+            self._load_vision()
 
         self.template = self._make_template()
         log.info("loaded %s%s in %.2f s", self.text_info.path.name,
-                 f" + {self.projector_info.path.name}" if self.projector_info else "",
+                 f" + {self.projector_info.path.name} ({self.vision_plan.describe()})" if self.vision_plan else "",
                  time.perf_counter() - started)
+
+    def _plan_vision(self) -> VisionPlan:
+        s = self.settings
+        if s.vision_on_gpu and llama_cpp.llama_supports_gpu_offload():
+            # a GPU reads images faster than any CPU path: no need to measure
+            return VisionPlan(LLAMA_CPP, "F16", s.n_threads_vision or default_threads(),
+                              s.n_threads or default_threads(), "GPU build")
+        return tuning.plan(backend=s.vision_backend, precision=s.vision_precision,
+                           threads=s.n_threads_vision, decode_threads=s.n_threads)
+
+    def _load_vision(self) -> None:
+        s = self.settings
+        info = self.projector_info
+        assert info is not None and self._llama is not None and self.vision_plan is not None
+        if self.vision_plan.backend == OPENVINO:
+            from smolchat.engine.vision.openvino_encoder import OpenVINOVisionEncoder
+
+            try:
+                self._openvino = OpenVINOVisionEncoder(
+                    info.path, threads=self.vision_plan.threads, precision=self.vision_plan.precision,
+                    cache_dir=paths.cache_dir() / "openvino",
+                )
+            except (ModelFileError, ImportError, RuntimeError) as e:
+                log.warning("reading images with llama.cpp instead of OpenVINO: %s", e)
+                self.vision_plan = tuning.plan(backend=LLAMA_CPP, threads=s.n_threads_vision,
+                                               decode_threads=s.n_threads)
+        mmproj_path = info.path
+        if self.vision_plan.backend == LLAMA_CPP:
+            try:
+                mmproj_path = tuning.mmproj_for(info.path, info.file_type, self.vision_plan.precision)
+            except OSError as e:  # no room for the converted copy: the original works too
+                log.warning("could not convert %s: %s", info.path.name, e)
+        params = mtmd.mtmd_context_params_default()
+        params.use_gpu = s.vision_on_gpu and llama_cpp.llama_supports_gpu_offload()
+        params.n_threads = self.vision_plan.threads
+        params.print_timings = False
+        params.flash_attn_type = (
+            llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED if s.flash_attn
+            else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        )
+        if s.image_max_tokens is not None:
+            params.image_max_tokens = s.image_max_tokens
+        if s.image_min_tokens is not None:
+            params.image_min_tokens = s.image_min_tokens
+        self._mtmd_ctx = mtmd.mtmd_init_from_file(str(mmproj_path).encode(), self._llama.model, params)
+        if not self._mtmd_ctx:
+            self._mtmd_ctx = None
+            raise ModelFileError(
+                info.path,
+                "could not be loaded by libmtmd.",
+                "The file may be damaged; download it again.",
+            )
+        if not mtmd.mtmd_support_vision(self._mtmd_ctx):
+            raise ModelFileError(info.path, "cannot read images.",
+                                 "Choose the model's image projector (mmproj).")
+        self.vision_mmproj_path = mmproj_path
 
     def _make_template(self) -> ChatTemplate:
         source = self.text_info.chat_template
@@ -291,6 +335,7 @@ class Engine:
         Call it from the thread that owns the engine, not while it is evaluating.
         """
         self._abort.trigger()
+        self._openvino = self._tiles = None
         if self._mtmd_ctx is not None:
             mtmd.mtmd_free(self._mtmd_ctx)
             self._mtmd_ctx = None
@@ -507,6 +552,7 @@ class Engine:
         segments = self.template.render(
             self._resolve_images(messages), add_generation_prompt=add_generation_prompt
         )
+        self._images = {seg.content_id: seg for seg in segments if isinstance(seg, PreparedImage)}
         if self._mtmd_ctx is None:
             assert self._llama is not None
             (text,) = segments
@@ -540,6 +586,7 @@ class Engine:
             raise PromptError("The prompt must end with text for the model to answer.")
         matched_pos = prompt.positions(matched)
         self._truncate_cache(matched, matched_pos)
+        self._chunks_per_image = Counter(u.content_id for u in prompt.units if isinstance(u, ImageUnit))
         counters.reused = matched_pos
         assert self._llama is not None and self._batch is not None
         ctx = self._llama.ctx
@@ -572,17 +619,21 @@ class Engine:
     def _evaluate_image(self, unit: ImageUnit, chunk: Chunk, counters: _EvalCounters) -> None:
         assert self._llama is not None
         began = time.perf_counter()
-        rc = mtmd.mtmd_encode_chunk(self._mtmd_ctx, chunk.image_ptr)
+        embeddings = self._openvino_embeddings(unit, chunk) if self._openvino is not None else None
+        if embeddings is not None:
+            embd_ptr = embeddings.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
+        else:
+            if mtmd.mtmd_encode_chunk(self._mtmd_ctx, chunk.image_ptr) != 0:
+                raise EngineError("The vision encoder failed on this image.")
+            embd_ptr = mtmd.mtmd_get_output_embd(self._mtmd_ctx)
         counters.encode_s += time.perf_counter() - began
         counters.tiles += 1
-        if rc != 0:
-            raise EngineError("The vision encoder failed on this image.")
         if self._abort.is_set():  # the encoder itself cannot be interrupted: check after it
             counters.cancelled = True
             return
         new_n_past = llama_cpp.llama_pos(0)
         rc = mtmd.mtmd_helper_decode_image_chunk(
-            self._mtmd_ctx, self._llama.ctx, chunk.image_ptr, mtmd.mtmd_get_output_embd(self._mtmd_ctx),
+            self._mtmd_ctx, self._llama.ctx, chunk.image_ptr, embd_ptr,
             self._n_past, 0, self._batch.capacity, ctypes.byref(new_n_past), _NO_POST_DECODE_CALLBACK, None,
         )
         if rc != 0:
@@ -591,6 +642,26 @@ class Engine:
         self._units.append(unit)
         self._n_past = new_n_past.value
         counters.evaluated += chunk.n_pos
+
+    def _openvino_embeddings(self, unit: ImageUnit, chunk: Chunk) -> np.ndarray | None:
+        """One tile's embeddings from OpenVINO; None where libmtmd should read it instead."""
+        assert self._openvino is not None
+        image = self._images.get(unit.content_id)
+        if image is None:
+            return None
+        if self._tiles is None or self._tiles[0] != unit.content_id:
+            geometry = replace(self._openvino.geometry, max_tokens=self.settings.image_max_tokens,
+                               min_tokens=self.settings.image_min_tokens)
+            tiles = cut_tiles(Image.frombytes("RGB", (image.width, image.height), image.rgb), geometry)
+            self._tiles = (unit.content_id, normalized(tiles, self._openvino.mean, self._openvino.std))
+        tiles = self._tiles[1]
+        if len(tiles) != self._chunks_per_image[unit.content_id] or chunk.n_image_tokens != self._openvino.tokens_per_tile:
+            log.warning("libmtmd cut %s differently; reading it with libmtmd", image.source or "an image")
+            return None
+        embeddings = self._openvino.encode(tiles[unit.index : unit.index + 1])
+        if unit.index == len(tiles) - 1:
+            self._tiles = None  # the overview comes last: this image is done
+        return embeddings
 
     def _fail_or_cancel(self, rc: int, counters: _EvalCounters) -> None:
         self._truncate_cache(len(self._units), self._n_past)  # drop a half-evaluated batch

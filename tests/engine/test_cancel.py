@@ -82,22 +82,24 @@ def test_a_cancel_event_given_with_the_turn(smollm2):
     assert result.stats.finish_reason == "cancelled" and result.stats.evaluated_tokens == 0
 
 
-def test_cancel_between_image_tiles(tiny_pair, images, monkeypatch):
+@pytest.mark.parametrize("backend", ["llama.cpp", "openvino"])
+def test_cancel_between_image_tiles(tiny_pair, images, monkeypatch, backend):
     """The vision encoder cannot be interrupted inside a tile; the engine stops after it."""
-    with Engine(*tiny_pair) as engine:
-        real_encode = mtmd.mtmd_encode_chunk
+    with Engine(*tiny_pair, EngineSettings(vision_backend=backend)) as engine:
+        owner, name = (engine._openvino, "encode") if backend == "openvino" else (engine_module.mtmd, "mtmd_encode_chunk")
+        real_encode = getattr(owner, name)
 
-        def encode_then_cancel(ctx, chunk):
-            rc = real_encode(ctx, chunk)
+        def encode_then_cancel(*args):
+            result = real_encode(*args)
             engine.cancel()  # as if Stop was pressed while this tile was being encoded
-            return rc
+            return result
 
-        monkeypatch.setattr(engine_module.mtmd, "mtmd_encode_chunk", encode_then_cancel)
+        monkeypatch.setattr(owner, name, encode_then_cancel)
         conversation = [Message.user("What is in this picture?", images=[images["photo"]])]
         cancelled, _ = answer(engine, conversation)
         assert cancelled.stats.finish_reason == "cancelled"
         assert cancelled.stats.image_tiles_encoded == 1
-        monkeypatch.setattr(engine_module.mtmd, "mtmd_encode_chunk", real_encode)
+        monkeypatch.setattr(owner, name, real_encode)
         result, _ = answer(engine, conversation)
         assert result.stats.finish_reason == "length"
         assert result.stats.image_tiles_encoded == 13

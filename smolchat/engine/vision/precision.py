@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 _MATMUL_WEIGHT = re.compile(r"^(v\.blk\.\d+\.(attn_[qkvo]|attn_out|ffn_up|ffn_down|ffn_gate)|mm\.[\w.]+)\.weight$")
 _FLOAT_TYPES = {gguf.GGMLQuantizationType.F16, gguf.GGMLQuantizationType.F32, gguf.GGMLQuantizationType.BF16}
 PRECISIONS = ("F16", "BF16")
+_FILE_TYPES = {"F16": gguf.LlamaFileType.MOSTLY_F16, "BF16": gguf.LlamaFileType.MOSTLY_BF16}
 
 
 def converted_name(source: Path, precision: str) -> str:
@@ -65,6 +66,9 @@ def convert_mmproj(source: str | os.PathLike[str], target: str | os.PathLike[str
         for field in reader.fields.values():
             if field.name == gguf.Keys.General.ARCHITECTURE or field.name.startswith("GGUF."):
                 continue  # the writer adds these itself
+            if field.name == gguf.Keys.General.FILE_TYPE:
+                writer.add_file_type(_FILE_TYPES[precision])
+                continue
             value_type = field.types[0]
             sub_type = field.types[-1] if value_type == gguf.GGUFValueType.ARRAY else None
             writer.add_key_value(field.name, field.contents(), value_type, sub_type=sub_type)

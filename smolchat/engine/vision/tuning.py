@@ -1,0 +1,239 @@
+"""Choosing how this machine reads images fastest, by measuring it once.
+
+The candidates come from what the CPU reports: BF16 weights only where it has BF16
+instructions, OpenVINO only where the extra is installed, thread counts from its cores.
+Each candidate then reads one tile through a *probe* projector: SigLIP at SmolVLM's real
+width and tile size but two layers deep, written on the spot with random weights, so the
+measurement takes seconds and ranks the candidates as the full model would. Decoding speed
+is measured per thread count with a probe text model of SmolVLM-256M's width. The result is
+kept per CPU and library version, so it is measured once per machine.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import llama_cpp
+import numpy as np
+from PIL import Image
+
+from smolchat import paths
+from smolchat.engine.vision import cpu as cpu_report
+from smolchat.engine.vision import openvino_encoder
+from smolchat.engine.vision.cpu import CpuReport
+from smolchat.engine.vision.precision import convert_mmproj
+from smolchat.testing.gguf_pair import PairShape, TextShape, VisionShape, write_pair
+
+log = logging.getLogger(__name__)
+
+OPENVINO = "openvino"
+LLAMA_CPP = "llama.cpp"
+BACKENDS = (OPENVINO, LLAMA_CPP)
+_FORMAT = 1  # bump when what is measured changes
+
+PROBE = PairShape(
+    name="SmolChatProbe",
+    text=TextShape(n_embd=576, n_layer=4, n_head=9, n_head_kv=3, n_ff=1536, n_ctx_train=2048),
+    vision=VisionShape(
+        n_embd=768, n_layer=2, n_head=12, n_ff=3072,
+        image_size=512, patch_size=16, scale_factor=4, preproc_image_size=512,
+    ),
+)
+
+
+@dataclass(frozen=True)
+class VisionPlan:
+    """How the vision encoder runs, and how many threads generation uses."""
+
+    backend: str  # OPENVINO or LLAMA_CPP
+    precision: str  # the vision weights' (llama.cpp) or compute (OpenVINO) precision
+    threads: int  # vision encoder
+    decode_threads: int  # text generation
+    how: str = "measured on this computer"
+
+    def describe(self) -> str:
+        return f"{self.backend} {self.precision}, {self.threads} threads"
+
+
+@dataclass
+class Measurements:
+    cpu: str
+    vision: dict[str, float]  # "backend precision threads" -> seconds per probe tile
+    decode: dict[str, float]  # "threads" -> seconds per token
+
+    def fastest_vision(self) -> tuple[str, str, int]:
+        best = min(self.vision, key=self.vision.__getitem__)
+        backend, precision, threads = best.split()
+        return backend, precision, int(threads)
+
+    def fastest_decode(self) -> int:
+        return int(min(self.decode, key=self.decode.__getitem__))
+
+
+def precisions(backend: str, cpu: CpuReport) -> list[str]:
+    """Precisions worth trying: BF16 only where the CPU computes in it."""
+    if backend == OPENVINO:
+        return ["BF16", "F32"] if cpu.bf16 else ["F32"]
+    return ["BF16", "F16"] if cpu.bf16 else ["F16"]
+
+
+def backends() -> list[str]:
+    return [OPENVINO, LLAMA_CPP] if openvino_encoder.available() else [LLAMA_CPP]
+
+
+def _versions() -> str:
+    ov = "none"
+    if openvino_encoder.available():
+        import openvino
+
+        ov = openvino.__version__
+    return f"llama-cpp-python {llama_cpp.__version__}, openvino {ov}, format {_FORMAT}"
+
+
+def _probe_files(folder: Path) -> tuple[Path, Path, Path]:
+    text = folder / f"{PROBE.name}-F16.gguf"
+    mmproj = folder / f"mmproj-{PROBE.name}-F16.gguf"
+    image = folder / "probe.png"
+    if not (text.exists() and mmproj.exists() and image.exists()):
+        folder.mkdir(parents=True, exist_ok=True)
+        write_pair(folder, PROBE)
+        noise = np.random.default_rng(0).integers(0, 256, (512, 512, 3), dtype=np.uint8)
+        Image.fromarray(noise).save(image)
+    return text, mmproj, image
+
+
+def _time_openvino(mmproj: Path, image: Path, precision: str, threads: int) -> float:
+    from smolchat.engine.vision.tiles import cut_tiles, normalized
+
+    encoder = openvino_encoder.OpenVINOVisionEncoder(mmproj, threads=threads, precision=precision)
+    tiles = normalized(cut_tiles(Image.open(image), encoder.geometry)[:1], encoder.mean, encoder.std)
+    encoder.encode(tiles)  # warm-up
+    runs = []
+    for _ in range(3):
+        began = time.perf_counter()
+        encoder.encode(tiles)
+        runs.append(time.perf_counter() - began)
+    return min(runs)
+
+
+def _time_llama_cpp(text: Path, mmproj: Path, image: Path, precision: str, threads: int) -> tuple[float, float]:
+    """Seconds per probe tile, and per generated token."""
+    from smolchat.engine.engine import Engine, EngineSettings
+    from smolchat.engine.native import SamplingParams
+    from smolchat.engine.prompt import Message
+
+    settings = EngineSettings(n_ctx=1024, n_threads=threads, vision_backend=LLAMA_CPP,
+                              vision_precision=precision, n_threads_vision=threads)
+    with Engine(text, mmproj, settings) as engine:
+        tile_runs = []
+        for _ in range(3):  # the first run is a warm-up
+            engine.reset()
+            result = engine.prefill([Message.user("?", [image])])
+            tile_runs.append(result.encode_s / max(1, result.image_tiles_encoded))
+        engine.reset()
+        sampling = SamplingParams(max_tokens=24, ignore_eos=True, temperature=0.0)
+        stats = [event.stats for event in engine.run_turn([Message.user("Count.")], sampling)
+                 if hasattr(event, "stats")][-1]
+    return min(tile_runs[1:]), stats.tpot_s or float("inf")
+
+
+def measure(cpu: CpuReport, folder: Path) -> Measurements:
+    """Time every candidate on the probe models (a few seconds in all)."""
+    text, mmproj, image = _probe_files(folder)
+    vision: dict[str, float] = {}
+    decode: dict[str, float] = {}
+    started = time.perf_counter()
+    for threads in cpu.thread_candidates():
+        for precision in precisions(LLAMA_CPP, cpu):
+            probe = mmproj
+            if precision != "F16":
+                probe = folder / f"mmproj-{PROBE.name}-{precision}.gguf"
+                if not probe.exists():
+                    convert_mmproj(mmproj, probe, precision)
+            tile_s, token_s = _time_llama_cpp(text, probe, image, precision, threads)
+            vision[f"{LLAMA_CPP} {precision} {threads}"] = tile_s
+            decode[str(threads)] = min(decode.get(str(threads), token_s), token_s)
+        if openvino_encoder.available():
+            for precision in precisions(OPENVINO, cpu):
+                try:
+                    vision[f"{OPENVINO} {precision} {threads}"] = _time_openvino(mmproj, image, precision, threads)
+                except Exception as e:  # an OpenVINO that cannot run here is simply not a candidate
+                    log.warning("OpenVINO %s on %d threads failed: %s", precision, threads, e)
+    log.info("measured vision encoders in %.1f s: %s", time.perf_counter() - started,
+             ", ".join(f"{k}: {v * 1000:.0f} ms" for k, v in sorted(vision.items(), key=lambda kv: kv[1])))
+    return Measurements(cpu.key, vision, decode)
+
+
+def measurements(cpu: CpuReport | None = None) -> Measurements:
+    """This machine's measurements, from the cache or measured now."""
+    cpu = cpu or cpu_report.detect()
+    store = paths.cache_dir() / "tuning.json"
+    key = f"{cpu.key} | {_versions()}"
+    try:
+        saved = json.loads(store.read_text())
+    except (OSError, ValueError):
+        saved = {}
+    if key in saved:
+        return Measurements(**saved[key])
+    result = measure(cpu, paths.cache_dir() / "probe")
+    saved[key] = asdict(result)
+    store.parent.mkdir(parents=True, exist_ok=True)
+    partial = store.with_suffix(".partial")
+    partial.write_text(json.dumps(saved, indent=1))
+    os.replace(partial, store)
+    return result
+
+
+def plan(
+    *,
+    backend: str = "auto",
+    precision: str = "auto",
+    threads: int | None = None,
+    decode_threads: int | None = None,
+    cpu: CpuReport | None = None,
+) -> VisionPlan:
+    """The fastest way to read images here; explicit arguments win over measurements."""
+    cpu = cpu or cpu_report.detect()
+    if backend == OPENVINO and not openvino_encoder.available():
+        raise ValueError("OpenVINO is not installed: pip install 'smolchat[openvino]'")
+    everything_given = backend != "auto" and precision != "auto" and threads and decode_threads
+    if everything_given:
+        return VisionPlan(backend, precision, threads, decode_threads, "from the settings")
+    m = measurements(cpu)
+    fast_backend, fast_precision, fast_threads = m.fastest_vision()
+    if backend != "auto" and backend != fast_backend:
+        # the fastest measured variant of the backend that was asked for
+        options = {k: v for k, v in m.vision.items() if k.startswith(backend + " ")}
+        _, fast_precision, t = min(options, key=options.__getitem__).split()
+        fast_backend, fast_threads = backend, int(t)
+    if precision != "auto" and precision not in precisions(fast_backend, cpu) + ["F32", "F16"]:
+        raise ValueError(f"unknown precision {precision!r}")
+    return VisionPlan(
+        backend=fast_backend,
+        precision=fast_precision if precision == "auto" else precision,
+        threads=threads or fast_threads,
+        decode_threads=decode_threads or m.fastest_decode(),
+        how="measured on this computer" if not (threads or precision != "auto") else "settings and measurements",
+    )
+
+
+def mmproj_for(path: Path, file_type: int | None, precision: str) -> Path:
+    """The projector libmtmd should load for ``precision``: the file itself, or a local copy
+    converted once into the app's data folder (F16 <-> BF16; quantized files stay as they are)."""
+    float_types = {0: "F32", 1: "F16", 32: "BF16"}
+    current = float_types.get(file_type or -1)
+    if current is None or current == precision or precision not in ("F16", "BF16"):
+        return path
+    from smolchat.engine.vision.precision import converted_name
+
+    target = paths.data_dir() / "converted" / converted_name(path, precision)
+    if not target.exists():
+        log.info("converting %s to %s for this CPU (once)", path.name, precision)
+        convert_mmproj(path, target, precision)
+    return target

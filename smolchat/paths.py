@@ -1,0 +1,31 @@
+"""Where SmolChat keeps its files.
+
+``SMOLCHAT_HOME`` puts everything under one folder (a portable install, or a test run);
+otherwise the platform's usual places are used.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import platformdirs
+
+_APP = "SmolChat"
+
+
+def _home() -> Path | None:
+    home = os.environ.get("SMOLCHAT_HOME")
+    return Path(home) if home else None
+
+
+def data_dir() -> Path:
+    """Files worth keeping: converted models."""
+    home = _home()
+    return home / "data" if home else Path(platformdirs.user_data_dir(_APP, appauthor=False))
+
+
+def cache_dir() -> Path:
+    """Files that can be made again: measurements, compiled encoders, probe models."""
+    home = _home()
+    return home / "cache" if home else Path(platformdirs.user_cache_dir(_APP, appauthor=False))
