@@ -19,15 +19,15 @@ import os
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from typing import Iterator, Sequence, Union
+from typing import Union
 
 import llama_cpp
 import llama_cpp.mtmd_cpp as mtmd
 import numpy as np
 from llama_cpp import Llama
-from PIL import Image
 
 from smolchat import paths
 from smolchat.engine import native
@@ -48,9 +48,6 @@ from smolchat.engine.prompt import (
     Message,
     PromptError,
 )
-from smolchat.engine.vision import tuning
-from smolchat.engine.vision.tiles import cut_tiles, normalized
-from smolchat.engine.vision.tuning import LLAMA_CPP, OPENVINO, VisionPlan
 from smolchat.engine.tokenize import (
     Chunk,
     ImageUnit,
@@ -60,6 +57,9 @@ from smolchat.engine.tokenize import (
     mtmd_layout,
     text_prompt,
 )
+from smolchat.engine.vision import tuning
+from smolchat.engine.vision.tiles import cut_tiles, normalized
+from smolchat.engine.vision.tuning import LLAMA_CPP, OPENVINO, VisionPlan
 from smolchat.errors import SmolChatError
 
 log = logging.getLogger(__name__)
@@ -619,13 +619,7 @@ class Engine:
     def _evaluate_image(self, unit: ImageUnit, chunk: Chunk, counters: _EvalCounters) -> None:
         assert self._llama is not None
         began = time.perf_counter()
-        embeddings = self._openvino_embeddings(unit, chunk) if self._openvino is not None else None
-        if embeddings is not None:
-            embd_ptr = embeddings.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
-        else:
-            if mtmd.mtmd_encode_chunk(self._mtmd_ctx, chunk.image_ptr) != 0:
-                raise EngineError("The vision encoder failed on this image.")
-            embd_ptr = mtmd.mtmd_get_output_embd(self._mtmd_ctx)
+        embd_ptr, _keep = self._encode_tile(unit, chunk)
         counters.encode_s += time.perf_counter() - began
         counters.tiles += 1
         if self._abort.is_set():  # the encoder itself cannot be interrupted: check after it
@@ -643,6 +637,35 @@ class Engine:
         self._n_past = new_n_past.value
         counters.evaluated += chunk.n_pos
 
+    def _encode_tile(self, unit: ImageUnit, chunk: Chunk) -> tuple[object, object]:
+        """Run the vision encoder on one tile: a float pointer to its embeddings, and what
+        keeps them alive (the pointer is valid until the next tile is encoded)."""
+        embeddings = self._openvino_embeddings(unit, chunk) if self._openvino is not None else None
+        if embeddings is not None:
+            return embeddings.ctypes.data_as(ctypes.POINTER(ctypes.c_float)), embeddings
+        if mtmd.mtmd_encode_chunk(self._mtmd_ctx, chunk.image_ptr) != 0:
+            raise EngineError("The vision encoder failed on this image.")
+        return mtmd.mtmd_get_output_embd(self._mtmd_ctx), None
+
+    def encode_image(self, image: str | os.PathLike[str] | PreparedImage) -> np.ndarray:
+        """The embeddings the vision encoder makes of ``image``, tile by tile (tiles, tokens,
+        width), in the order the model reads them. The KV cache is not touched."""
+        if not self.has_vision:
+            raise EngineError("This model was loaded without a vision projector (mmproj).")
+        if not isinstance(image, PreparedImage):
+            image = self.image_cache.get(image)
+        with self._operation(None), mtmd_layout(self._mtmd_ctx, [image], frozenset([image.content_id])) as layout:
+            self._images = {image.content_id: image}
+            self._chunks_per_image = Counter(u.content_id for u in layout.units if isinstance(u, ImageUnit))
+            tiles = []
+            for chunk in layout.chunks:
+                if chunk.image_ptr is None:
+                    continue
+                ptr, _keep = self._encode_tile(layout.units[chunk.first_unit], chunk)
+                n = chunk.n_image_tokens * self.text_info.n_embd
+                tiles.append(np.ctypeslib.as_array(ptr, shape=(n,)).reshape(chunk.n_image_tokens, -1).copy())
+        return np.stack(tiles)
+
     def _openvino_embeddings(self, unit: ImageUnit, chunk: Chunk) -> np.ndarray | None:
         """One tile's embeddings from OpenVINO; None where libmtmd should read it instead."""
         assert self._openvino is not None
@@ -652,7 +675,8 @@ class Engine:
         if self._tiles is None or self._tiles[0] != unit.content_id:
             geometry = replace(self._openvino.geometry, max_tokens=self.settings.image_max_tokens,
                                min_tokens=self.settings.image_min_tokens)
-            tiles = cut_tiles(Image.frombytes("RGB", (image.width, image.height), image.rgb), geometry)
+            pixels = np.frombuffer(image.rgb, np.uint8).reshape(image.height, image.width, 3)
+            tiles = cut_tiles(pixels, geometry)
             self._tiles = (unit.content_id, normalized(tiles, self._openvino.mean, self._openvino.std))
         tiles = self._tiles[1]
         if len(tiles) != self._chunks_per_image[unit.content_id] or chunk.n_image_tokens != self._openvino.tokens_per_tile:
@@ -694,6 +718,14 @@ def _held_back(text: str, stops: tuple[str, ...]) -> int:
 
 
 __all__ = [
-    "Engine", "EngineSettings", "EngineError", "ContextOverflowError", "TextDelta", "TurnStats",
-    "TurnResult", "PrefillResult", "TurnEvent", "SamplingParams",
+    "ContextOverflowError",
+    "Engine",
+    "EngineError",
+    "EngineSettings",
+    "PrefillResult",
+    "SamplingParams",
+    "TextDelta",
+    "TurnEvent",
+    "TurnResult",
+    "TurnStats",
 ]

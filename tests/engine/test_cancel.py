@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 import time
 
-import llama_cpp.mtmd_cpp as mtmd
 import pytest
 
 from smolchat.engine import (

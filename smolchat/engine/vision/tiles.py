@@ -1,8 +1,9 @@
 """SmolVLM's image tiles, cut exactly as libmtmd cuts them.
 
 An encoder other than libmtmd's must see the same pixels libmtmd would have given its own,
-or its embeddings would not stand in for libmtmd's. libmtmd resamples with a port of
-Pillow's filters (same fixed-point arithmetic), so Pillow reproduces its tiles.
+or its embeddings would not stand in for libmtmd's. libmtmd resamples with its own port of
+Pillow's filters (fixed-point, horizontal pass first); Pillow itself rounds differently for
+some sizes, so the same arithmetic is done here with numpy, bit for bit.
 
 The order is libmtmd's chunk order for idefics3: the grid tiles row by row, then the
 overview (the whole picture squeezed into one tile).
@@ -14,7 +15,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ class TileGeometry:
         return (self.patch_size * self.scale_factor) ** 2
 
 
-def _grid_from_longest_edge(width: int, height: int, g: TileGeometry) -> tuple[Image.Resampling, tuple[int, int], tuple[int, int]]:
+def _grid_from_longest_edge(width: int, height: int, g: TileGeometry) -> tuple[tuple[int, int], tuple[int, int]]:
     """The default cut: longest side to the preprocessing size, then up to whole tiles."""
     edge = g.longest_edge
     aspect = width / height
@@ -44,7 +44,7 @@ def _grid_from_longest_edge(width: int, height: int, g: TileGeometry) -> tuple[I
         w, h = int(edge * aspect), edge
         w += w % 2
     grid = (-(-w // g.tile_size), -(-h // g.tile_size))
-    return Image.Resampling.LANCZOS, (w, h), (grid[0] * g.tile_size, grid[1] * g.tile_size)
+    return (w, h), (grid[0] * g.tile_size, grid[1] * g.tile_size)
 
 
 def _refined_with_limits(width: int, height: int, g: TileGeometry) -> tuple[int, int]:
@@ -75,42 +75,105 @@ def _refined_with_limits(width: int, height: int, g: TileGeometry) -> tuple[int,
     return w_bar, h_bar
 
 
-def _fit_padded(image: Image.Image, size: tuple[int, int]) -> Image.Image:
+def _fit_padded(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Scale to fit inside ``size`` keeping the aspect ratio, centred on black."""
-    scale = min(size[0] / image.width, size[1] / image.height)
-    w = min(math.ceil(np.float32(image.width * np.float32(scale))), size[0])
-    h = min(math.ceil(np.float32(image.height * np.float32(scale))), size[1])
-    canvas = Image.new("RGB", size)
-    canvas.paste(_resize(image, (w, h), Image.Resampling.BICUBIC), ((size[0] - w) // 2, (size[1] - h) // 2))
+    height, width = image.shape[:2]
+    scale = min(np.float32(size[0] / width), np.float32(size[1] / height))
+    w = min(math.ceil(np.float32(width * scale)), size[0])
+    h = min(math.ceil(np.float32(height * scale)), size[1])
+    canvas = np.zeros((size[1], size[0], 3), np.uint8)
+    top, left = (size[1] - h) // 2, (size[0] - w) // 2
+    canvas[top : top + h, left : left + w] = resample(image, (w, h), "bicubic")
     return canvas
 
 
-def _resize(image: Image.Image, size: tuple[int, int], method: Image.Resampling) -> Image.Image:
-    return image if image.size == size else image.resize(size, method)
+_PRECISION_BITS = 22  # 32 - 8 - 2, as in Pillow
+_SUPPORT = {"bilinear": 1.0, "bicubic": 2.0, "lanczos": 3.0}
 
 
-def cut_tiles(image: Image.Image, g: TileGeometry) -> list[Image.Image]:
-    """The tiles libmtmd makes of ``image``, in chunk order (grid row by row, overview last)."""
-    image = image.convert("RGB")
+def _filter(x: np.ndarray, method: str) -> np.ndarray:
+    if method == "lanczos":
+        return np.where((x >= -3.0) & (x < 3.0), np.sinc(x) * np.sinc(x / 3.0), 0.0)
+    x = np.abs(x)
+    if method == "bilinear":
+        return np.where(x < 1.0, 1.0 - x, 0.0)
+    a = -0.5
+    near = ((a + 2.0) * x - (a + 3.0)) * x * x + 1
+    far = (((x - 5) * x + 8) * x - 4) * a
+    return np.where(x < 1.0, near, np.where(x < 2.0, far, 0.0))
+
+
+def _coefficients(in_size: int, out_size: int, method: str) -> tuple[np.ndarray, np.ndarray]:
+    """First input index and fixed-point weights (out_size, taps) of each output pixel."""
+    scale = in_size / out_size
+    filterscale = max(scale, 1.0)
+    support = _SUPPORT[method] * filterscale
+    taps = int(math.ceil(support)) * 2 + 1
+    center = (np.arange(out_size) + 0.5) * scale
+    first = np.maximum((center - support + 0.5).astype(np.int64), 0)
+    last = np.minimum((center + support + 0.5).astype(np.int64), in_size)
+    count = last - first
+    offsets = np.arange(taps)
+    weights = _filter((offsets[None, :] + first[:, None] - center[:, None] + 0.5) / filterscale, method)
+    weights = np.where(offsets[None, :] < count[:, None], weights, 0.0)
+    total = weights.sum(axis=1, keepdims=True)
+    weights = np.divide(weights, total, out=weights.copy(), where=total != 0)
+    fixed = weights * (1 << _PRECISION_BITS)
+    fixed = np.trunc(fixed + np.where(weights < 0, -0.5, 0.5)).astype(np.int64)
+    return first, fixed
+
+
+def _resample_axis(image: np.ndarray, out_size: int, axis: int, method: str) -> np.ndarray:
+    in_size = image.shape[axis]
+    first, weights = _coefficients(in_size, out_size, method)
+    # The resampled axis first and contiguous, so each tap gathers whole rows. int32
+    # accumulators, as in libmtmd (and Pillow): the sums fit.
+    src = np.ascontiguousarray(np.moveaxis(image, axis, 0)).astype(np.int32)
+    acc = np.full((out_size,) + src.shape[1:], 1 << (_PRECISION_BITS - 1), np.int32)
+    term = np.empty_like(acc)
+    weights = weights.astype(np.int32)
+    expand = (slice(None),) + (None,) * (src.ndim - 1)
+    for tap in range(weights.shape[1]):
+        index = np.minimum(first + tap, in_size - 1)  # weight 0 where past the edge
+        np.multiply(src[index], weights[:, tap][expand], out=term)
+        acc += term
+    acc >>= _PRECISION_BITS
+    out = np.clip(acc, 0, 255).astype(np.uint8)
+    return np.moveaxis(out, 0, axis)
+
+
+def resample(image: np.ndarray, size: tuple[int, int], method: str) -> np.ndarray:
+    """Resize an (H, W, 3) uint8 image to ``size`` (width, height) as libmtmd does."""
+    height, width = image.shape[:2]
+    if size[0] != width:
+        image = _resample_axis(image, size[0], 1, method)
+    if size[1] != height:
+        image = _resample_axis(image, size[1], 0, method)
+    return image
+
+
+def cut_tiles(image: np.ndarray, g: TileGeometry) -> list[np.ndarray]:
+    """The tiles libmtmd makes of an (H, W, 3) uint8 image, in chunk order (grid row by row,
+    overview last)."""
     t = g.tile_size
+    height, width = image.shape[:2]
     if g.longest_edge and not g.max_tokens and not g.min_tokens:
-        method, resized, refined_size = _grid_from_longest_edge(image.width, image.height, g)
-        refined = _resize(_resize(image, resized, method), refined_size, method)
-        overview = _resize(refined, (t, t), method)
+        resized, refined_size = _grid_from_longest_edge(width, height, g)
+        refined = resample(resample(image, resized, "lanczos"), refined_size, "lanczos")
+        overview = resample(refined, (t, t), "lanczos")
     else:
-        refined_size = _refined_with_limits(image.width, image.height, g)
-        refined = _fit_padded(image, refined_size)
-        overview = _resize(image, (t, t), Image.Resampling.BICUBIC)
+        refined = _fit_padded(image, _refined_with_limits(width, height, g))
+        overview = resample(image, (t, t), "bicubic")
     tiles = [
-        refined.crop((x, y, x + t, y + t))
-        for y in range(0, refined.height, t)
-        for x in range(0, refined.width, t)
+        refined[y : y + t, x : x + t]
+        for y in range(0, refined.shape[0], t)
+        for x in range(0, refined.shape[1], t)
     ]
     return tiles + [overview]
 
 
-def normalized(tiles: list[Image.Image], mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
+def normalized(tiles: list[np.ndarray], mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
     """Tiles as float32 NCHW, scaled to [0, 1] and normalized the way libmtmd does."""
-    batch = np.stack([np.asarray(tile, dtype=np.float32) for tile in tiles]) / np.float32(255.0)
+    batch = np.stack(tiles).astype(np.float32) / np.float32(255.0)
     batch = (batch - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
     return np.ascontiguousarray(batch.transpose(0, 3, 1, 2))

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import statistics
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -112,7 +111,8 @@ def _time_openvino(mmproj: Path, image: Path, precision: str, threads: int) -> f
     from smolchat.engine.vision.tiles import cut_tiles, normalized
 
     encoder = openvino_encoder.OpenVINOVisionEncoder(mmproj, threads=threads, precision=precision)
-    tiles = normalized(cut_tiles(Image.open(image), encoder.geometry)[:1], encoder.mean, encoder.std)
+    pixels = np.asarray(Image.open(image).convert("RGB"))
+    tiles = normalized(cut_tiles(pixels, encoder.geometry)[:1], encoder.mean, encoder.std)
     encoder.encode(tiles)  # warm-up
     runs = []
     for _ in range(3):

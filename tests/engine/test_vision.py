@@ -1,0 +1,152 @@
+"""How images are read: the OpenVINO encoder and the BF16 projector agree with libmtmd's
+F16 encoder, the settings measured fastest are the ones applied, and a machine without
+BF16 or without OpenVINO falls back cleanly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gguf
+import numpy as np
+import pytest
+from PIL import Image
+
+from smolchat import paths
+from smolchat.engine import Engine, EngineSettings, Message
+from smolchat.engine.vision import cpu as cpu_report
+from smolchat.engine.vision import openvino_encoder, tuning
+from smolchat.engine.vision.cpu import CpuReport
+from smolchat.engine.vision.precision import convert_mmproj
+from tests.helpers import answer
+
+LIBMTMD_F16 = EngineSettings(vision_backend="llama.cpp", vision_precision="F16")
+NO_BF16 = CpuReport("Simulated CPU without BF16", logical_cores=2, physical_cores=2, bf16=False)
+
+
+def relative_error(a: np.ndarray, b: np.ndarray) -> float:
+    """Largest difference per tile, relative to that tile's largest value."""
+    return float(max(np.abs(x - y).max() / np.abs(x).max() for x, y in zip(a, b)))
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    return float(min((x * y).sum() / np.linalg.norm(x) / np.linalg.norm(y) for x, y in zip(a, b)))
+
+
+@pytest.fixture(scope="module")
+def pictures(images, tmp_path_factory) -> dict[str, Path]:
+    """The shared test images, and a tall one of odd size (resampling rounds differently there)."""
+    tall = tmp_path_factory.mktemp("tall") / "tall.png"
+    Image.fromarray(np.random.default_rng(3).integers(0, 256, (777, 333, 3), dtype=np.uint8)).save(tall)
+    return {**images, "tall": tall}
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_pair, pictures):
+    """libmtmd's own embeddings (F16 weights) of every test image, at full and capped detail."""
+    out = {}
+    for cap in (None, 8):
+        with Engine(*tiny_pair, EngineSettings(vision_backend="llama.cpp", vision_precision="F16",
+                                               image_max_tokens=cap)) as engine:
+            for name in ("photo", "second", "small", "tall"):
+                out[name, cap] = engine.encode_image(pictures[name])
+    return out
+
+
+@pytest.mark.parametrize("cap", [None, 8])
+@pytest.mark.parametrize("name", ["photo", "second", "small", "tall"])
+def test_openvino_encoder_matches_libmtmd(tiny_pair, pictures, reference, name, cap):
+    """Same tiles, same embeddings: within 1e-3 of the largest value computing in F32, and
+    cosine similarity above 0.999 per tile computing in BF16."""
+    expected = reference[name, cap]
+    for precision, check in (("F32", lambda a: relative_error(expected, a) < 1e-3),
+                             ("BF16", lambda a: cosine(expected, a) > 0.999)):
+        settings = EngineSettings(vision_backend="openvino", vision_precision=precision, image_max_tokens=cap)
+        with Engine(*tiny_pair, settings) as engine:
+            assert engine.vision_plan.backend == "openvino" and engine._openvino is not None
+            got = engine.encode_image(pictures[name])
+        assert got.shape == expected.shape  # the same tiles, cut the same way
+        assert check(got), (precision, relative_error(expected, got), cosine(expected, got))
+
+
+def test_converted_bf16_projector_matches_the_original(tiny_pair, images, reference, tmp_path):
+    bf16 = convert_mmproj(tiny_pair[1], tmp_path / "mmproj-bf16.gguf", "BF16")
+    types = {t.name: t.tensor_type for t in gguf.GGUFReader(bf16).tensors}
+    assert types["v.blk.0.attn_q.weight"] == gguf.GGMLQuantizationType.BF16
+    assert types["mm.model.fc.weight"] == gguf.GGMLQuantizationType.BF16
+    assert types["v.patch_embd.weight"] == gguf.GGMLQuantizationType.F16  # ggml's convolution wants F16
+    assert types["v.blk.0.ln1.weight"] == gguf.GGMLQuantizationType.F32
+    with Engine(tiny_pair[0], bf16, EngineSettings(vision_backend="llama.cpp", vision_precision="BF16")) as engine:
+        got = engine.encode_image(images["photo"])
+    expected = reference["photo", None]
+    assert cosine(expected, got) > 0.999 and relative_error(expected, got) < 0.05
+
+
+def test_llama_cpp_bf16_loads_a_converted_copy_once(tiny_pair, images):
+    settings = EngineSettings(vision_backend="llama.cpp", vision_precision="BF16", n_threads_vision=1)
+    with Engine(*tiny_pair, settings) as engine:
+        converted = engine.vision_mmproj_path
+        assert converted != tiny_pair[1] and converted.parent == paths.data_dir() / "converted"
+        assert engine.vision_plan.threads == 1
+        result, _ = answer(engine, [Message.user("What is in this picture?", images=[images["photo"]])])
+        assert result.stats.image_tiles_encoded == 13
+    made = converted.stat().st_mtime_ns
+    with Engine(*tiny_pair, settings) as engine:
+        assert engine.vision_mmproj_path == converted and converted.stat().st_mtime_ns == made
+
+
+def test_the_measured_fastest_settings_are_applied(tiny_pair):
+    measured = tuning.measurements()
+    backend, precision, threads = measured.fastest_vision()
+    with Engine(*tiny_pair) as engine:
+        plan = engine.vision_plan
+        assert (plan.backend, plan.precision, plan.threads) == (backend, precision, threads)
+        assert engine.decode_threads == measured.fastest_decode()
+        if backend == "openvino":
+            assert engine._openvino.precision == precision and engine._openvino.threads == threads
+        else:
+            assert engine._openvino is None
+    # every candidate the CPU allows was measured, each backend on every thread count
+    cpu = cpu_report.detect()
+    expected = {f"{b} {p} {t}" for b in tuning.backends() for p in tuning.precisions(b, cpu)
+                for t in cpu.thread_candidates()}
+    assert set(measured.vision) == expected
+
+
+def test_a_cpu_without_bf16_falls_back_to_f16(tiny_pair, images, monkeypatch):
+    monkeypatch.setattr(cpu_report, "detect", lambda: NO_BF16)
+    measured = tuning.measurements()
+    assert measured.cpu == NO_BF16.key
+    assert not any("BF16" in candidate for candidate in measured.vision)
+    with Engine(*tiny_pair) as engine:
+        assert engine.vision_plan.precision in ("F16", "F32")
+        result, _ = answer(engine, [Message.user("What is in this picture?", images=[images["photo"]])])
+        assert result.stats.image_tiles_encoded == 13
+    with Engine(*tiny_pair, EngineSettings(vision_backend="llama.cpp")) as engine:
+        assert engine.vision_plan.precision == "F16"
+        assert engine.vision_mmproj_path == tiny_pair[1]  # nothing converted
+
+
+def test_without_openvino_images_are_read_by_libmtmd(tiny_pair, images, monkeypatch):
+    monkeypatch.setattr(openvino_encoder, "available", lambda: False)
+    monkeypatch.setattr(tuning, "_versions", lambda: "without openvino")  # measured afresh
+    with Engine(*tiny_pair) as engine:
+        assert engine.vision_plan.backend == "llama.cpp" and engine._openvino is None
+        result, _ = answer(engine, [Message.user("What is in this picture?", images=[images["photo"]])])
+        assert result.stats.image_tiles_encoded == 13 and result.stats.finish_reason == "length"
+    with pytest.raises(ValueError, match="OpenVINO is not installed"):
+        Engine(*tiny_pair, EngineSettings(vision_backend="openvino"))
+
+
+def test_openvino_agrees_with_libmtmd_on_the_answer_path(tiny_pair, images):
+    """A turn read through OpenVINO puts the same number of image positions in the KV cache
+    and a follow-up reuses them, exactly as with libmtmd."""
+    conversation = [Message.user("What is in this picture?", images=[images["photo"]])]
+    stats = {}
+    for backend in ("llama.cpp", "openvino"):
+        with Engine(*tiny_pair, EngineSettings(vision_backend=backend, vision_precision="F32" if backend == "openvino" else "F16")) as engine:
+            first, _ = answer(engine, conversation)
+            follow_up = conversation + [Message.assistant(first.text), Message.user("And the colours?")]
+            second, _ = answer(engine, follow_up)
+            stats[backend] = (first.stats.prompt_tokens, first.stats.image_tokens, second.stats.image_tiles_encoded)
+    assert stats["openvino"] == stats["llama.cpp"]
+    assert stats["openvino"][2] == 0
