@@ -45,6 +45,16 @@ def test_photo(path: Path) -> Path:
     return path
 
 
+def ensure_pair(out: Path) -> tuple[Path, Path, Path]:
+    """The text model, its F16 mmproj and the photo, written into ``out`` on first use."""
+    out.mkdir(parents=True, exist_ok=True)
+    text = out / f"{SMOLVLM_256M.name}-Q8_0.gguf"
+    mmproj = out / f"mmproj-{SMOLVLM_256M.name}-F16.gguf"
+    if not (text.exists() and mmproj.exists()):
+        write_pair(out, SMOLVLM_256M, text_type="Q8_0", mmproj_type="F16", base_tokenizer=smollm2_tokenizer())
+    return text, mmproj, test_photo(out / "photo-1024x768.jpg")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("benchmarks/.models"))
@@ -54,13 +64,7 @@ def main() -> int:
     parser.add_argument("--no-baseline", action="store_true")
     args = parser.parse_args()
 
-    args.out.mkdir(parents=True, exist_ok=True)
-    text = args.out / f"{SMOLVLM_256M.name}-Q8_0.gguf"
-    mmproj = args.out / f"mmproj-{SMOLVLM_256M.name}-F16.gguf"
-    if not (text.exists() and mmproj.exists()):
-        write_pair(args.out, SMOLVLM_256M, text_type="Q8_0", mmproj_type="F16",
-                   base_tokenizer=smollm2_tokenizer())
-    photo = test_photo(args.out / "photo-1024x768.jpg")
+    text, mmproj, photo = ensure_pair(args.out)
     command = [
         sys.executable, "-m", "smolchat", "bench", "--model", str(text), "--mmproj", str(mmproj),
         "--image", str(photo), "--runs", str(args.runs), "--turns", str(args.turns),

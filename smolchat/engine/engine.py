@@ -29,7 +29,6 @@ import llama_cpp.mtmd_cpp as mtmd
 import numpy as np
 from llama_cpp import Llama
 
-from smolchat import paths
 from smolchat.engine import native
 from smolchat.engine.gguf_info import (
     ModelFileError,
@@ -270,7 +269,6 @@ class Engine:
             try:
                 self._openvino = OpenVINOVisionEncoder(
                     info.path, threads=self.vision_plan.threads, precision=self.vision_plan.precision,
-                    cache_dir=paths.cache_dir() / "openvino",
                 )
             except (ModelFileError, ImportError, RuntimeError) as e:
                 log.warning("reading images with llama.cpp instead of OpenVINO: %s", e)

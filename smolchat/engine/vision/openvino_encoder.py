@@ -74,7 +74,6 @@ class OpenVINOVisionEncoder:
         *,
         threads: int,
         precision: str = "BF16",
-        cache_dir: str | os.PathLike[str] | None = None,
     ):
         import openvino as ov
 
@@ -115,9 +114,8 @@ class OpenVINOVisionEncoder:
             "PERFORMANCE_HINT": "LATENCY",
             "INFERENCE_PRECISION_HINT": INFERENCE_PRECISIONS[precision],
         }
-        if cache_dir is not None:
-            Path(cache_dir).mkdir(parents=True, exist_ok=True)
-            config["CACHE_DIR"] = str(cache_dir)
+        # No CACHE_DIR: a compiled blob saves 0.5 s of a 1.5 s load and takes 370 MB of disk
+        # per model and precision (SmolVLM-256M).
         self._compiled = core.compile_model(model, "CPU", config)
         self._request = self._compiled.create_infer_request()
         log.info("OpenVINO vision encoder for %s ready in %.2f s (%s, %d threads)",

@@ -27,7 +27,6 @@ from smolchat.engine.vision import cpu as cpu_report
 from smolchat.engine.vision import openvino_encoder
 from smolchat.engine.vision.cpu import CpuReport
 from smolchat.engine.vision.precision import convert_mmproj
-from smolchat.testing.gguf_pair import PairShape, TextShape, VisionShape, write_pair
 
 log = logging.getLogger(__name__)
 
@@ -36,14 +35,7 @@ LLAMA_CPP = "llama.cpp"
 BACKENDS = (OPENVINO, LLAMA_CPP)
 _FORMAT = 1  # bump when what is measured changes
 
-PROBE = PairShape(
-    name="SmolChatProbe",
-    text=TextShape(n_embd=576, n_layer=4, n_head=9, n_head_kv=3, n_ff=1536, n_ctx_train=2048),
-    vision=VisionShape(
-        n_embd=768, n_layer=2, n_head=12, n_ff=3072,
-        image_size=512, patch_size=16, scale_factor=4, preproc_image_size=512,
-    ),
-)
+PROBE_NAME = "SmolChatProbe"
 
 
 @dataclass(frozen=True)
@@ -96,12 +88,23 @@ def _versions() -> str:
 
 
 def _probe_files(folder: Path) -> tuple[Path, Path, Path]:
-    text = folder / f"{PROBE.name}-F16.gguf"
-    mmproj = folder / f"mmproj-{PROBE.name}-F16.gguf"
+    # the SmolVLM-shaped GGUF writer that the tests use; imported here, as it imports the engine
+    from smolchat.testing.gguf_pair import PairShape, TextShape, VisionShape, write_pair
+
+    probe = PairShape(
+        name=PROBE_NAME,
+        text=TextShape(n_embd=576, n_layer=4, n_head=9, n_head_kv=3, n_ff=1536, n_ctx_train=2048),
+        vision=VisionShape(
+            n_embd=768, n_layer=2, n_head=12, n_ff=3072,
+            image_size=512, patch_size=16, scale_factor=4, preproc_image_size=512,
+        ),
+    )
+    text = folder / f"{PROBE_NAME}-F16.gguf"
+    mmproj = folder / f"mmproj-{PROBE_NAME}-F16.gguf"
     image = folder / "probe.png"
     if not (text.exists() and mmproj.exists() and image.exists()):
         folder.mkdir(parents=True, exist_ok=True)
-        write_pair(folder, PROBE)
+        write_pair(folder, probe)
         noise = np.random.default_rng(0).integers(0, 256, (512, 512, 3), dtype=np.uint8)
         Image.fromarray(noise).save(image)
     return text, mmproj, image
@@ -153,7 +156,7 @@ def measure(cpu: CpuReport, folder: Path) -> Measurements:
         for precision in precisions(LLAMA_CPP, cpu):
             probe = mmproj
             if precision != "F16":
-                probe = folder / f"mmproj-{PROBE.name}-{precision}.gguf"
+                probe = folder / f"mmproj-{PROBE_NAME}-{precision}.gguf"
                 if not probe.exists():
                     convert_mmproj(mmproj, probe, precision)
             tile_s, token_s = _time_llama_cpp(text, probe, image, precision, threads)
@@ -198,28 +201,33 @@ def plan(
     decode_threads: int | None = None,
     cpu: CpuReport | None = None,
 ) -> VisionPlan:
-    """The fastest way to read images here; explicit arguments win over measurements."""
+    """The fastest way to read images here; what is given explicitly is kept, and the rest is
+    the fastest measured variant that agrees with it."""
     cpu = cpu or cpu_report.detect()
     if backend == OPENVINO and not openvino_encoder.available():
         raise ValueError("OpenVINO is not installed: pip install 'smolchat[openvino]'")
-    everything_given = backend != "auto" and precision != "auto" and threads and decode_threads
-    if everything_given:
+    if backend != "auto" and precision != "auto" and threads and decode_threads:
         return VisionPlan(backend, precision, threads, decode_threads, "from the settings")
     m = measurements(cpu)
-    fast_backend, fast_precision, fast_threads = m.fastest_vision()
-    if backend != "auto" and backend != fast_backend:
-        # the fastest measured variant of the backend that was asked for
-        options = {k: v for k, v in m.vision.items() if k.startswith(backend + " ")}
-        _, fast_precision, t = min(options, key=options.__getitem__).split()
-        fast_backend, fast_threads = backend, int(t)
-    if precision != "auto" and precision not in precisions(fast_backend, cpu) + ["F32", "F16"]:
-        raise ValueError(f"unknown precision {precision!r}")
+    matching = {
+        key: seconds for key, seconds in m.vision.items()
+        if (backend == "auto" or key.split()[0] == backend)
+        and (precision == "auto" or key.split()[1] == precision)
+        and (not threads or int(key.split()[2]) == threads)
+    }
+    if matching:
+        fast_backend, fast_precision, fast_threads = min(matching, key=matching.__getitem__).split()
+    else:  # a combination that was not measured (say F32 weights for libmtmd): as asked
+        fast_backend = LLAMA_CPP if backend == "auto" else backend
+        fast_precision = precisions(fast_backend, cpu)[0] if precision == "auto" else precision
+        fast_threads = str(threads or cpu.physical_cores)
+    explicit = backend != "auto" or precision != "auto" or threads
     return VisionPlan(
         backend=fast_backend,
-        precision=fast_precision if precision == "auto" else precision,
-        threads=threads or fast_threads,
+        precision=fast_precision,
+        threads=int(fast_threads),
         decode_threads=decode_threads or m.fastest_decode(),
-        how="measured on this computer" if not (threads or precision != "auto") else "settings and measurements",
+        how="settings, the rest measured on this computer" if explicit else "measured on this computer",
     )
 
 
