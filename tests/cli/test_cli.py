@@ -95,6 +95,9 @@ def test_bench_json_with_baseline(tiny_pair, images):
     assert len(data["baseline"]["turns"]) == 2
     assert data["baseline"]["turns"][1]["reused_tokens"] == 0  # the baseline re-reads everything
     assert data["peak_rss_mb"] > 0 and data["baseline"]["peak_rss_mb"] > 0
+    # how images were read, and how long a tile took
+    assert data["vision"].split()[0] in ("openvino", "llama.cpp") and "thread" in data["vision"]
+    assert first["encode_s_per_tile"] > 0 and first["image_tiles_encoded"] == 13
 
 
 def test_bench_table(tiny_pair):
@@ -102,3 +105,13 @@ def test_bench_table(tiny_pair):
     out = smolchat("bench", "--model", str(text), "--runs", "1", "--max-tokens", "4", "--prompt", "Hi")
     assert out.returncode == 0, out.stderr
     assert "TTFT s" in out.stdout and "peak RSS" in out.stdout
+
+
+def test_bench_table_names_the_vision_encoder(tiny_pair, images):
+    text, mmproj = tiny_pair
+    out = smolchat("bench", "--model", str(text), "--mmproj", str(mmproj), "--image", str(images["photo"]),
+                   "--runs", "1", "--turns", "1", "--max-tokens", "4",
+                   "--vision", "llama.cpp", "--vision-precision", "BF16", "--vision-threads", "1")
+    assert out.returncode == 0, out.stderr
+    assert "encode s/tile" in out.stdout
+    assert "images read by llama.cpp BF16, 1 thread;" in out.stdout

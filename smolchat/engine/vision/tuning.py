@@ -49,7 +49,7 @@ class VisionPlan:
     how: str = "measured on this computer"
 
     def describe(self) -> str:
-        return f"{self.backend} {self.precision}, {self.threads} threads"
+        return f"{self.backend} {self.precision}, {self.threads} thread{'s' if self.threads != 1 else ''}"
 
 
 @dataclass
