@@ -114,4 +114,4 @@ def test_bench_table_names_the_vision_encoder(tiny_pair, images):
                    "--vision", "llama.cpp", "--vision-precision", "BF16", "--vision-threads", "1")
     assert out.returncode == 0, out.stderr
     assert "encode s/tile" in out.stdout
-    assert "images read by llama.cpp BF16, 1 thread;" in out.stdout
+    assert "images read by llama.cpp BF16, 1 thread (settings" in out.stdout
