@@ -188,6 +188,7 @@ class Engine:
         self._mtmd_ctx = None
         self.vision_plan: VisionPlan | None = None
         self._openvino = None  # OpenVINOVisionEncoder, when images are read through OpenVINO
+        self._layout_only = False  # libmtmd loaded a projector without encoder layers
         self._images: dict[str, PreparedImage] = {}  # the images of the prompt being evaluated
         self._tiles: tuple[str, np.ndarray] | None = None  # one image's tiles, for OpenVINO
         self._chunks_per_image: Counter[str] = Counter()
@@ -274,12 +275,11 @@ class Engine:
                 log.warning("reading images with llama.cpp instead of OpenVINO: %s", e)
                 self.vision_plan = tuning.plan(backend=LLAMA_CPP, threads=s.n_threads_vision,
                                                decode_threads=s.n_threads)
-        mmproj_path = info.path
-        if self.vision_plan.backend == LLAMA_CPP:
-            try:
-                mmproj_path = tuning.mmproj_for(info.path, info.file_type, self.vision_plan.precision)
-            except OSError as e:  # no room for the converted copy: the original works too
-                log.warning("could not convert %s: %s", info.path.name, e)
+        mmproj_path, self._layout_only = info.path, False
+        try:
+            mmproj_path, self._layout_only = tuning.projector_for(info.path, info.file_type, self.vision_plan)
+        except OSError as e:  # no room for the copy: the original works too
+            log.warning("could not write a copy of %s: %s", info.path.name, e)
         params = mtmd.mtmd_context_params_default()
         params.use_gpu = s.vision_on_gpu and llama_cpp.llama_supports_gpu_offload()
         params.n_threads = self.vision_plan.threads
@@ -550,7 +550,6 @@ class Engine:
         segments = self.template.render(
             self._resolve_images(messages), add_generation_prompt=add_generation_prompt
         )
-        self._images = {seg.content_id: seg for seg in segments if isinstance(seg, PreparedImage)}
         if self._mtmd_ctx is None:
             assert self._llama is not None
             (text,) = segments
@@ -584,6 +583,7 @@ class Engine:
             raise PromptError("The prompt must end with text for the model to answer.")
         matched_pos = prompt.positions(matched)
         self._truncate_cache(matched, matched_pos)
+        self._images = prompt.images
         self._chunks_per_image = Counter(u.content_id for u in prompt.units if isinstance(u, ImageUnit))
         counters.reused = matched_pos
         assert self._llama is not None and self._batch is not None
@@ -641,6 +641,9 @@ class Engine:
         embeddings = self._openvino_embeddings(unit, chunk) if self._openvino is not None else None
         if embeddings is not None:
             return embeddings.ctypes.data_as(ctypes.POINTER(ctypes.c_float)), embeddings
+        if self._layout_only:  # never encode with a projector that has no encoder layers
+            raise EngineError("SmolChat could not read this image with OpenVINO. "
+                              "Choose the llama.cpp vision encoder in the settings.")
         if mtmd.mtmd_encode_chunk(self._mtmd_ctx, chunk.image_ptr) != 0:
             raise EngineError("The vision encoder failed on this image.")
         return mtmd.mtmd_get_output_embd(self._mtmd_ctx), None
@@ -653,7 +656,7 @@ class Engine:
         if not isinstance(image, PreparedImage):
             image = self.image_cache.get(image)
         with self._operation(None), mtmd_layout(self._mtmd_ctx, [image], frozenset([image.content_id])) as layout:
-            self._images = {image.content_id: image}
+            self._images = layout.images
             self._chunks_per_image = Counter(u.content_id for u in layout.units if isinstance(u, ImageUnit))
             tiles = []
             for chunk in layout.chunks:
@@ -678,6 +681,10 @@ class Engine:
             self._tiles = (unit.content_id, normalized(tiles, self._openvino.mean, self._openvino.std))
         tiles = self._tiles[1]
         if len(tiles) != self._chunks_per_image[unit.content_id] or chunk.n_image_tokens != self._openvino.tokens_per_tile:
+            self._tiles = None
+            if self._layout_only:  # libmtmd holds no encoder layers to fall back on
+                raise EngineError("This image could not be read: SmolChat and libmtmd cut it into tiles "
+                                  "differently. Choose the llama.cpp vision encoder in the settings.")
             log.warning("libmtmd cut %s differently; reading it with libmtmd", image.source or "an image")
             return None
         embeddings = self._openvino.encode(tiles[unit.index : unit.index + 1])

@@ -52,6 +52,7 @@ class TokenizedPrompt:
     chunks: list[Chunk] = field(default_factory=list)
     n_pos: int = 0
     image_tokens: int = 0
+    images: dict = field(default_factory=dict)  # content id -> PreparedImage, for other encoders
 
     @staticmethod
     def unit_pos(unit: Unit) -> int:
@@ -118,7 +119,9 @@ def mtmd_layout(
     try:
         if rc != 0:
             raise TokenizeError(f"libmtmd could not tokenize this conversation (code {rc}).")
-        yield _read_chunks(chunks)
+        prompt = _read_chunks(chunks)
+        prompt.images = {s.content_id: s for s in segments if not isinstance(s, str)}
+        yield prompt
     finally:
         mtmd.mtmd_input_chunks_free(chunks)
 

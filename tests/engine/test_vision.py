@@ -12,11 +12,11 @@ import pytest
 from PIL import Image
 
 from smolchat import paths
-from smolchat.engine import Engine, EngineSettings, Message
+from smolchat.engine import Engine, EngineError, EngineSettings, Message
 from smolchat.engine.vision import cpu as cpu_report
 from smolchat.engine.vision import openvino_encoder, tuning
 from smolchat.engine.vision.cpu import CpuReport
-from smolchat.engine.vision.precision import convert_mmproj
+from smolchat.engine.vision.projector_files import convert_mmproj
 from tests.helpers import answer
 
 LIBMTMD_F16 = EngineSettings(vision_backend="llama.cpp", vision_precision="F16")
@@ -148,5 +148,21 @@ def test_openvino_agrees_with_libmtmd_on_the_answer_path(tiny_pair, images):
             follow_up = conversation + [Message.assistant(first.text), Message.user("And the colours?")]
             second, _ = answer(engine, follow_up)
             stats[backend] = (first.stats.prompt_tokens, first.stats.image_tokens, second.stats.image_tiles_encoded)
+            if backend == "openvino":  # libmtmd only lays prompts out: it gets no encoder layers
+                layout = gguf.GGUFReader(engine.vision_mmproj_path)
+                assert not any(t.name.startswith("v.blk.") for t in layout.tensors)
     assert stats["openvino"] == stats["llama.cpp"]
     assert stats["openvino"][2] == 0
+
+
+def test_tiles_cut_differently_from_libmtmd_are_refused_not_misread(tiny_pair, images, monkeypatch):
+    from smolchat.engine import engine as engine_module
+
+    real_cut = engine_module.cut_tiles
+    monkeypatch.setattr(engine_module, "cut_tiles", lambda *a: real_cut(*a)[1:])
+    with Engine(*tiny_pair, EngineSettings(vision_backend="openvino")) as engine:
+        with pytest.raises(EngineError, match="cut it into tiles differently"):
+            answer(engine, [Message.user("What is in this picture?", images=[images["photo"]])])
+        monkeypatch.setattr(engine_module, "cut_tiles", real_cut)
+        result, _ = answer(engine, [Message.user("What is in this picture?", images=[images["photo"]])])
+        assert result.stats.image_tiles_encoded == 13

@@ -26,7 +26,11 @@ from smolchat import paths
 from smolchat.engine.vision import cpu as cpu_report
 from smolchat.engine.vision import openvino_encoder
 from smolchat.engine.vision.cpu import CpuReport
-from smolchat.engine.vision.precision import convert_mmproj
+from smolchat.engine.vision.projector_files import (
+    convert_mmproj,
+    copy_name,
+    layout_only_mmproj,
+)
 
 log = logging.getLogger(__name__)
 
@@ -231,17 +235,22 @@ def plan(
     )
 
 
-def mmproj_for(path: Path, file_type: int | None, precision: str) -> Path:
-    """The projector libmtmd should load for ``precision``: the file itself, or a local copy
-    converted once into the app's data folder (F16 <-> BF16; quantized files stay as they are)."""
-    float_types = {0: "F32", 1: "F16", 32: "BF16"}
-    current = float_types.get(file_type or -1)
-    if current is None or current == precision or precision not in ("F16", "BF16"):
-        return path
-    from smolchat.engine.vision.precision import converted_name
+def projector_for(path: Path, file_type: int | None, plan: VisionPlan) -> tuple[Path, bool]:
+    """The projector file libmtmd should load for ``plan``, made once if needed, and whether
+    it is a layout-only copy (OpenVINO reads the images; libmtmd only lays prompts out).
 
-    target = paths.data_dir() / "converted" / converted_name(path, precision)
+    For libmtmd itself: the file, or a copy in the plan's precision (F16 <-> BF16; quantized
+    files stay as they are) kept in the data folder."""
+    if plan.backend == OPENVINO:
+        target = paths.cache_dir() / "layout-only" / copy_name(path, "layout")
+        if not target.exists():
+            layout_only_mmproj(path, target)
+        return target, True
+    current = {0: "F32", 1: "F16", 32: "BF16"}.get(file_type if file_type is not None else -1)
+    if current is None or current == plan.precision or plan.precision not in ("F16", "BF16"):
+        return path, False
+    target = paths.data_dir() / "converted" / copy_name(path, plan.precision)
     if not target.exists():
-        log.info("converting %s to %s for this CPU (once)", path.name, precision)
-        convert_mmproj(path, target, precision)
-    return target
+        log.info("converting %s to %s for this CPU (once)", path.name, plan.precision)
+        convert_mmproj(path, target, plan.precision)
+    return target, False

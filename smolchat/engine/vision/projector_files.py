@@ -1,0 +1,134 @@
+"""Local copies of a vision projector (mmproj) that read images faster or use less memory.
+
+- In another precision: a CPU with BF16 dot-product instructions (AVX512-BF16, AMX, Arm
+  BF16) runs the encoder's matrix products faster on BF16 weights than on F16 ones, with the
+  range of F32. Most repos publish only an F16 mmproj, so SmolChat converts it once. Only
+  the 2-D projection weights change: biases, norms, the patch convolution and the position
+  embeddings stay as they are (ggml's convolution and additions want them in F16/F32).
+- For layout only: when OpenVINO reads the images, libmtmd still lays prompts out (tiles,
+  image tokens), which needs the projector's metadata but none of its transformer layers. A
+  copy without them saves their memory (170 MB for SmolVLM-256M, 800 MB for 2.2B).
+
+Copies are written under a temporary name and renamed into place, so a crash or a full disk
+never leaves a half-written file under the final name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import gguf
+import numpy as np
+
+from smolchat.engine.gguf_info import ModelFileError
+
+log = logging.getLogger(__name__)
+
+# Matrix weights of the vision tower and the projector: these are what matrix products read.
+_MATMUL_WEIGHT = re.compile(r"^(v\.blk\.\d+\.(attn_[qkvo]|attn_out|ffn_up|ffn_down|ffn_gate)|mm\.[\w.]+)\.weight$")
+_FLOAT_TYPES = {gguf.GGMLQuantizationType.F16, gguf.GGMLQuantizationType.F32, gguf.GGMLQuantizationType.BF16}
+PRECISIONS = ("F16", "BF16")
+_FILE_TYPES = {"F16": gguf.LlamaFileType.MOSTLY_F16, "BF16": gguf.LlamaFileType.MOSTLY_BF16}
+_LAYER_COUNT = "clip.vision.block_count"
+
+
+def copy_name(source: Path, kind: str) -> str:
+    """A file name for a copy of ``source`` that changes whenever the source does."""
+    stat = source.stat()
+    tag = hashlib.sha256(f"{source.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:12]
+    stem = re.sub(r"-(F16|F32|BF16|f16|f32|bf16)$", "", source.stem)
+    return f"{stem}-{kind}-{tag}.gguf"
+
+
+def is_converted_weight(name: str, n_dims: int) -> bool:
+    return n_dims == 2 and bool(_MATMUL_WEIGHT.match(name))
+
+
+def _rewrite(
+    source: Path,
+    target: Path,
+    *,
+    fields: dict[str, tuple[object, gguf.GGUFValueType]],
+    tensor: Callable[[str, np.ndarray, gguf.GGMLQuantizationType], tuple[np.ndarray, gguf.GGMLQuantizationType] | None],
+) -> Path:
+    """Copy ``source`` to ``target`` with ``fields`` replaced or added and each tensor passed
+    through ``tensor`` (which returns its new data and type, or None to leave it out)."""
+    try:
+        reader = gguf.GGUFReader(source)
+    except (ValueError, OSError) as e:
+        raise ModelFileError(source, f"could not be read to copy it ({e}).", "Download the projector again.") from e
+    arch = reader.get_field(gguf.Keys.General.ARCHITECTURE)
+    partial = target.with_name(target.name + ".partial")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    writer = gguf.GGUFWriter(partial, arch=arch.contents() if arch else "clip", endianess=reader.endianess)
+    try:
+        for field in reader.fields.values():
+            if field.name == gguf.Keys.General.ARCHITECTURE or field.name.startswith("GGUF."):
+                continue  # the writer adds these itself
+            value_type = field.types[0]
+            sub_type = field.types[-1] if value_type == gguf.GGUFValueType.ARRAY else None
+            value = field.contents()
+            if field.name in fields:
+                value, value_type = fields[field.name]
+            writer.add_key_value(field.name, value, value_type, sub_type=sub_type)
+        for name, (value, value_type) in fields.items():
+            if reader.get_field(name) is None:
+                writer.add_key_value(name, value, value_type)
+        kept = []
+        for t in reader.tensors:
+            result = tensor(t.name, t.data, t.tensor_type)
+            if result is not None:
+                kept.append((t.name, *result))
+        for name, data, kind in kept:
+            writer.add_tensor_info(name, data.shape, data.dtype, data.nbytes, kind)
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_ti_data_to_file()
+        for _, data, _ in kept:
+            writer.write_tensor_data(data)
+        writer.close()
+        os.replace(partial, target)
+    except BaseException:
+        writer.close()
+        partial.unlink(missing_ok=True)
+        raise
+    return target
+
+
+def convert_mmproj(source: str | os.PathLike[str], target: str | os.PathLike[str], precision: str = "BF16") -> Path:
+    """Write a copy of ``source`` whose matrix weights are in ``precision``."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unsupported precision {precision!r}")
+    source, target = Path(source), Path(target)
+    qtype = gguf.GGMLQuantizationType[precision]
+
+    def convert(name: str, data: np.ndarray, kind: gguf.GGMLQuantizationType):
+        if kind in _FLOAT_TYPES and kind != qtype and is_converted_weight(name, data.ndim):
+            floats = gguf.quants.dequantize(data, kind) if kind == gguf.GGMLQuantizationType.BF16 else data
+            return gguf.quants.quantize(np.asarray(floats, np.float32), qtype), qtype
+        return data, kind
+
+    _rewrite(source, target, tensor=convert, fields={
+        gguf.Keys.General.FILE_TYPE: (int(_FILE_TYPES[precision]), gguf.GGUFValueType.UINT32),
+        "smolchat.converted_from": (source.name, gguf.GGUFValueType.STRING),
+    })
+    log.info("converted %s to %s (%s)", source.name, target.name, precision)
+    return target
+
+
+def layout_only_mmproj(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> Path:
+    """Write a copy of ``source`` without its transformer layers: libmtmd lays prompts out
+    with it exactly as with the original, but must not encode images with it."""
+    source, target = Path(source), Path(target)
+    _rewrite(source, target,
+             tensor=lambda name, data, kind: None if name.startswith("v.blk.") else (data, kind),
+             fields={
+                 _LAYER_COUNT: (0, gguf.GGUFValueType.UINT32),
+                 "smolchat.layout_only_copy_of": (source.name, gguf.GGUFValueType.STRING),
+             })
+    return target
