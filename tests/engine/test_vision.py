@@ -166,3 +166,17 @@ def test_tiles_cut_differently_from_libmtmd_are_refused_not_misread(tiny_pair, i
         monkeypatch.setattr(engine_module, "cut_tiles", real_cut)
         result, _ = answer(engine, [Message.user("What is in this picture?", images=[images["photo"]])])
         assert result.stats.image_tiles_encoded == 13
+
+
+def test_a_failed_measurement_falls_back_to_the_cpu_report(tiny_pair, images, monkeypatch):
+    def disk_full(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(tuning, "measure", disk_full)
+    monkeypatch.setattr(tuning, "_versions", lambda: "not measured yet")
+    monkeypatch.setattr(cpu_report, "detect", lambda: NO_BF16)
+    with Engine(*tiny_pair) as engine:
+        assert "CPU report" in engine.vision_plan.how and "No space left" in engine.vision_plan.how
+        assert engine.vision_plan.precision in ("F16", "F32") and engine.vision_plan.threads == 2
+        result, _ = answer(engine, [Message.user("What is in this picture?", images=[images["photo"]])])
+        assert result.stats.image_tiles_encoded == 13

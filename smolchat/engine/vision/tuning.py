@@ -31,6 +31,7 @@ from smolchat.engine.vision.projector_files import (
     copy_name,
     layout_only_mmproj,
 )
+from smolchat.errors import SmolChatError
 
 log = logging.getLogger(__name__)
 
@@ -212,7 +213,16 @@ def plan(
         raise ValueError("OpenVINO is not installed: pip install 'smolchat[openvino]'")
     if backend != "auto" and precision != "auto" and threads and decode_threads:
         return VisionPlan(backend, precision, threads, decode_threads, "from the settings")
-    m = measurements(cpu)
+    try:
+        m = measurements(cpu)
+    except (OSError, SmolChatError) as e:  # a full disk, say: go by what the CPU reports
+        log.warning("could not measure this computer, going by its CPU report: %s", e)
+        chosen = backend if backend != "auto" else (OPENVINO if openvino_encoder.available() else LLAMA_CPP)
+        return VisionPlan(
+            chosen, precisions(chosen, cpu)[0] if precision == "auto" else precision,
+            threads or cpu.physical_cores, decode_threads or cpu.physical_cores,
+            f"from the CPU report (not measured: {e})",
+        )
     matching = {
         key: seconds for key, seconds in m.vision.items()
         if (backend == "auto" or key.split()[0] == backend)
