@@ -52,11 +52,12 @@ def run(args: argparse.Namespace) -> int:
     )
     with Engine(args.model, args.mmproj, engine_settings(args)) as engine:
         result = _answer(engine, messages, sampling, stream=not args.json)
+        vision = engine.vision_plan.describe() if engine.vision_plan else None
     if args.json:
-        print(json.dumps({"answer": result.text, "stats": result.stats.as_dict()}, indent=2))
+        print(json.dumps({"answer": result.text, "stats": result.stats.as_dict(), "vision": vision}, indent=2))
     else:
         print()
-        print(format_stats(result.stats))
+        print(format_stats(result.stats, vision))
     return 130 if result.stats.finish_reason == "cancelled" else 0
 
 
@@ -93,7 +94,7 @@ def _answer(engine: Engine, messages: list[Message], sampling: SamplingParams, *
             return event
 
 
-def format_stats(stats: TurnStats) -> str:
+def format_stats(stats: TurnStats, vision: str | None = None) -> str:
     parts = []
     if stats.ttft_s is not None:
         parts.append(f"first token {stats.ttft_s:.2f} s")
@@ -110,6 +111,7 @@ def format_stats(stats: TurnStats) -> str:
         prompt += f" ({', '.join(details)})"
     parts.append(prompt)
     if stats.image_tiles_encoded:
-        parts.append(f"{stats.image_tiles_encoded} tiles encoded in {stats.encode_s:.2f} s")
+        by = f" by {vision}" if vision else ""
+        parts.append(f"{stats.image_tiles_encoded} tiles encoded in {stats.encode_s:.2f} s{by}")
     parts.append(stats.finish_reason)
     return "[" + " · ".join(parts) + "]"

@@ -28,6 +28,7 @@ def test_ask_streams_the_answer_and_ends_with_timings(tiny_pair, images):
     assert out.returncode == 0, out.stderr
     last = out.stdout.rstrip("\n").splitlines()[-1]
     assert last.startswith("[first token ") and "tok/s" in last and "52 image" in last
+    assert "13 tiles encoded in" in last and " thread" in last  # ... by openvino BF16, 2 threads
     assert out.stderr == ""
 
 
@@ -43,6 +44,7 @@ def test_ask_json(tiny_pair, images):
     assert stats["image_tiles_encoded"] == 26 and stats["image_tokens"] == 104
     for key in ("ttft_s", "tpot_s", "e2e_s", "decode_tok_s", "prompt_tokens", "reused_tokens", "finish_reason"):
         assert key in stats
+    assert data["vision"].split()[0] in ("openvino", "llama.cpp")
 
 
 def test_ask_with_a_real_text_model(smollm2_path):
