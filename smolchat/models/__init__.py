@@ -1,0 +1,1 @@
+"""SmolVLM models: the catalog, weight formats, downloads, what is installed, memory estimates."""
