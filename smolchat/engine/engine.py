@@ -18,7 +18,6 @@ import logging
 import os
 import threading
 import time
-from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -189,9 +188,7 @@ class Engine:
         self.vision_plan: VisionPlan | None = None
         self._openvino = None  # OpenVINOVisionEncoder, when images are read through OpenVINO
         self._layout_only = False  # libmtmd loaded a projector without encoder layers
-        self._images: dict[str, PreparedImage] = {}  # the images of the prompt being evaluated
         self._tiles: tuple[str, np.ndarray] | None = None  # one image's tiles, for OpenVINO
-        self._chunks_per_image: Counter[str] = Counter()
         self._batch: native.TokenBatch | None = None
         self._abort = native.AbortWatch()
         self._units: list[Unit] = []  # what the KV cache holds, in order
@@ -583,8 +580,6 @@ class Engine:
             raise PromptError("The prompt must end with text for the model to answer.")
         matched_pos = prompt.positions(matched)
         self._truncate_cache(matched, matched_pos)
-        self._images = prompt.images
-        self._chunks_per_image = Counter(u.content_id for u in prompt.units if isinstance(u, ImageUnit))
         counters.reused = matched_pos
         assert self._llama is not None and self._batch is not None
         ctx = self._llama.ctx
@@ -610,14 +605,15 @@ class Engine:
                     self._n_past += len(piece)
                     counters.evaluated += len(piece)
             else:
-                self._evaluate_image(prompt.units[chunk.first_unit], chunk, counters)
+                self._evaluate_image(prompt, chunk, counters)
                 if counters.cancelled:
                     return
 
-    def _evaluate_image(self, unit: ImageUnit, chunk: Chunk, counters: _EvalCounters) -> None:
+    def _evaluate_image(self, prompt: TokenizedPrompt, chunk: Chunk, counters: _EvalCounters) -> None:
+        unit = prompt.units[chunk.first_unit]
         assert self._llama is not None
         began = time.perf_counter()
-        embd_ptr, _keep = self._encode_tile(unit, chunk)
+        embd_ptr, _keep = self._encode_tile(prompt, chunk)
         counters.encode_s += time.perf_counter() - began
         counters.tiles += 1
         if self._abort.is_set():  # the encoder itself cannot be interrupted: check after it
@@ -635,10 +631,10 @@ class Engine:
         self._n_past = new_n_past.value
         counters.evaluated += chunk.n_pos
 
-    def _encode_tile(self, unit: ImageUnit, chunk: Chunk) -> tuple[object, object]:
+    def _encode_tile(self, prompt: TokenizedPrompt, chunk: Chunk) -> tuple[object, object]:
         """Run the vision encoder on one tile: a float pointer to its embeddings, and what
         keeps them alive (the pointer is valid until the next tile is encoded)."""
-        embeddings = self._openvino_embeddings(unit, chunk) if self._openvino is not None else None
+        embeddings = self._openvino_embeddings(prompt, chunk) if self._openvino is not None else None
         if embeddings is not None:
             return embeddings.ctypes.data_as(ctypes.POINTER(ctypes.c_float)), embeddings
         if self._layout_only:  # never encode with a projector that has no encoder layers
@@ -656,21 +652,20 @@ class Engine:
         if not isinstance(image, PreparedImage):
             image = self.image_cache.get(image)
         with self._operation(None), mtmd_layout(self._mtmd_ctx, [image], frozenset([image.content_id])) as layout:
-            self._images = layout.images
-            self._chunks_per_image = Counter(u.content_id for u in layout.units if isinstance(u, ImageUnit))
             tiles = []
             for chunk in layout.chunks:
                 if chunk.image_ptr is None:
                     continue
-                ptr, _keep = self._encode_tile(layout.units[chunk.first_unit], chunk)
+                ptr, _keep = self._encode_tile(layout, chunk)
                 n = chunk.n_image_tokens * self.text_info.n_embd
                 tiles.append(np.ctypeslib.as_array(ptr, shape=(n,)).reshape(chunk.n_image_tokens, -1).copy())
         return np.stack(tiles)
 
-    def _openvino_embeddings(self, unit: ImageUnit, chunk: Chunk) -> np.ndarray | None:
+    def _openvino_embeddings(self, prompt: TokenizedPrompt, chunk: Chunk) -> np.ndarray | None:
         """One tile's embeddings from OpenVINO; None where libmtmd should read it instead."""
         assert self._openvino is not None
-        image = self._images.get(unit.content_id)
+        unit = prompt.units[chunk.first_unit]
+        image = prompt.images.get(unit.content_id)
         if image is None:
             return None
         if self._tiles is None or self._tiles[0] != unit.content_id:
@@ -680,7 +675,8 @@ class Engine:
             tiles = cut_tiles(pixels, geometry)
             self._tiles = (unit.content_id, normalized(tiles, self._openvino.mean, self._openvino.std))
         tiles = self._tiles[1]
-        if len(tiles) != self._chunks_per_image[unit.content_id] or chunk.n_image_tokens != self._openvino.tokens_per_tile:
+        n_chunks = sum(1 for u in prompt.units if isinstance(u, ImageUnit) and u.content_id == unit.content_id)
+        if len(tiles) != n_chunks or chunk.n_image_tokens != self._openvino.tokens_per_tile:
             self._tiles = None
             if self._layout_only:  # libmtmd holds no encoder layers to fall back on
                 raise EngineError("This image could not be read: SmolChat and libmtmd cut it into tiles "
