@@ -675,16 +675,18 @@ class Engine:
             tiles = cut_tiles(pixels, geometry)
             self._tiles = (unit.content_id, normalized(tiles, self._openvino.mean, self._openvino.std))
         tiles = self._tiles[1]
+        # A picture attached twice has its tiles twice: ImageUnit.index runs on across them.
         n_chunks = sum(1 for u in prompt.units if isinstance(u, ImageUnit) and u.content_id == unit.content_id)
-        if len(tiles) != n_chunks or chunk.n_image_tokens != self._openvino.tokens_per_tile:
+        if n_chunks % len(tiles) or chunk.n_image_tokens != self._openvino.tokens_per_tile:
             self._tiles = None
             if self._layout_only:  # libmtmd holds no encoder layers to fall back on
                 raise EngineError("This image could not be read: SmolChat and libmtmd cut it into tiles "
                                   "differently. Choose the llama.cpp vision encoder in the settings.")
             log.warning("libmtmd cut %s differently; reading it with libmtmd", image.source or "an image")
             return None
-        embeddings = self._openvino.encode(tiles[unit.index : unit.index + 1])
-        if unit.index == len(tiles) - 1:
+        tile = unit.index % len(tiles)
+        embeddings = self._openvino.encode(tiles[tile : tile + 1])
+        if tile == len(tiles) - 1:
             self._tiles = None  # the overview comes last: this image is done
         return embeddings
 

@@ -180,3 +180,16 @@ def test_a_failed_measurement_falls_back_to_the_cpu_report(tiny_pair, images, mo
         assert engine.vision_plan.precision in ("F16", "F32") and engine.vision_plan.threads == 2
         result, _ = answer(engine, [Message.user("What is in this picture?", images=[images["photo"]])])
         assert result.stats.image_tiles_encoded == 13
+
+
+def test_the_same_picture_twice_in_a_conversation(tiny_pair, images):
+    """Its tiles come twice in the prompt; OpenVINO reads each occurrence like libmtmd does."""
+    conversation = [Message.user("What is this?", images=[images["photo"]]),
+                    Message.assistant("A photo."),
+                    Message.user("And this one?", images=[images["photo"]])]
+    stats = {}
+    for backend in ("llama.cpp", "openvino"):
+        with Engine(*tiny_pair, EngineSettings(vision_backend=backend)) as engine:
+            result, _ = answer(engine, conversation)
+            stats[backend] = (result.stats.image_tiles_encoded, result.stats.image_tokens)
+    assert stats["openvino"] == stats["llama.cpp"] == (26, 104)
