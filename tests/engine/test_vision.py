@@ -193,3 +193,17 @@ def test_the_same_picture_twice_in_a_conversation(tiny_pair, images):
             result, _ = answer(engine, conversation)
             stats[backend] = (result.stats.image_tiles_encoded, result.stats.image_tokens)
     assert stats["openvino"] == stats["llama.cpp"] == (26, 104)
+
+
+@pytest.mark.parametrize("cpuinfo, model, bf16", [
+    ("processor\t: 0\nmodel name\t: Intel Core i7-8550U\nflags\t\t: fpu avx2 fma\nphysical id\t: 0\ncore id\t\t: 0\n\n"
+     "processor\t: 1\nmodel name\t: Intel Core i7-8550U\nflags\t\t: fpu avx2 fma\nphysical id\t: 0\ncore id\t\t: 0\n",
+     "Intel Core i7-8550U", False),
+    ("processor\t: 0\nmodel name\t: Intel Xeon Platinum 8480\nflags\t\t: avx512f amx_bf16 amx_tile\n"
+     "physical id\t: 0\ncore id\t\t: 0\n", "Intel Xeon Platinum 8480", True),
+    ("processor\t: 0\nFeatures\t: fp asimd bf16 i8mm\nCPU part\t: 0xd4f\n", "0xd4f", True),
+])
+def test_the_cpu_report_reads_bf16_and_cores(cpuinfo, model, bf16):
+    report = cpu_report._linux(cpuinfo, logical=2)
+    assert (report.model, report.bf16) == (model, bf16)
+    assert report.logical_cores == 2 and 1 <= report.physical_cores <= 2
