@@ -14,8 +14,10 @@ from PIL import Image
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 # Nothing in the tests may reach the Hugging Face Hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-# Converted models, measurements and compiled encoders go to a folder of the test run's own.
+# Converted models, measurements and compiled encoders go to a folder of the test run's own,
+# and so does the Hugging Face cache.
 os.environ["SMOLCHAT_HOME"] = tempfile.mkdtemp(prefix="smolchat-tests-")
+os.environ["HF_HUB_CACHE"] = os.path.join(os.environ["SMOLCHAT_HOME"], "hf-cache")
 
 from smolchat.engine import Engine, EngineSettings  # noqa: E402
 from smolchat.testing.gguf_pair import TINY, write_pair  # noqa: E402

@@ -1,0 +1,285 @@
+"""Downloading model files into the Hugging Face cache, resumable across crashes and restarts.
+
+huggingface_hub asks the Hub where a file lives and what it is (commit, sha256, size) and
+turns its errors into ours; the bytes are fetched here, because huggingface_hub 2.x deletes
+a partial file when a download fails and cannot resume across calls. Here the partial file
+stays in the cache as ``blobs/<sha256>.incomplete``, the next attempt asks only for the rest
+with a ``Range`` request, and the file becomes a blob only after its sha256 matches the
+Hub's LFS hash.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import shutil
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import filelock
+import httpx2
+from huggingface_hub import constants, get_hf_file_metadata, get_session, hf_hub_url
+from huggingface_hub.utils import build_hf_headers, hf_raise_for_status
+
+from smolchat.errors import SmolChatError
+from smolchat.models import hf_cache
+from smolchat.models.hub import (
+    Hub,
+    HubError,
+    HubUnreachableError,
+    RemoteFile,
+    hub_errors,
+)
+
+REPORT_EVERY_S = 0.1  # progress reports, at most this often
+RETRY_DELAYS_S = (1.0, 2.0, 4.0)  # after a dropped connection that made no progress
+SPARE_DISK_BYTES = 100_000_000  # room left for the rest of the system
+
+
+class DownloadCancelledError(SmolChatError):
+    pass
+
+
+class DownloadInterruptedError(HubUnreachableError):
+    pass
+
+
+class ChecksumMismatchError(HubError):
+    pass
+
+
+class DiskFullError(SmolChatError):
+    pass
+
+
+@dataclass(frozen=True)
+class Progress:
+    filename: str
+    file_done: int
+    file_total: int
+    done: int  # bytes of all the files of this download, including those already there
+    total: int
+    speed: float  # bytes per second over the last few seconds
+
+    @property
+    def eta_s(self) -> float | None:
+        return (self.total - self.done) / self.speed if self.speed > 0 else None
+
+    @property
+    def fraction(self) -> float:
+        return self.done / self.total if self.total else 1.0
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+def free_bytes(path: Path) -> int:
+    """Free space on the disk that holds ``path`` (or would hold it)."""
+    while not path.exists():
+        path = path.parent
+    return shutil.disk_usage(path).free
+
+
+def download(hub: Hub, repo: str, files: list[RemoteFile], *, on_progress: ProgressCallback | None = None,
+             cancel: threading.Event | None = None) -> list[Path]:
+    """Fetch ``files`` of ``repo`` into the cache (resuming any partial file) and return their
+    paths in the cache. Raises a SmolChatError with a message for the user on any failure;
+    a partial file is kept for the next attempt unless its bytes proved wrong."""
+    return _Download(hub, repo, files, on_progress, cancel or threading.Event()).run()
+
+
+class _Download:
+    def __init__(self, hub: Hub, repo: str, files: list[RemoteFile], on_progress: ProgressCallback | None,
+                 cancel: threading.Event) -> None:
+        self.hub, self.repo, self.files, self.cancel = hub, repo, files, cancel
+        self.on_progress = on_progress
+        self.total = sum(f.size for f in files)
+        self.done_before = 0  # bytes of the files finished in this run
+        self._samples: deque[tuple[float, int]] = deque()
+        self._fetched = 0  # bytes received from the network in this run, for the speed
+        self._last_report = -1.0
+
+    def run(self) -> list[Path]:
+        if self.hub.offline:
+            raise HubUnreachableError("Offline mode is on (HF_HUB_OFFLINE): models cannot be downloaded.")
+        already = {c.filename: c for c in hf_cache.cached_files(self.hub.cache_dir, self.repo)}
+        missing = [f for f in self.files if not _matches(already.get(f.path), f)]
+        self._check_disk_space(missing)
+        result = []
+        for f in self.files:
+            cached = already.get(f.path)
+            path = cached.path if _matches(cached, f) else self._fetch(f)
+            self._report(f, f.size, f.size, final=True)
+            self.done_before += f.size
+            result.append(path)
+        return result
+
+    def _check_disk_space(self, missing: list[RemoteFile]) -> None:
+        needed = 0
+        for f in missing:
+            partial = hf_cache.partial_path(self.hub.cache_dir, self.repo, f.sha256) if f.sha256 else None
+            have = partial.stat().st_size if partial and partial.exists() else 0
+            needed += max(f.size - have, 0)
+        if not needed:
+            return
+        free = free_bytes(self.hub.cache_dir)
+        if free < needed + SPARE_DISK_BYTES:
+            raise DiskFullError(
+                f"Not enough disk space: the download needs {_mb(needed)} and the disk holding "
+                f"{self.hub.cache_dir} has {_mb(free)} free (SmolChat leaves {_mb(SPARE_DISK_BYTES)} for the "
+                "rest of the system). Free some space, or point HF_HUB_CACHE at a bigger disk, and download again.")
+
+    def _fetch(self, f: RemoteFile) -> Path:
+        url = hf_hub_url(self.repo, f.path, endpoint=self.hub.endpoint)
+        with hub_errors(self.repo, self.hub.endpoint, f.path):
+            meta = get_hf_file_metadata(url, token=self.hub.token, endpoint=self.hub.endpoint)
+        sha256 = meta.etag if _is_sha256(meta.etag) else f.sha256
+        if not sha256 or not meta.commit_hash:
+            raise HubError(f"The Hub did not say which version of {f.path} it serves; try again later.")
+        cache = self.hub.cache_dir
+        blob = hf_cache.blob_path(cache, self.repo, sha256)
+        lock = hf_cache.lock_path(cache, self.repo, sha256)
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        blob.parent.mkdir(parents=True, exist_ok=True)
+        with self._locked(filelock.FileLock(str(lock)), f):
+            if not blob.exists():
+                self._fetch_to_blob(f, meta.location, meta.size or f.size, sha256, blob)
+            return hf_cache.add_to_snapshot(cache, self.repo, meta.commit_hash, f.path, blob)
+
+    def _locked(self, lock: filelock.FileLock, f: RemoteFile) -> filelock.FileLock:
+        # Another SmolChat (or huggingface_hub) may be fetching the same file: wait, but stay cancellable.
+        while True:
+            self._raise_if_cancelled()
+            try:
+                lock.acquire(timeout=0.2)
+                lock.release()
+                return lock
+            except filelock.Timeout:
+                continue
+
+    def _fetch_to_blob(self, f: RemoteFile, location: str, size: int, sha256: str, blob: Path) -> None:
+        partial = blob.with_name(sha256 + ".incomplete")
+        digest = hashlib.sha256()
+        have = _hash_existing(partial, digest, size)
+        if have != (partial.stat().st_size if partial.exists() else 0):
+            digest, have = hashlib.sha256(), 0
+            partial.unlink(missing_ok=True)
+        self._report(f, have, size)
+        failures = 0
+        while have < size:
+            self._raise_if_cancelled()
+            before = have
+            try:
+                have, digest = self._stream(f, location, partial, have, size, digest)
+                failures = 0
+            except (httpx2.TransportError, ConnectionError) as e:
+                digest = hashlib.sha256()  # start again from what reached the disk
+                have = max(_hash_existing(partial, digest, size), 0)
+                failures = 0 if have > before else failures + 1
+                if failures > len(RETRY_DELAYS_S):
+                    raise DownloadInterruptedError(
+                        f"The connection to the Hub was lost while downloading {f.name} "
+                        f"({_mb(have)} of {_mb(size)} done). Download again to continue from there.") from e
+                self._wait(RETRY_DELAYS_S[failures - 1] if failures else 0)
+        if digest.hexdigest() != sha256:
+            partial.unlink(missing_ok=True)
+            raise ChecksumMismatchError(
+                f"{f.name} arrived damaged: its sha256 does not match the Hub's. The download was deleted; "
+                "download it again (if this repeats, the network or a proxy is altering the file).")
+        os.replace(partial, blob)
+        os.chmod(blob, 0o644)
+
+    def _stream(self, f: RemoteFile, location: str, partial: Path, have: int, size: int,
+                digest: hashlib._Hash) -> tuple[int, hashlib._Hash]:
+        headers = build_hf_headers(token=self.hub.token)
+        headers["Accept-Encoding"] = "identity"
+        if have:
+            headers["Range"] = f"bytes={have}-"
+        timeout = httpx2.Timeout(constants.HF_HUB_DOWNLOAD_TIMEOUT)
+        with get_session().stream("GET", location, headers=headers, timeout=timeout,
+                                  follow_redirects=True) as response:
+            if response.status_code == 416:  # the partial file is longer than the file: start over
+                partial.unlink(missing_ok=True)
+                return 0, hashlib.sha256()
+            if response.status_code >= 400:
+                response.read()  # the error's details are in the body
+                with hub_errors(self.repo, self.hub.endpoint, f.path):
+                    hf_raise_for_status(response)
+            if have and response.status_code != 206:  # the server ignored the Range: start over
+                partial.unlink(missing_ok=True)
+                have, digest = 0, hashlib.sha256()
+            try:
+                with open(partial, "ab") as out:
+                    for chunk in response.iter_bytes():  # as received: nothing held back when the line drops
+                        self._raise_if_cancelled()
+                        out.write(chunk)
+                        out.flush()  # what arrived survives a killed process
+                        digest.update(chunk)
+                        have += len(chunk)
+                        self._fetched += len(chunk)
+                        self._report(f, have, size)
+                        if have > size:
+                            break
+            except OSError as e:
+                if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                    raise DiskFullError(
+                        f"The disk filled up while downloading {f.name} ({_mb(have)} of {_mb(size)} kept). "
+                        "Free some space and download again to continue.") from e
+                raise
+        if have > size:
+            partial.unlink(missing_ok=True)
+            raise ChecksumMismatchError(f"The Hub sent more bytes than {f.name} has; download it again.")
+        return have, digest
+
+    def _wait(self, seconds: float) -> None:
+        if self.cancel.wait(seconds):
+            self._raise_if_cancelled()
+
+    def _raise_if_cancelled(self) -> None:
+        if self.cancel.is_set():
+            raise DownloadCancelledError(
+                "Download cancelled. What was fetched is kept: downloading again continues from there.")
+
+    def _report(self, f: RemoteFile, file_done: int, file_total: int, final: bool = False) -> None:
+        now = time.monotonic()
+        if self.on_progress is None or (not final and now - self._last_report < REPORT_EVERY_S):
+            return
+        self._last_report = now
+        self._samples.append((now, self._fetched))
+        while len(self._samples) > 2 and now - self._samples[0][0] > 5.0:
+            self._samples.popleft()
+        t0, b0 = self._samples[0]
+        speed = (self._fetched - b0) / (now - t0) if now > t0 else 0.0
+        self.on_progress(Progress(f.path, file_done, file_total, self.done_before + file_done, self.total, speed))
+
+
+def _matches(cached: hf_cache.CachedFile | None, remote: RemoteFile) -> bool:
+    if cached is None or cached.size != remote.size:
+        return False
+    return remote.sha256 is None or cached.blob.name == remote.sha256 or cached.blob.name == cached.path.name
+
+
+def _hash_existing(partial: Path, digest: hashlib._Hash, size: int) -> int:
+    """Feed a partial file's bytes to ``digest``; its length, or -1 when it cannot be used."""
+    try:
+        with open(partial, "rb") as f:
+            n = 0
+            while chunk := f.read(8 << 20):
+                digest.update(chunk)
+                n += len(chunk)
+        return n if n <= size else -1
+    except FileNotFoundError:
+        return 0
+
+
+def _is_sha256(value: str | None) -> bool:
+    return bool(value) and len(value) == 64 and all(c in "0123456789abcdef" for c in value.lower())
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:,.0f} MB" if n >= 1e6 else f"{n / 1e3:,.0f} KB"

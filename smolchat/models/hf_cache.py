@@ -1,0 +1,126 @@
+"""The standard Hugging Face cache, read and written in its documented layout.
+
+    <cache>/models--<owner>--<name>/blobs/<sha256>           the file's bytes
+                                   /blobs/<sha256>.incomplete a download in progress (ours)
+                                   /snapshots/<commit>/<file> a link to the blob
+                                   /refs/main                 the commit 'main' pointed to
+    <cache>/.locks/models--<owner>--<name>/<sha256>.lock
+
+Files SmolChat downloads are therefore visible to llama.cpp, huggingface_hub and other apps,
+and files they downloaded are reused. A blob only ever appears complete: downloads grow the
+``.incomplete`` file and rename it once its sha256 has been checked.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def repo_folder(cache_dir: Path, repo: str) -> Path:
+    return cache_dir / ("models--" + repo.replace("/", "--"))
+
+
+def repo_of_folder(folder: Path) -> str | None:
+    name = folder.name
+    if not name.startswith("models--") or name.count("--") < 2:
+        return None
+    return name.removeprefix("models--").replace("--", "/", 1)
+
+
+def blob_path(cache_dir: Path, repo: str, sha256: str) -> Path:
+    return repo_folder(cache_dir, repo) / "blobs" / sha256
+
+
+def partial_path(cache_dir: Path, repo: str, sha256: str) -> Path:
+    return blob_path(cache_dir, repo, sha256).with_name(sha256 + ".incomplete")
+
+
+def lock_path(cache_dir: Path, repo: str, sha256: str) -> Path:
+    return cache_dir / ".locks" / repo_folder(cache_dir, repo).name / (sha256 + ".lock")
+
+
+@dataclass(frozen=True)
+class CachedFile:
+    repo: str
+    filename: str  # path inside the repo
+    path: Path  # the snapshot entry (a link to the blob, or the file itself where links are not possible)
+    size: int
+    commit: str
+
+    @property
+    def blob(self) -> Path:
+        return self.path.resolve()
+
+
+def cached_files(cache_dir: Path, repo: str | None = None, suffix: str = ".gguf") -> list[CachedFile]:
+    """Complete files in the cache (of one repo, or all), one per file name: the version
+    of the commit ``main`` points to, else the newest."""
+    folders = [repo_folder(cache_dir, repo)] if repo else sorted(cache_dir.glob("models--*"))
+    found: list[CachedFile] = []
+    for folder in folders:
+        name = repo_of_folder(folder)
+        if name is None or not (folder / "snapshots").is_dir():
+            continue
+        main = _read_ref(folder)
+        by_name: dict[str, tuple[tuple[bool, float], CachedFile]] = {}
+        for snapshot in (folder / "snapshots").iterdir():
+            for entry in snapshot.rglob("*"):
+                if not entry.name.lower().endswith(suffix):
+                    continue
+                try:
+                    stat = entry.stat()  # follows the link: fails for a dangling one
+                except OSError:
+                    continue
+                filename = entry.relative_to(snapshot).as_posix()
+                rank = (snapshot.name == main, stat.st_mtime)
+                if filename not in by_name or rank > by_name[filename][0]:
+                    by_name[filename] = (rank, CachedFile(name, filename, entry, stat.st_size, snapshot.name))
+        found.extend(f for _, f in sorted(by_name.values(), key=lambda item: item[1].filename))
+    return found
+
+
+def _read_ref(folder: Path, ref: str = "main") -> str | None:
+    try:
+        return (folder / "refs" / ref).read_text().strip()
+    except OSError:
+        return None
+
+
+def add_to_snapshot(cache_dir: Path, repo: str, commit: str, filename: str, blob: Path) -> Path:
+    """Make ``blob`` appear as ``filename`` in the snapshot of ``commit``, and point 'main' there."""
+    folder = repo_folder(cache_dir, repo)
+    pointer = folder / "snapshots" / commit / filename
+    pointer.parent.mkdir(parents=True, exist_ok=True)
+    if pointer.is_symlink() or pointer.exists():
+        pointer.unlink()
+    try:
+        pointer.symlink_to(os.path.relpath(blob, pointer.parent))
+    except OSError:  # no symlinks (Windows without developer mode): the snapshot holds the file itself
+        os.replace(blob, pointer)
+    refs = folder / "refs"
+    refs.mkdir(exist_ok=True)
+    (refs / "main").write_text(commit)
+    return pointer
+
+
+def remove_cached(cache_dir: Path, file: CachedFile) -> None:
+    """Delete a file from every snapshot of its repo, and its blob once nothing links to it."""
+    folder = repo_folder(cache_dir, file.repo)
+    blob = file.blob
+    for snapshot in (folder / "snapshots").iterdir():
+        entry = snapshot / file.filename
+        if entry.is_symlink() or entry.exists():
+            if entry.resolve() == blob:
+                entry.unlink()
+                _remove_empty_parents(entry.parent, folder / "snapshots")
+    still_used = any(p.is_symlink() and p.resolve() == blob for p in (folder / "snapshots").rglob("*"))
+    if not still_used and blob.exists():
+        blob.unlink()
+
+
+def _remove_empty_parents(directory: Path, stop: Path) -> None:
+    while directory != stop and directory.is_dir() and not any(directory.iterdir()):
+        directory.rmdir()
+        directory = directory.parent

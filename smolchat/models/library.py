@@ -1,0 +1,188 @@
+"""The models on this computer: pairs downloaded into the Hugging Face cache, and pairs
+imported from disk.
+
+A downloaded model is a text GGUF of a repo together with that repo's vision projector, both
+complete in the cache; it is named like llama.cpp names it, ``owner/name:Q8_0``. An imported
+model is a pair of files elsewhere on disk that passed the engine's checks; SmolChat records
+where they are and never moves or deletes them. Nothing here needs the network.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from huggingface_hub import constants
+
+from smolchat import paths
+from smolchat.engine.gguf_info import (
+    ModelFileError,
+    check_pair,
+    inspect_projector,
+    inspect_text_model,
+)
+from smolchat.errors import SmolChatError
+from smolchat.models import hf_cache
+from smolchat.models.formats import (
+    default_projector_file,
+    default_text_file,
+    is_projector,
+    parse_format,
+)
+
+
+class NotInstalledError(SmolChatError):
+    pass
+
+
+@dataclass(frozen=True)
+class InstalledModel:
+    name: str  # "owner/name:Q8_0" for a download, the chosen name for an import
+    text: Path
+    mmproj: Path
+    repo: str | None  # None: imported from disk
+    size_bytes: int
+
+    @property
+    def imported(self) -> bool:
+        return self.repo is None
+
+    @property
+    def text_format(self) -> str:
+        return _format_name(self.text.name)
+
+    @property
+    def mmproj_format(self) -> str:
+        return _format_name(self.mmproj.name)
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "repo": self.repo, "text": str(self.text), "mmproj": str(self.mmproj),
+                "text_format": self.text_format, "mmproj_format": self.mmproj_format,
+                "size_bytes": self.size_bytes, "imported": self.imported}
+
+
+def _format_name(filename: str) -> str:
+    fmt = parse_format(filename)
+    return fmt.name if fmt else "?"
+
+
+class Library:
+    def __init__(self, cache_dir: str | os.PathLike[str] | None = None) -> None:
+        self.cache_dir = Path(cache_dir or constants.HF_HUB_CACHE)
+
+    @property
+    def _imports_file(self) -> Path:
+        return paths.data_dir() / "imported-models.json"
+
+    def installed(self) -> list[InstalledModel]:
+        return self.downloaded() + self.imported()
+
+    def downloaded(self, repo: str | None = None) -> list[InstalledModel]:
+        by_repo: dict[str, list[hf_cache.CachedFile]] = {}
+        for f in hf_cache.cached_files(self.cache_dir, repo):
+            by_repo.setdefault(f.repo, []).append(f)
+        models = []
+        for name, files in by_repo.items():
+            projectors = {f.filename: f for f in files if is_projector(f.filename) and _usable_projector(f.path)}
+            chosen = default_projector_file({n: f.size for n, f in projectors.items()})
+            if chosen is None:
+                continue  # no SmolVLM projector: not a model SmolChat can run
+            mmproj = projectors[chosen]
+            for f in files:
+                if not is_projector(f.filename):
+                    models.append(InstalledModel(f"{name}:{_format_name(f.filename)}", f.path, mmproj.path, name,
+                                                 f.size + mmproj.size))
+        return models
+
+    def imported(self) -> list[InstalledModel]:
+        models = []
+        for entry in self._read_imports():
+            text, mmproj = Path(entry["text"]), Path(entry["mmproj"])
+            if text.is_file() and mmproj.is_file():
+                size = text.stat().st_size + mmproj.stat().st_size
+                models.append(InstalledModel(entry["name"], text, mmproj, None, size))
+        return models
+
+    def find(self, name: str, quant: str | None = None) -> InstalledModel:
+        """An installed model by repo (and format) or by imported name."""
+        models = self.installed()
+        if ":" in name and quant is None:
+            name, quant = name.rsplit(":", 1)
+        matches = [m for m in models if (m.repo or m.name).lower() == name.lower()]
+        if quant:
+            wanted = quant.upper().replace("-", "_")
+            matches = [m for m in matches if m.text_format.upper() == wanted or m.text.name == quant]
+        if not matches:
+            suffix = f" --quant {quant}" if quant else ""
+            raise NotInstalledError(
+                f"{name}{':' + quant if quant else ''} is not installed. Download it with "
+                f"`smolchat models download {name}{suffix}`, or see `smolchat models installed`.")
+        if len(matches) == 1 or quant:
+            return matches[0]
+        by_file = {m.text.name: m for m in matches}  # several formats: the same default as for downloads
+        return by_file[default_text_file({m.text.name: m.text.stat().st_size for m in matches})]
+
+    def remove(self, name: str, quant: str | None = None) -> list[str]:
+        """Delete a downloaded model's files (or forget an imported one); the names removed."""
+        if any(e["name"] == name for e in self._read_imports()):
+            self._write_imports([e for e in self._read_imports() if e["name"] != name])
+            return [name]
+        files = hf_cache.cached_files(self.cache_dir, name)
+        if not files:
+            raise NotInstalledError(f"Nothing of {name} is installed; see `smolchat models installed`.")
+        texts = [f for f in files if not is_projector(f.filename)]
+        if quant:
+            doomed = [f for f in texts if _format_name(f.filename).upper() == quant.upper() or f.filename == quant]
+            if not doomed:
+                have = ", ".join(_format_name(f.filename) for f in texts) or "only a projector"
+                raise NotInstalledError(f"{name} has no {quant} installed; it has {have}.")
+            if len(doomed) == len(texts):  # the last text model goes: its projector is of no use alone
+                doomed += [f for f in files if is_projector(f.filename)]
+        else:
+            doomed = files
+        for f in doomed:
+            hf_cache.remove_cached(self.cache_dir, f)
+        if not quant:
+            for partial in (hf_cache.repo_folder(self.cache_dir, name) / "blobs").glob("*.incomplete"):
+                partial.unlink(missing_ok=True)
+        return [f.filename for f in doomed]
+
+    def import_pair(self, text: str | os.PathLike[str], mmproj: str | os.PathLike[str],
+                    name: str | None = None) -> InstalledModel:
+        """Check a text GGUF and its projector with the engine's validation, then remember them."""
+        text, mmproj = Path(text).expanduser().resolve(), Path(mmproj).expanduser().resolve()
+        check_pair(inspect_text_model(text), inspect_projector(mmproj))
+        name = (name or text.stem).strip()
+        if not name or ":" in name:
+            raise SmolChatError("A model name cannot be empty or contain ':'; choose another with --name.")
+        entries = self._read_imports()
+        for entry in entries:
+            if entry["name"] == name and (entry["text"], entry["mmproj"]) != (str(text), str(mmproj)):
+                raise SmolChatError(f"A model named '{name}' is already imported; choose another name with --name.")
+        entries = [e for e in entries if e["name"] != name] + [{"name": name, "text": str(text), "mmproj": str(mmproj)}]
+        self._write_imports(entries)
+        return InstalledModel(name, text, mmproj, None, text.stat().st_size + mmproj.stat().st_size)
+
+    def _read_imports(self) -> list[dict]:
+        try:
+            entries = json.loads(self._imports_file.read_text())
+            return [e for e in entries if isinstance(e, dict) and {"name", "text", "mmproj"} <= e.keys()]
+        except (OSError, ValueError):
+            return []
+
+    def _write_imports(self, entries: list[dict]) -> None:
+        path = self._imports_file
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(entries, indent=1))
+        tmp.replace(path)
+
+
+def _usable_projector(path: Path) -> bool:
+    try:
+        inspect_projector(path)
+        return True
+    except ModelFileError:
+        return False
