@@ -299,11 +299,13 @@ def inspect_projector(path: str | os.PathLike[str]) -> ProjectorInfo:
     if scale_factor < 2:
         raise ModelFileError(meta.path, f"has an invalid projector scale factor ({scale_factor}).",
                              "The file is damaged or was converted wrongly.")
-    if patch_size < 1 or image_size % (patch_size * scale_factor) != 0:
+    # Patches per side need not fill the tile (SmolVLM-2.2B: 384 px, patch 14, so 27 patches and
+    # 6 px unused), but the pixel shuffle must divide them.
+    if patch_size < 1 or image_size < patch_size or (image_size // patch_size) % scale_factor != 0:
         raise ModelFileError(
             meta.path,
-            f"has a tile size ({image_size}) that its patch size ({patch_size}) and scale "
-            f"factor ({scale_factor}) do not divide.",
+            f"has a tile size ({image_size}) whose patches (size {patch_size}) the scale "
+            f"factor ({scale_factor}) does not divide.",
             "The file is damaged or was converted wrongly.",
         )
     n_embd = meta.require_int("clip.vision.embedding_length", "the vision width")

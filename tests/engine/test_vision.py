@@ -4,6 +4,7 @@ BF16 or without OpenVINO falls back cleanly."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import gguf
@@ -17,6 +18,7 @@ from smolchat.engine.vision import cpu as cpu_report
 from smolchat.engine.vision import openvino_encoder, tuning
 from smolchat.engine.vision.cpu import CpuReport
 from smolchat.engine.vision.projector_files import convert_mmproj
+from smolchat.testing.gguf_pair import TINY, write_pair
 from tests.helpers import answer
 
 LIBMTMD_F16 = EngineSettings(vision_backend="llama.cpp", vision_precision="F16")
@@ -207,3 +209,15 @@ def test_the_cpu_report_reads_bf16_and_cores(cpuinfo, model, bf16):
     report = cpu_report._linux(cpuinfo, logical=2)
     assert (report.model, report.bf16) == (model, bf16)
     assert report.logical_cores == 2 and 1 <= report.physical_cores <= 2
+
+
+def test_a_tile_that_patches_do_not_fill_is_read_like_libmtmd(tmp_path, pictures):
+    """SmolVLM-2.2B's tiles are 384 px with 14 px patches: 27 patches a side, 6 px unused."""
+    vision = dataclasses.replace(TINY.vision, image_size=36, preproc_image_size=144)  # 4 patches of 8 px
+    text, mmproj = write_pair(tmp_path, dataclasses.replace(TINY, vision=vision))
+    with Engine(text, mmproj, LIBMTMD_F16) as engine:
+        expected = engine.encode_image(pictures["second"])
+    with Engine(text, mmproj, EngineSettings(vision_backend="openvino", vision_precision="F32")) as engine:
+        got = engine.encode_image(pictures["second"])
+    assert expected.shape[1] == 4  # tokens per tile: (36 // 8) ** 2 / 2 ** 2
+    assert got.shape == expected.shape and relative_error(expected, got) < 1e-3
