@@ -21,6 +21,7 @@ os.environ["HF_HUB_CACHE"] = os.path.join(os.environ["SMOLCHAT_HOME"], "hf-cache
 
 from smolchat.engine import Engine, EngineSettings  # noqa: E402
 from smolchat.testing.gguf_pair import TINY, write_pair  # noqa: E402
+from tests.fake_hub_fixtures import fake_hub, hf_cache, hub, repo_files  # noqa: E402, F401
 
 
 @pytest.fixture(scope="session")

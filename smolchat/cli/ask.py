@@ -9,7 +9,7 @@ import sys
 import threading
 from pathlib import Path
 
-from smolchat.cli.options import add_model_options, engine_settings
+from smolchat.cli.options import add_model_options, engine_settings, model_files
 from smolchat.engine import (
     Engine,
     Message,
@@ -50,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
         repeat_penalty=args.repeat_penalty, seed=args.seed, max_tokens=args.max_tokens,
         stop=tuple(args.stop),
     )
-    with Engine(args.model, args.mmproj, engine_settings(args)) as engine:
+    model, mmproj = model_files(args)
+    with Engine(model, mmproj, engine_settings(args)) as engine:
         result = _answer(engine, messages, sampling, stream=not args.json)
         vision = engine.vision_plan.describe() if engine.vision_plan else None
     if args.json:

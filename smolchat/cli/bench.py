@@ -14,7 +14,7 @@ from smolchat.benchmark import (
     run_benchmark,
     validate,
 )
-from smolchat.cli.options import add_model_options, engine_settings
+from smolchat.cli.options import add_model_options, engine_settings, model_files
 
 HELP = "measure time to first token and decode speed over a conversation"
 
@@ -38,8 +38,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.runs < 1 or args.turns < 1 or args.max_tokens < 2:
         raise SystemExit("smolchat bench: --runs and --turns must be at least 1, --max-tokens at least 2")
+    model, mmproj = model_files(args)
     config = BenchConfig(
-        model=args.model, mmproj=args.mmproj, images=tuple(args.image), prompt=args.prompt,
+        model=model, mmproj=mmproj, images=tuple(args.image), prompt=args.prompt,
         max_tokens=args.max_tokens, runs=args.runs, turns=args.turns, settings=engine_settings(args),
     )
     validate(config)

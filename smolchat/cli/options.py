@@ -6,15 +6,23 @@ import argparse
 from pathlib import Path
 
 from smolchat.engine import EngineSettings
+from smolchat.errors import SmolChatError
+from smolchat.models.library import Library, NotInstalledError
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("model")
-    group.add_argument("--model", "-m", type=Path, required=True, metavar="GGUF",
+    group = parser.add_argument_group("model (files, or an installed or downloadable repo)")
+    which = group.add_mutually_exclusive_group(required=True)
+    which.add_argument("--model", "-m", type=Path, metavar="GGUF",
                        help="the text model, e.g. SmolVLM-256M-Instruct-Q8_0.gguf")
+    which.add_argument("--repo", "-r", metavar="REPO",
+                       help="a model by repo, e.g. ggml-org/SmolVLM-256M-Instruct-GGUF (downloaded first "
+                            "if it is not installed), or the name of an imported model")
     group.add_argument("--mmproj", type=Path, metavar="GGUF",
-                       help="its vision projector, e.g. mmproj-SmolVLM-256M-Instruct-f16.gguf "
+                       help="with --model: its vision projector, e.g. mmproj-SmolVLM-256M-Instruct-f16.gguf "
                             "(without it the model answers text only)")
+    group.add_argument("--quant", "-q", metavar="FORMAT",
+                       help="with --repo: the text model's format, e.g. Q8_0 or Q4_K_M (default: the repo's default)")
     default_ctx = EngineSettings().n_ctx
     group.add_argument("--n-ctx", type=int, default=default_ctx, metavar="N",
                        help=f"context size in tokens (default {default_ctx})")
@@ -34,6 +42,26 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     vision.add_argument("--vision-threads", type=int, metavar="N", help="its CPU threads")
     parser.add_argument("-v", "--verbose", action="count", default=0,
                         help="show progress and llama.cpp's log (twice: everything)")
+
+
+def model_files(args: argparse.Namespace) -> tuple[Path, Path | None]:
+    """The text model and projector the options name, downloading a repo's pair if needed."""
+    if args.repo is None:
+        if args.quant:
+            raise SmolChatError("--quant goes with --repo; with --model, name the file itself.")
+        return args.model, args.mmproj
+    if args.mmproj:
+        raise SmolChatError("--mmproj goes with --model; with --repo, the repo's projector is used.")
+    library = Library()
+    try:
+        model = library.find(args.repo, args.quant)
+    except NotInstalledError:
+        from smolchat.cli.models import (
+            download_pair,  # only this path needs the network
+        )
+
+        model = download_pair(args.repo, args.quant, None, json_output=False)
+    return model.text, model.mmproj
 
 
 def engine_settings(args: argparse.Namespace) -> EngineSettings:

@@ -14,6 +14,7 @@ and files they downloaded are reused. A blob only ever appears complete: downloa
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -118,6 +119,16 @@ def remove_cached(cache_dir: Path, file: CachedFile) -> None:
     still_used = any(p.is_symlink() and p.resolve() == blob for p in (folder / "snapshots").rglob("*"))
     if not still_used and blob.exists():
         blob.unlink()
+
+
+def remove_repo_if_empty(cache_dir: Path, repo: str) -> None:
+    """Remove a repo's folder (refs, locks) once it holds no file and no partial download."""
+    folder = repo_folder(cache_dir, repo)
+    if any(p.is_file() or p.is_symlink() for p in (folder / "blobs").glob("*")) or any(
+            p.is_file() or p.is_symlink() for p in (folder / "snapshots").rglob("*")):
+        return
+    shutil.rmtree(folder, ignore_errors=True)
+    shutil.rmtree(cache_dir / ".locks" / folder.name, ignore_errors=True)
 
 
 def _remove_empty_parents(directory: Path, stop: Path) -> None:

@@ -147,6 +147,7 @@ class Library:
         if not quant:
             for partial in (hf_cache.repo_folder(self.cache_dir, name) / "blobs").glob("*.incomplete"):
                 partial.unlink(missing_ok=True)
+        hf_cache.remove_repo_if_empty(self.cache_dir, name)
         return [f.filename for f in doomed]
 
     def import_pair(self, text: str | os.PathLike[str], mmproj: str | os.PathLike[str],

@@ -12,7 +12,7 @@ from smolchat.models.hub import (
     HubUnreachableError,
     RepoNotFoundError,
 )
-from tests.models.conftest import GATED_REPO, REPO
+from tests.fake_hub_fixtures import GATED_REPO, REPO
 
 
 def test_listing_splits_text_and_projector_files_with_sizes_and_formats(hub, repo_files):
