@@ -94,3 +94,26 @@ def test_import_a_pair_and_use_it_by_name(run, tiny_pair):
 def test_import_of_a_mismatched_pair_says_why(run, tiny_pair):
     out = run("models", "import", str(tiny_pair[1]), str(tiny_pair[1]))
     assert out.returncode == 1 and "smolchat:" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_download_on_a_terminal_shows_a_progress_bar(fake_hub, hf_cache, tmp_path):
+    env = {**os.environ, "HF_ENDPOINT": fake_hub.url, "HF_HUB_CACHE": str(hf_cache), "HF_HUB_OFFLINE": "0",
+           "SMOLCHAT_HOME": str(tmp_path / "home")}
+    controller, terminal = os.openpty()
+    child = subprocess.Popen([sys.executable, "-m", "smolchat", "models", "download", REPO],
+                             stdout=subprocess.PIPE, stderr=terminal, env=env)
+    os.close(terminal)
+    shown = b""
+    while True:
+        try:
+            piece = os.read(controller, 4096)
+        except OSError:  # the terminal closed with the process
+            break
+        if not piece:
+            break
+        shown += piece
+    os.close(controller)
+    assert child.wait(timeout=120) == 0
+    last = [line for line in shown.decode().split("\r") if "%" in line][-1]
+    assert "[" + "#" * 30 + "] 100%" in last and "/s" in last
+    assert "mmproj-SmolVLM-256M-Instruct-f16.gguf" in last

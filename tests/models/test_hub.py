@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from smolchat.models.catalog import CATALOG, BadRepoIdError, check_repo_id
+from smolchat.models.download import download
 from smolchat.models.hub import (
     GatedRepoError,
     Hub,
@@ -47,6 +48,13 @@ def test_unknown_repo(hub):
 def test_gated_repo_says_how_to_get_access(hub):
     with pytest.raises(GatedRepoError, match="gated.*hf auth login"):
         hub.list_repo(GATED_REPO)
+
+
+def test_a_gated_repo_opens_with_a_token(fake_hub, hf_cache):
+    hub = Hub(endpoint=fake_hub.url, cache_dir=hf_cache, offline=False, token="hf_a_token")
+    listing = hub.list_repo(GATED_REPO)
+    (path,) = download(hub, GATED_REPO, [listing.default_text])
+    assert path.stat().st_size == listing.default_text.size
 
 
 def test_a_mistyped_repo_id_is_refused_before_asking_the_hub():
