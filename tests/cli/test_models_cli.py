@@ -9,13 +9,24 @@ import sys
 
 import pytest
 
+from smolchat import paths
 from tests.fake_hub_fixtures import REPO
 
 
 @pytest.fixture
-def run(fake_hub, hf_cache, tmp_path):
+def home(tmp_path):
+    """A SmolChat home of its own (imported models), sharing the test run's measurements."""
+    home = tmp_path / "home"
+    home.mkdir()
+    paths.cache_dir().mkdir(parents=True, exist_ok=True)
+    (home / "cache").symlink_to(paths.cache_dir())
+    return home
+
+
+@pytest.fixture
+def run(fake_hub, hf_cache, home):
     env = {**os.environ, "HF_ENDPOINT": fake_hub.url, "HF_HUB_CACHE": str(hf_cache), "HF_HUB_OFFLINE": "0",
-           "SMOLCHAT_HOME": str(tmp_path / "home")}
+           "SMOLCHAT_HOME": str(home)}
 
     def smolchat(*args: str, offline: bool = False) -> subprocess.CompletedProcess:
         extra = {"HF_HUB_OFFLINE": "1"} if offline else {}
@@ -96,9 +107,9 @@ def test_import_of_a_mismatched_pair_says_why(run, tiny_pair):
     assert out.returncode == 1 and "smolchat:" in out.stderr and "Traceback" not in out.stderr
 
 
-def test_download_on_a_terminal_shows_a_progress_bar(fake_hub, hf_cache, tmp_path):
+def test_download_on_a_terminal_shows_a_progress_bar(fake_hub, hf_cache, home):
     env = {**os.environ, "HF_ENDPOINT": fake_hub.url, "HF_HUB_CACHE": str(hf_cache), "HF_HUB_OFFLINE": "0",
-           "SMOLCHAT_HOME": str(tmp_path / "home")}
+           "SMOLCHAT_HOME": str(home)}
     controller, terminal = os.openpty()
     child = subprocess.Popen([sys.executable, "-m", "smolchat", "models", "download", REPO],
                              stdout=subprocess.PIPE, stderr=terminal, env=env)
