@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         stop=tuple(args.stop),
     )
     model, mmproj = model_files(args)
-    with Engine(model, mmproj, engine_settings(args)) as engine:
+    with Engine(model, mmproj, engine_settings(args, mmproj)) as engine:
         result = _answer(engine, messages, sampling, stream=not args.json)
         vision = engine.vision_plan.describe() if engine.vision_plan else None
     if args.json:

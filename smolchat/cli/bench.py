@@ -31,17 +31,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--turns", type=int, default=2, metavar="N",
                    help="turns per run: the question, then follow-ups (default 2)")
     p.add_argument("--baseline", action="store_true",
-                   help="also measure llama-cpp-python's create_chat_completion with MTMDChatHandler")
+                   help="also measure llama-cpp-python's create_chat_completion with MTMDChatHandler "
+                        "(images at full detail for both, since it cannot read them at less)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
 def run(args: argparse.Namespace) -> int:
     if args.runs < 1 or args.turns < 1 or args.max_tokens < 2:
         raise SystemExit("smolchat bench: --runs and --turns must be at least 1, --max-tokens at least 2")
+    if args.baseline and args.image_max_tokens is None:
+        args.detail = "full"  # MTMDChatHandler cannot cap tiles: compare reading the same tiles
     model, mmproj = model_files(args)
     config = BenchConfig(
         model=model, mmproj=mmproj, images=tuple(args.image), prompt=args.prompt,
-        max_tokens=args.max_tokens, runs=args.runs, turns=args.turns, settings=engine_settings(args),
+        max_tokens=args.max_tokens, runs=args.runs, turns=args.turns, settings=engine_settings(args, mmproj),
     )
     validate(config)
     reports = run_benchmark(config, baseline=args.baseline, verbose=args.verbose > 0)

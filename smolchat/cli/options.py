@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from smolchat.budget.detail import DEFAULT_DETAIL, Detail, max_tokens_for
 from smolchat.engine import EngineSettings
 from smolchat.errors import SmolChatError
 from smolchat.models.library import Library, NotInstalledError
@@ -32,8 +33,11 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
                        help="layers to offload to the GPU (-1: all; needs a GPU build of llama.cpp)")
     group.add_argument("--no-flash-attn", dest="flash_attn", action="store_false",
                        help="turn flash attention off (on by default)")
+    group.add_argument("--detail", choices=[d.value for d in Detail], default=DEFAULT_DETAIL.value,
+                       help="how finely images are read: low (2 tiles), balanced (about 2x2 tiles + "
+                            f"overview) or full (up to 4x4 + overview); default {DEFAULT_DETAIL.value}")
     group.add_argument("--image-max-tokens", type=int, metavar="N",
-                       help="cap the tokens of each image's tile grid")
+                       help="cap the tokens of each image's tile grid exactly (overrides --detail)")
     vision = parser.add_argument_group("reading images (default: what measured fastest on this computer)")
     vision.add_argument("--vision", choices=("auto", "openvino", "llama.cpp"), default="auto",
                         help="the vision encoder: OpenVINO's (with smolchat[openvino]) or libmtmd's")
@@ -64,13 +68,16 @@ def model_files(args: argparse.Namespace) -> tuple[Path, Path | None]:
     return model.text, model.mmproj
 
 
-def engine_settings(args: argparse.Namespace) -> EngineSettings:
+def engine_settings(args: argparse.Namespace, mmproj: Path | None) -> EngineSettings:
+    cap = args.image_max_tokens
+    if cap is None:
+        cap = max_tokens_for(Detail(args.detail), mmproj)
     return EngineSettings(
         n_ctx=args.n_ctx,
         n_threads=args.threads,
         n_gpu_layers=args.gpu_layers,
         flash_attn=args.flash_attn,
-        image_max_tokens=args.image_max_tokens,
+        image_max_tokens=cap,
         vision_backend=args.vision,
         vision_precision=args.vision_precision,
         n_threads_vision=args.vision_threads,

@@ -9,6 +9,7 @@ from smolchat.engine.engine import (
     EngineError,
     EngineSettings,
     PrefillResult,
+    PromptCount,
     TextDelta,
     TurnEvent,
     TurnResult,
@@ -28,7 +29,7 @@ from smolchat.engine.prompt import Message, PromptError
 
 __all__ = [
     "ContextOverflowError", "Engine", "EngineError", "EngineSettings", "ImageError", "Message",
-    "ModelFileError", "PrefillResult", "PreparedImage", "ProjectorInfo", "PromptError",
+    "ModelFileError", "PrefillResult", "PreparedImage", "PromptCount", "ProjectorInfo", "PromptError",
     "SamplingParams", "TextDelta", "TextModelInfo", "TurnEvent", "TurnResult", "TurnStats",
     "check_pair", "inspect_projector", "inspect_text_model", "prepare_image",
 ]

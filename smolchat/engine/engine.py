@@ -152,6 +152,13 @@ class PrefillResult:
     cancelled: bool
 
 
+@dataclass(frozen=True)
+class PromptCount:
+    positions: int  # context positions the prompt takes: text tokens and image embeddings
+    image_tokens: int  # of which image embeddings
+    image_tiles: int
+
+
 TurnEvent = Union[TextDelta, TurnResult]
 
 
@@ -643,6 +650,18 @@ class Engine:
         if mtmd.mtmd_encode_chunk(self._mtmd_ctx, chunk.image_ptr) != 0:
             raise EngineError("The vision encoder failed on this image.")
         return mtmd.mtmd_get_output_embd(self._mtmd_ctx), None
+
+    def count_prompt(self, messages: Sequence[Message], *, add_generation_prompt: bool = True) -> PromptCount:
+        """The context a conversation takes, laid out as it would be evaluated but without
+        any pixel work or evaluation."""
+        with self._tokenized(messages, add_generation_prompt=add_generation_prompt, pixels=False) as layout:
+            tiles = sum(1 for chunk in layout.chunks if chunk.tokens is None)
+            return PromptCount(layout.n_pos, layout.image_tokens, tiles)
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of ``text`` in this model's vocabulary, special tokens parsed, no BOS."""
+        assert self._llama is not None
+        return len(self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=True))
 
     def encode_image(self, image: str | os.PathLike[str] | PreparedImage) -> np.ndarray:
         """The embeddings the vision encoder makes of ``image``, tile by tile (tiles, tokens,

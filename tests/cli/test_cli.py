@@ -24,7 +24,7 @@ def test_no_command_shows_what_there_is():
 def test_ask_streams_the_answer_and_ends_with_timings(tiny_pair, images):
     text, mmproj = tiny_pair
     out = smolchat("ask", "--model", str(text), "--mmproj", str(mmproj), "--image", str(images["photo"]),
-                   "--max-tokens", "8", "--seed", "1", "What is in this picture?")
+                   "--detail", "full", "--max-tokens", "8", "--seed", "1", "What is in this picture?")
     assert out.returncode == 0, out.stderr
     last = out.stdout.rstrip("\n").splitlines()[-1]
     assert last.startswith("[first token ") and "tok/s" in last and "52 image" in last
@@ -32,11 +32,21 @@ def test_ask_streams_the_answer_and_ends_with_timings(tiny_pair, images):
     assert out.stderr == ""
 
 
+@pytest.mark.parametrize("detail, tiles", [(None, 5), ("low", 2), ("balanced", 5), ("full", 13)])
+def test_ask_reads_a_photo_at_the_detail_asked(tiny_pair, images, detail, tiles):
+    text, mmproj = tiny_pair
+    chosen = ["--detail", detail] if detail else []
+    out = smolchat("ask", "--model", str(text), "--mmproj", str(mmproj), "--image", str(images["photo"]),
+                   *chosen, "--max-tokens", "2", "--json", "What is in this picture?")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["stats"]["image_tiles_encoded"] == tiles
+
+
 def test_ask_json(tiny_pair, images):
     text, mmproj = tiny_pair
     out = smolchat("ask", "--json", "--model", str(text), "--mmproj", str(mmproj),
                    "--image", str(images["photo"]), "--image", str(images["second"]),
-                   "--max-tokens", "5", "--temperature", "0", "Compare them.")
+                   "--detail", "full", "--max-tokens", "5", "--temperature", "0", "Compare them.")
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
     assert isinstance(data["answer"], str)
@@ -82,8 +92,8 @@ def test_ask_refuses_a_file_that_is_not_an_image(tiny_pair, tmp_path):
 def test_bench_json_with_baseline(tiny_pair, images):
     text, mmproj = tiny_pair
     out = smolchat("bench", "--json", "--baseline", "--model", str(text), "--mmproj", str(mmproj),
-                   "--image", str(images["photo"]), "--runs", "2", "--turns", "2", "--max-tokens", "8",
-                   timeout=240)
+                   "--image", str(images["photo"]), "--detail", "full", "--runs", "2", "--turns", "2",
+                   "--max-tokens", "8", timeout=240)
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
     assert set(data) >= {"turns", "peak_rss_mb", "model", "mmproj", "settings", "baseline"}

@@ -152,12 +152,26 @@ def resample(image: np.ndarray, size: tuple[int, int], method: str) -> np.ndarra
     return image
 
 
+def _uses_longest_edge(g: TileGeometry) -> bool:
+    return bool(g.longest_edge) and not g.max_tokens and not g.min_tokens
+
+
+def grid_size(width: int, height: int, g: TileGeometry) -> tuple[int, int]:
+    """Columns and rows of the tile grid libmtmd cuts an image of this size into (the
+    overview tile comes on top)."""
+    if _uses_longest_edge(g):
+        _, (w, h) = _grid_from_longest_edge(width, height, g)
+    else:
+        w, h = _refined_with_limits(width, height, g)
+    return w // g.tile_size, h // g.tile_size
+
+
 def cut_tiles(image: np.ndarray, g: TileGeometry) -> list[np.ndarray]:
     """The tiles libmtmd makes of an (H, W, 3) uint8 image, in chunk order (grid row by row,
     overview last)."""
     t = g.tile_size
     height, width = image.shape[:2]
-    if g.longest_edge and not g.max_tokens and not g.min_tokens:
+    if _uses_longest_edge(g):
         resized, refined_size = _grid_from_longest_edge(width, height, g)
         refined = resample(resample(image, resized, "lanczos"), refined_size, "lanczos")
         overview = resample(refined, (t, t), "lanczos")

@@ -1,0 +1,135 @@
+"""The exact token cost of an image, from its pixel size and the projector, without running
+the vision encoder.
+
+libmtmd lays an idefics3 image out as, for a grid of C x R tiles:
+
+    per tile:      <fake_token_around_image><row_r_col_c>  [tile embeddings]
+    after each row but the last:  "\\n"
+    the overview:  "\\n\\n" <fake_token_around_image><global-img>  [overview embeddings]
+                   <fake_token_around_image>
+
+so with SmolVLM's vocabulary (each marker one token) an image costs
+(C*R + 1) x tokens_per_tile embeddings plus 2*C*R + (R - 1) + 4 marker tokens. A picture too
+thin for one grid tile gets the overview alone.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from PIL import Image
+
+from smolchat.budget.detail import Detail, image_max_tokens
+from smolchat.engine.gguf_info import ProjectorInfo
+from smolchat.engine.images import DEFAULT_MAX_SIDE, ImageError
+from smolchat.engine.vision.tiles import TileGeometry, grid_size
+
+TILE_MARKER = "<fake_token_around_image><row_{row}_col_{col}>"
+
+
+def _special_tokens(row: int, col: int) -> int:
+    return 2  # SmolVLM's vocabulary has both markers as single tokens for its grids
+
+
+@dataclass(frozen=True)
+class ImageMarkers:
+    """Text tokens libmtmd puts around an image's tiles. The overview's four and each row's
+    end are single tokens looked up in the vocabulary; a tile's marker is tokenized text."""
+
+    tile_tokens: Callable[[int, int], int] = _special_tokens
+    row_end: int = 1
+    overview: int = 4
+
+    @classmethod
+    def from_tokenizer(cls, count_tokens: Callable[[str], int]) -> ImageMarkers:
+        """Exact for any vocabulary: ``count_tokens`` tokenizes with special tokens parsed."""
+        return cls(functools.lru_cache(maxsize=None)(
+            lambda row, col: count_tokens(TILE_MARKER.format(row=row, col=col))))
+
+
+SMOLVLM_MARKERS = ImageMarkers()
+
+
+@dataclass(frozen=True)
+class ImageCost:
+    width: int  # as the model gets it: upright, and at most 4096 px a side
+    height: int
+    detail: Detail
+    columns: int
+    rows: int
+    tokens_per_tile: int
+    marker_tokens: int
+
+    @property
+    def tiles(self) -> int:
+        return self.columns * self.rows + 1  # the grid, and the overview
+
+    @property
+    def embedding_tokens(self) -> int:
+        return self.tiles * self.tokens_per_tile
+
+    @property
+    def tokens(self) -> int:
+        return self.embedding_tokens + self.marker_tokens
+
+    def as_dict(self) -> dict:
+        return {"width": self.width, "height": self.height, "detail": self.detail.value, "tiles": self.tiles,
+                "grid": [self.columns, self.rows], "tokens": self.tokens,
+                "embedding_tokens": self.embedding_tokens}
+
+
+def tile_geometry(projector: ProjectorInfo, detail: Detail) -> TileGeometry:
+    return TileGeometry(projector.image_size, projector.patch_size, projector.scale_factor,
+                        projector.preproc_image_size, image_max_tokens(detail, projector.tokens_per_tile))
+
+
+def image_cost(width: int, height: int, projector: ProjectorInfo, detail: Detail = Detail.FULL,
+               markers: ImageMarkers = SMOLVLM_MARKERS) -> ImageCost:
+    """What an image of ``width`` x ``height`` pixels (as handed to libmtmd) costs."""
+    columns, rows = grid_size(width, height, tile_geometry(projector, detail))
+    if columns * rows == 0:  # a sliver too thin for one grid tile: the overview alone
+        columns = rows = 0
+    marker_tokens = markers.overview + markers.row_end * max(rows - 1, 0) + sum(
+        markers.tile_tokens(row, col) for row in range(1, rows + 1) for col in range(1, columns + 1))
+    return ImageCost(width, height, Detail(detail), columns, rows, projector.tokens_per_tile, marker_tokens)
+
+
+def prepared_size(path: str | os.PathLike[str], max_side: int = DEFAULT_MAX_SIDE) -> tuple[int, int]:
+    """The size ``engine.images.prepare_image`` gives an image file, read from its header
+    only: turned upright, JPEGs decoded at a reduced scale, then fitted into ``max_side``."""
+    try:
+        with Image.open(path) as image:
+            if image.format == "JPEG":
+                image.draft("RGB", (max_side, max_side))  # sets the decoded size, decodes nothing
+            width, height = image.size
+            orientation = image.getexif().get(0x0112, 1)
+    except FileNotFoundError as e:
+        raise ImageError(f"{path}: no such file.") from e
+    except (OSError, ValueError, Image.DecompressionBombError) as e:
+        raise ImageError(f"{path} is not an image SmolChat can read.") from e
+    if orientation in (5, 6, 7, 8):  # rotated by 90 degrees one way or the other
+        width, height = height, width
+    return _thumbnail_size(width, height, max_side)
+
+
+def _thumbnail_size(width: int, height: int, side: int) -> tuple[int, int]:
+    """The size Pillow's ``Image.thumbnail((side, side))`` gives: aspect kept, rounded to the
+    integer closest in aspect."""
+    if width <= side and height <= side:
+        return width, height
+    aspect = width / height
+    if aspect >= 1:  # x / y >= aspect with x == y == side
+        w = side
+        h = _round_aspect(side / aspect, lambda n: 0 if n == 0 else abs(aspect - side / n))
+    else:
+        h = side
+        w = _round_aspect(side * aspect, lambda n: abs(aspect - n / side))
+    return w, h
+
+
+def _round_aspect(number: float, key) -> int:
+    return max(min(math.floor(number), math.ceil(number), key=key), 1)
