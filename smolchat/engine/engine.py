@@ -46,6 +46,7 @@ from smolchat.engine.prompt import (
     Message,
     PromptError,
 )
+from smolchat.engine.speed import Speed, SpeedLog
 from smolchat.engine.tokenize import (
     Chunk,
     ImageUnit,
@@ -251,6 +252,9 @@ class Engine:
             self._load_vision()
 
         self.template = self._make_template()
+        self.speed_log = SpeedLog(self._speed_key())  # after the plan is final (OpenVINO may fall back)
+        if self.vision_plan is not None and self.projector_info is not None:
+            self.speed_log.start_from(tuning.probe_seconds_per_tile(self.vision_plan, self.projector_info.n_layer))
         log.info("loaded %s%s in %.2f s", self.text_info.path.name,
                  f" + {self.projector_info.path.name} ({self.vision_plan.describe()})" if self.vision_plan else "",
                  time.perf_counter() - started)
@@ -467,7 +471,11 @@ class Engine:
             text += decoder.decode(b"", final=True)
         if len(text) > emitted:
             yield TextDelta(text[emitted:])
-        yield TurnResult(text, self._stats(started, first_at, last_at, generated, prompt, counters, finish))
+        stats = self._stats(started, first_at, last_at, generated, prompt, counters, finish)
+        if finish != "cancelled" and stats.ttft_s is not None:
+            self.speed_log.record(tiles=counters.tiles, encode_s=counters.encode_s, evaluated=counters.evaluated,
+                                  prompt_s=stats.ttft_s, decode_tok_s=stats.decode_tok_s)
+        yield TurnResult(text, stats)
 
     def _stats(
         self, started: float, first_at: float | None, last_at: float | None, generated: int,
@@ -508,6 +516,9 @@ class Engine:
                 if prompt.n_pos + 1 > self.n_ctx:
                     raise ContextOverflowError(prompt.n_pos + 1, self.n_ctx)
                 self._evaluate(prompt, stable, logits_last=False, counters=counters)
+            if not counters.cancelled:
+                self.speed_log.record(tiles=counters.tiles, encode_s=counters.encode_s, evaluated=counters.evaluated,
+                                      prompt_s=time.perf_counter() - started, decode_tok_s=None)
             return PrefillResult(
                 prompt_tokens=self._n_past,
                 reused_tokens=counters.reused,
@@ -657,6 +668,17 @@ class Engine:
         with self._tokenized(messages, add_generation_prompt=add_generation_prompt, pixels=False) as layout:
             tiles = sum(1 for chunk in layout.chunks if chunk.tokens is None)
             return PromptCount(layout.n_pos, layout.image_tokens, tiles)
+
+    @property
+    def speed(self) -> Speed:
+        """This computer's measured speed with this model and these settings."""
+        return self.speed_log.speed
+
+    def _speed_key(self) -> str:
+        files = [self.text_info] + ([self.projector_info] if self.projector_info else [])
+        plan = self.vision_plan.describe() if self.vision_plan else "text only"
+        return " | ".join([*(f"{f.path.name}:{f.size_bytes}" for f in files), plan,
+                           f"gpu layers {self.settings.n_gpu_layers}"])
 
     def count_tokens(self, text: str) -> int:
         """Tokens of ``text`` in this model's vocabulary, special tokens parsed, no BOS."""

@@ -41,6 +41,7 @@ BACKENDS = (OPENVINO, LLAMA_CPP)
 _FORMAT = 1  # bump when what is measured changes
 
 PROBE_NAME = "SmolChatProbe"
+PROBE_VISION_LAYERS = 2  # SigLIP at its real width, few layers: enough to rank the candidates
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,7 @@ def _probe_files(folder: Path) -> tuple[Path, Path, Path]:
         name=PROBE_NAME,
         text=TextShape(n_embd=576, n_layer=4, n_head=9, n_head_kv=3, n_ff=1536, n_ctx_train=2048),
         vision=VisionShape(
-            n_embd=768, n_layer=2, n_head=12, n_ff=3072,
+            n_embd=768, n_layer=PROBE_VISION_LAYERS, n_head=12, n_ff=3072,
             image_size=512, patch_size=16, scale_factor=4, preproc_image_size=512,
         ),
     )
@@ -178,15 +179,34 @@ def measure(cpu: CpuReport, folder: Path) -> Measurements:
     return Measurements(cpu.key, vision, decode)
 
 
+def _saved() -> tuple[Path, dict]:
+    store = paths.cache_dir() / "tuning.json"
+    try:
+        return store, json.loads(store.read_text())
+    except (OSError, ValueError):
+        return store, {}
+
+
+def cached_measurements(cpu: CpuReport | None = None) -> Measurements | None:
+    """This machine's measurements if they were taken already (nothing is measured)."""
+    cpu = cpu or cpu_report.detect()
+    saved = _saved()[1].get(f"{cpu.key} | {_versions()}")
+    return Measurements(**saved) if saved else None
+
+
+def probe_seconds_per_tile(plan: VisionPlan, projector_layers: int) -> float | None:
+    """A first estimate of a projector's seconds per tile with ``plan``: the probe's time,
+    scaled from its layers to the projector's (the encoder's layers are nearly all its time)."""
+    m = cached_measurements()
+    probe = m.vision.get(f"{plan.backend} {plan.precision} {plan.threads}") if m else None
+    return probe * projector_layers / PROBE_VISION_LAYERS if probe else None
+
+
 def measurements(cpu: CpuReport | None = None) -> Measurements:
     """This machine's measurements, from the cache or measured now."""
     cpu = cpu or cpu_report.detect()
-    store = paths.cache_dir() / "tuning.json"
+    store, saved = _saved()
     key = f"{cpu.key} | {_versions()}"
-    try:
-        saved = json.loads(store.read_text())
-    except (OSError, ValueError):
-        saved = {}
     if key in saved:
         return Measurements(**saved[key])
     result = measure(cpu, paths.cache_dir() / "probe")
