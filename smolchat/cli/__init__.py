@@ -7,10 +7,10 @@ import logging
 import sys
 
 from smolchat import __version__
-from smolchat.cli import ask, bench, models
+from smolchat.cli import ask, bench, budget, models
 from smolchat.errors import SmolChatError
 
-COMMANDS = {"ask": ask, "bench": bench, "models": models}
+COMMANDS = {"ask": ask, "bench": bench, "budget": budget, "models": models}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -127,3 +127,25 @@ def test_bench_table_names_the_vision_encoder(tiny_pair, images):
     assert out.returncode == 0, out.stderr
     assert "encode s/tile" in out.stdout
     assert "images read by llama.cpp BF16, 1 thread (settings" in out.stdout
+
+
+def test_budget_json_predicts_what_ask_then_uses(tiny_pair, images):
+    text, mmproj = tiny_pair
+    files = ["--model", str(text), "--mmproj", str(mmproj), "--image", str(images["photo"]), "--detail", "full"]
+    out = smolchat("budget", *files, "--max-tokens", "64", "--json", "What is in this picture?")
+    assert out.returncode == 0, out.stderr
+    budget = json.loads(out.stdout)
+    assert {"images", "text_tokens", "reply_reserve", "total_tokens", "n_ctx", "fits", "memory_mb"} <= set(budget)
+    (image,) = budget["images"]
+    assert (image["width"], image["height"], image["tiles"]) == (1024, 768, 13)
+    asked = json.loads(smolchat("ask", *files, "--max-tokens", "2", "--json", "What is in this picture?").stdout)
+    assert budget["total_tokens"] - budget["reply_reserve"] == asked["stats"]["prompt_tokens"]
+    assert budget["fits"] and budget["memory_mb"] > 0
+
+
+def test_budget_says_what_to_do_when_a_message_cannot_fit(tiny_pair, images):
+    text, mmproj = tiny_pair
+    out = smolchat("budget", "--model", str(text), "--mmproj", str(mmproj), "--image", str(images["photo"]),
+                   "--detail", "full", "--n-ctx", "128", "--max-tokens", "100")
+    assert out.returncode == 0, out.stderr
+    assert "does NOT fit" in out.stdout and "Lower the image detail" in out.stdout

@@ -1,0 +1,138 @@
+"""The context budget of a conversation: what the system prompt, every earlier turn, every
+image, the new message and the reply will take, before anything is sent.
+
+Counts are exact: the conversation is laid out by the engine the way it will be evaluated
+(chat template, tokenizer, libmtmd's image layout) without any pixel work. When the next turn
+does not fit, the oldest turns leave the context first, two messages at a time; the system
+prompt and the new message never do, and nothing leaves the visible history. Nothing is
+dropped without being said: the budget names what it left out and what to do instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+from smolchat.engine import Message, PromptCount
+
+
+class Counter(Protocol):
+    """What the budget needs from a loaded model (``smolchat.engine.Engine`` is one)."""
+
+    def count_prompt(self, messages: Sequence[Message], *, add_generation_prompt: bool = True) -> PromptCount: ...
+
+
+@dataclass(frozen=True)
+class BudgetItem:
+    kind: str  # "system", "turn", "message" or "reply"
+    label: str
+    tokens: int
+    image_tokens: int = 0  # of which images (markers included)
+    images: int = 0
+    n_messages: int = 1  # a turn is the user's message and the answer to it
+    dropped: bool = False  # left out of what the model sees (still in the history)
+
+
+@dataclass(frozen=True)
+class ContextBudget:
+    n_ctx: int
+    items: tuple[BudgetItem, ...]
+    used: int  # tokens of what will be sent, counted as sent, with the reply's room
+
+    @property
+    def needed(self) -> int:
+        """Tokens the whole conversation, new message and reply would take."""
+        return sum(i.tokens for i in self.items)
+
+    @property
+    def fits(self) -> bool:
+        return self.used <= self.n_ctx
+
+    @property
+    def dropped(self) -> list[BudgetItem]:
+        return [i for i in self.items if i.dropped]
+
+    @property
+    def kept_from(self) -> int:
+        """Index of the first earlier message still sent (after the system prompt)."""
+        return sum(i.n_messages for i in self.dropped)
+
+    def share(self, kind: str) -> int:
+        return sum(i.tokens for i in self.items if i.kind == kind and not i.dropped)
+
+    def message(self) -> str | None:
+        """What the user should know before sending: None when all of it fits as it is."""
+        if not self.fits:
+            return (f"This message does not fit: it needs {self.used:,} tokens with the reply's room, and the "
+                    f"context holds {self.n_ctx:,} even with every earlier turn left out. Lower the image "
+                    "detail, send fewer or smaller images, shorten the message or the reply length, or raise "
+                    "the context size.")
+        if self.dropped:
+            tokens = sum(i.tokens for i in self.dropped)
+            turns = len(self.dropped)
+            return (f"The conversation is longer than the {self.n_ctx:,}-token context: the {turns} oldest "
+                    f"turn{'s' if turns > 1 else ''} ({tokens:,} tokens) will be left out of what the model "
+                    "sees; they stay in the history. To keep them, raise the context size or lower the image "
+                    "detail.")
+        return None
+
+    def as_dict(self) -> dict:
+        return {
+            "n_ctx": self.n_ctx, "needed": self.needed, "used": self.used, "fits": self.fits,
+            "dropped_turns": len(self.dropped), "message": self.message(),
+            "items": [vars(i) for i in self.items],
+        }
+
+
+def plan_context(counter: Counter, history: Sequence[Message], new: Message, *, n_ctx: int,
+                 reply_tokens: int, image_tokens: dict[int, int] | None = None) -> ContextBudget:
+    """The budget of sending ``new`` after ``history`` (which may start with a system prompt),
+    with ``reply_tokens`` kept free for the answer. ``image_tokens`` (message index -> tokens
+    of its images, from ``budget.images``) splits each item's count into text and images."""
+    messages = [*history, new]
+    image_tokens = image_tokens or {}
+    # Cumulative counts of every prefix: item k costs what message k adds to the prompt.
+    ends = [0] + [
+        counter.count_prompt(messages[: k + 1], add_generation_prompt=(k == len(messages) - 1)).positions
+        for k in range(len(messages))
+    ]
+    items: list[BudgetItem] = []
+    k = 0
+    while k < len(messages):
+        m = messages[k]
+        if k == len(messages) - 1:
+            kind, span, label = "message", 1, "This message"
+        elif m.role == "system":
+            kind, span, label = "system", 1, "System prompt"
+        else:
+            span = 2 if k + 1 < len(messages) - 1 and messages[k + 1].role == "assistant" else 1
+            kind, label = "turn", f"Turn {sum(1 for i in items if i.kind == 'turn') + 1}"
+        tokens = ends[k + span] - ends[k]
+        images = sum(len(messages[j].images) for j in range(k, k + span))
+        picture_tokens = sum(image_tokens.get(j, 0) for j in range(k, k + span))
+        items.append(BudgetItem(kind, label, tokens, picture_tokens, images, span))
+        k += span
+    items.append(BudgetItem("reply", f"Reply (up to {reply_tokens:,} tokens)", reply_tokens))
+
+    # Over the limit: the oldest turns leave first. What is left is counted again as it will
+    # be sent (a template may render the first kept turn differently).
+    turns = [i for i, item in enumerate(items) if item.kind == "turn"]
+    used = ends[-1] + reply_tokens
+    dropped = 0
+    while used > n_ctx and dropped < len(turns):
+        dropped += 1
+        kept = messages_to_send(history, new, ContextBudget(n_ctx, tuple(_drop(items, turns[:dropped])), 0))
+        used = counter.count_prompt(kept, add_generation_prompt=True).positions + reply_tokens
+    return ContextBudget(n_ctx, tuple(_drop(items, turns[:dropped])), used)
+
+
+def _drop(items: list[BudgetItem], indices: list[int]) -> list[BudgetItem]:
+    return [replace(item, dropped=True) if i in indices else item for i, item in enumerate(items)]
+
+
+def messages_to_send(history: Sequence[Message], new: Message, budget: ContextBudget) -> list[Message]:
+    """The messages the model gets under ``budget``: the system prompt, the turns kept, ``new``."""
+    system = [m for m in history[:1] if m.role == "system"]
+    rest = list(history[len(system):])
+    return [*system, *rest[budget.kept_from:], new]

@@ -1,0 +1,65 @@
+"""Context sizes and GPU layers that fit this computer, from the one memory estimate."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import llama_cpp
+
+from smolchat.engine.gguf_info import ProjectorInfo, TextModelInfo
+from smolchat.models.machine import MachineMemory
+from smolchat.models.memory import Fit, estimate_memory, verdict
+
+CONTEXT_STEP = 256  # llama.cpp pads the context to this anyway
+VRAM_BUDGET = 0.9  # of the card's free memory: the driver and other programs need the rest
+NO_GPU_BUILD = ("This build of llama.cpp has no GPU support, so every layer runs on the CPU. "
+                "Install a GPU build (see the README) to use a graphics card.")
+
+
+def largest_context(text: TextModelInfo, projector: ProjectorInfo | None, machine: MachineMemory,
+                    **settings) -> int:
+    """The largest context (a multiple of 256, at most what the model was trained for) whose
+    memory still fits what is free; 0 when not even the smallest does. ``settings`` are
+    ``estimate_memory``'s (n_gpu_layers, cache_type, vision_backend, ...)."""
+    def fits(n_ctx: int) -> bool:
+        return verdict(estimate_memory(text, projector, n_ctx=n_ctx, **settings), machine).fit is not Fit.DOES_NOT_FIT
+
+    low, high = 0, max(text.n_ctx_train, CONTEXT_STEP) // CONTEXT_STEP
+    while low < high:  # the largest number of steps that fits
+        middle = (low + high + 1) // 2
+        if fits(middle * CONTEXT_STEP):
+            low = middle
+        else:
+            high = middle - 1
+    return low * CONTEXT_STEP
+
+
+@dataclass(frozen=True)
+class GpuLayers:
+    layers: int  # to offload: 0 .. block count + 1 (the output layer)
+    message: str
+
+
+def suggest_gpu_layers(text: TextModelInfo, projector: ProjectorInfo | None, machine: MachineMemory,
+                       *, n_ctx: int, **settings) -> GpuLayers:
+    """The most layers whose video memory stays within 90% of what the card has free."""
+    if not llama_cpp.llama_supports_gpu_offload():
+        return GpuLayers(0, NO_GPU_BUILD)
+    if machine.vram_free is None:
+        return GpuLayers(0, "No graphics card that llama.cpp can use was found; every layer runs on the CPU.")
+    budget = VRAM_BUDGET * machine.vram_free
+
+    def vram(layers: int) -> int:
+        return estimate_memory(text, projector, n_ctx=n_ctx, n_gpu_layers=layers, **settings).vram
+
+    low, high = 0, text.max_gpu_layers
+    while low < high:
+        middle = (low + high + 1) // 2
+        if vram(middle) <= budget:
+            low = middle
+        else:
+            high = middle - 1
+    if low == text.max_gpu_layers:
+        return GpuLayers(low, f"All {low} layers fit on {machine.gpu_name or 'the GPU'}.")
+    return GpuLayers(low, f"{low} of {text.max_gpu_layers} layers fit in 90% of the free video memory of "
+                          f"{machine.gpu_name or 'the GPU'}.")

@@ -1,0 +1,117 @@
+"""``smolchat budget``: what a message with images will cost before it is sent."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from smolchat.budget.context import plan_context
+from smolchat.budget.detail import Detail
+from smolchat.budget.fit import largest_context, suggest_gpu_layers
+from smolchat.budget.images import ImageCost, ImageMarkers, image_cost, prepared_size
+from smolchat.cli.options import add_model_options, engine_settings, model_files
+from smolchat.engine import Engine, Message
+from smolchat.models.machine import machine_memory
+from smolchat.models.memory import estimate_memory, verdict
+
+HELP = "show what a message with images costs: tokens, context, wait and memory"
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("budget", help=HELP, description=HELP.capitalize() + ".")
+    p.add_argument("prompt", nargs="?", default="What is in this picture?", help="the message (default: %(default)r)")
+    p.add_argument("--image", "-i", type=Path, action="append", default=[], metavar="FILE",
+                   help="an image sent with it (repeat for several)")
+    p.add_argument("--system", metavar="TEXT", help="a system prompt")
+    p.add_argument("--max-tokens", type=int, default=512, metavar="N", help="room kept for the reply (default 512)")
+    add_model_options(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def run(args: argparse.Namespace) -> int:
+    model, mmproj = model_files(args)
+    settings = engine_settings(args, mmproj)
+    detail = Detail(args.detail)
+    with Engine(model, mmproj, settings) as engine:
+        markers = ImageMarkers.from_tokenizer(engine.count_tokens)
+        costs = []
+        if args.image and engine.projector_info is not None:
+            costs = [image_cost(*prepared_size(p), engine.projector_info, detail, markers) for p in args.image]
+        history = [Message.system(args.system)] if args.system else []
+        new = Message.user(args.prompt, images=args.image)
+        budget = plan_context(engine, history, new, n_ctx=args.n_ctx, reply_tokens=args.max_tokens,
+                              image_tokens={len(history): sum(c.tokens for c in costs)})
+        speed = engine.speed
+        plan = engine.vision_plan
+        memory_settings = dict(n_gpu_layers=settings.n_gpu_layers, flash_attn=settings.flash_attn,
+                               image_max_tokens=settings.image_max_tokens,
+                               vision_backend=plan.backend if plan else "llama.cpp",
+                               vision_precision=plan.precision if plan else "F16",
+                               vision_on_gpu=bool(plan and plan.how == "GPU build"))
+        text_info, projector_info = engine.text_info, engine.projector_info
+    machine = machine_memory()
+    estimate = estimate_memory(text_info, projector_info, n_ctx=args.n_ctx, **memory_settings)
+    fit = verdict(estimate, machine)
+    largest = largest_context(text_info, projector_info, machine, **memory_settings)
+    gpu = suggest_gpu_layers(text_info, projector_info, machine, n_ctx=args.n_ctx,
+                             **{k: v for k, v in memory_settings.items() if k != "n_gpu_layers"})
+    message = budget.items[-2]
+    new_tiles = sum(c.tiles for c in costs)
+    report = {
+        "images": [{"path": str(p), **_image(c, speed.wait_s(c.tiles, c.tokens))} for p, c in zip(args.image, costs)],
+        "text_tokens": budget.used - args.max_tokens - sum(c.tokens for c in costs),
+        "reply_reserve": args.max_tokens,
+        "total_tokens": budget.used,
+        "n_ctx": args.n_ctx,
+        "fits": budget.fits,
+        "detail": detail.value,
+        "message": budget.message(),
+        "wait_s": _round(speed.wait_s(new_tiles, message.tokens)),
+        "memory_mb": round(estimate.total / 2**20),
+        "memory_verdict": fit.fit.value,
+        "memory_message": fit.message,
+        "largest_n_ctx": largest,
+        "n_ctx_train": text_info.n_ctx_train,
+        "gpu_layers": gpu.layers,
+        "gpu_message": gpu.message,
+        "items": [vars(i) for i in budget.items],
+    }
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(_text(report, estimate.lines()))
+    return 0
+
+
+def _image(cost: ImageCost, wait: float | None) -> dict:
+    return {"width": cost.width, "height": cost.height, "tiles": cost.tiles, "tokens": cost.tokens,
+            "wait_s": _round(wait)}
+
+
+def _round(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds, 1)
+
+
+def _about(seconds: float | None) -> str:
+    return "wait not known yet" if seconds is None else f"about {seconds:.0f} s" if seconds >= 1.5 else "about 1 s"
+
+
+def _text(r: dict, memory_lines: list[str]) -> str:
+    out = [f"Context {r['total_tokens']:,} of {r['n_ctx']:,} tokens"
+           + (" — fits" if r["fits"] else " — does NOT fit") + f" (images at {r['detail']} detail)"]
+    for item in r["items"]:
+        images = f", {item['images']} image(s): {item['image_tokens']:,}" if item["images"] else ""
+        dropped = " (left out)" if item["dropped"] else ""
+        out.append(f"  {item['label']:<28}{item['tokens']:>7,} tokens{images}{dropped}")
+    for image in r["images"]:
+        out.append(f"  {Path(image['path']).name}: {image['width']}x{image['height']}, {image['tiles']} tiles, "
+                   f"{image['tokens']:,} tokens, {_about(image['wait_s'])}")
+    out.append(f"Wait before the answer starts: {_about(r['wait_s'])}")
+    if r["message"]:
+        out.append(r["message"])
+    out += ["", "Memory:", *(f"  {line}" for line in memory_lines), f"  {r['memory_message']}",
+            f"  Largest context that fits the free memory: {r['largest_n_ctx']:,} tokens"
+            + (" (as much as the model was trained for)" if r["largest_n_ctx"] >= r["n_ctx_train"] else ""),
+            f"  GPU: {r['gpu_message']}"]
+    return "\n".join(out)
