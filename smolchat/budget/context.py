@@ -61,20 +61,25 @@ class ContextBudget:
     def share(self, kind: str) -> int:
         return sum(i.tokens for i in self.items if i.kind == kind and not i.dropped)
 
-    def message(self) -> str | None:
-        """What the user should know before sending: None when all of it fits as it is."""
+    def message(self, largest_n_ctx: int | None = None) -> str | None:
+        """What the user should know before sending: None when all of it fits as it is.
+        ``largest_n_ctx``: the largest context the free memory allows, to suggest it."""
+        raise_it = "raise the context size"
+        if largest_n_ctx is not None and largest_n_ctx > self.n_ctx:
+            raise_it += f" (up to {largest_n_ctx:,} tokens fit in the memory that is free)"
+        elif largest_n_ctx is not None:
+            raise_it = "start a new conversation (a larger context does not fit here)"
         if not self.fits:
             return (f"This message does not fit: it needs {self.used:,} tokens with the reply's room, and the "
                     f"context holds {self.n_ctx:,} even with every earlier turn left out. Lower the image "
-                    "detail, send fewer or smaller images, shorten the message or the reply length, or raise "
-                    "the context size.")
+                    "detail, send fewer or smaller images, shorten the message or the reply length, or "
+                    f"{raise_it}.")
         if self.dropped:
             tokens = sum(i.tokens for i in self.dropped)
             turns = len(self.dropped)
             return (f"The conversation is longer than the {self.n_ctx:,}-token context: the {turns} oldest "
                     f"turn{'s' if turns > 1 else ''} ({tokens:,} tokens) will be left out of what the model "
-                    "sees; they stay in the history. To keep them, raise the context size or lower the image "
-                    "detail.")
+                    f"sees; they stay in the history. To keep them, {raise_it} or lower the image detail.")
         return None
 
     def as_dict(self) -> dict:

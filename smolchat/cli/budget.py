@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         "n_ctx": args.n_ctx,
         "fits": budget.fits,
         "detail": detail.value,
-        "message": budget.message(),
+        "message": budget.message(largest),
         "wait_s": _round(speed.wait_s(new_tiles, message.tokens)),
         "memory_mb": round(estimate.total / 2**20),
         "memory_verdict": fit.fit.value,

@@ -41,12 +41,16 @@ def _blend(old: float | None, new: float | None) -> float | None:
     return new if old is None else old + _WEIGHT * (new - old)
 
 
+def speeds_file() -> Path:
+    return paths.cache_dir() / "speeds.json"
+
+
 class SpeedLog:
     """Speeds per model pair and settings, in the cache folder."""
 
     def __init__(self, key: str, path: Path | None = None) -> None:
         self.key = key
-        self.path = path or paths.cache_dir() / "speeds.json"
+        self.path = path or speeds_file()
         self.speed = self._read().get(key, Speed())
 
     def _read(self) -> dict[str, Speed]:

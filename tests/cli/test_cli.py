@@ -149,3 +149,4 @@ def test_budget_says_what_to_do_when_a_message_cannot_fit(tiny_pair, images):
                    "--detail", "full", "--n-ctx", "128", "--max-tokens", "100")
     assert out.returncode == 0, out.stderr
     assert "does NOT fit" in out.stdout and "Lower the image detail" in out.stdout
+    assert "raise the context size (up to " in out.stdout  # as far as the free memory allows

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from smolchat.engine import Engine, EngineSettings, Message
+from smolchat.engine import speed as speed_module
 from smolchat.engine.speed import Speed, SpeedLog
 from tests.helpers import answer
 
 
 def test_speed_is_measured_while_working_and_kept(tiny_pair, images, tmp_path, monkeypatch):
-    monkeypatch.setenv("SMOLCHAT_HOME", str(tmp_path))  # a computer that has measured nothing yet
+    monkeypatch.setattr(speed_module, "speeds_file", lambda: tmp_path / "speeds.json")  # nothing measured yet
     settings = EngineSettings(vision_backend="llama.cpp", vision_precision="F16")
     with Engine(*tiny_pair, settings) as engine:
         assert engine.speed.turns == 0
