@@ -10,17 +10,52 @@ dropped without being said: the budget names what it left out and what to do ins
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
-from smolchat.engine import Message, PromptCount
+from smolchat.budget.images import ImageCost, prepared_size
+from smolchat.engine import Message, PreparedImage, PromptCount
 
 
 class Counter(Protocol):
     """What the budget needs from a loaded model (``smolchat.engine.Engine`` is one)."""
 
     def count_prompt(self, messages: Sequence[Message], *, add_generation_prompt: bool = True) -> PromptCount: ...
+
+
+class PredictedCounter:
+    """Counts as ``Engine.count_prompt`` does, without the engine's vision context: the chat
+    template's text tokenized with the model's vocabulary, images by their predicted cost from
+    the size in their file's header. It can run in the window's thread while the engine's
+    thread reads an image."""
+
+    def __init__(self, render: Callable[..., list], count_text: Callable[[str, bool], int],
+                 image_cost: Callable[[int, int], ImageCost]) -> None:
+        self._render, self._count_text, self._image_cost = render, count_text, image_cost
+        self._sizes: dict[object, PreparedImage] = {}
+
+    def _placeholder(self, image: object) -> PreparedImage:
+        if isinstance(image, PreparedImage):
+            return image
+        if image not in self._sizes:
+            width, height = prepared_size(image)
+            self._sizes[image] = PreparedImage(width, height, b"", f"size-only:{image}")
+        return self._sizes[image]
+
+    def count_prompt(self, messages: Sequence[Message], *, add_generation_prompt: bool = True) -> PromptCount:
+        sized = [Message(m.role, tuple(p if isinstance(p, str) else self._placeholder(p) for p in m.content))
+                 for m in messages]
+        positions = image_tokens = tiles = 0
+        for i, segment in enumerate(self._render(sized, add_generation_prompt=add_generation_prompt)):
+            if isinstance(segment, str):
+                positions += self._count_text(segment, i == 0)  # libmtmd adds BOS to the first text only
+            else:
+                cost = self._image_cost(segment.width, segment.height)
+                positions += cost.tokens
+                image_tokens += cost.embedding_tokens
+                tiles += cost.tiles
+        return PromptCount(positions, image_tokens, tiles)
 
 
 @dataclass(frozen=True)

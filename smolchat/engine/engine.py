@@ -680,10 +680,11 @@ class Engine:
         return " | ".join([*(f"{f.path.name}:{f.size_bytes}" for f in files), plan,
                            f"gpu layers {self.settings.n_gpu_layers}"])
 
-    def count_tokens(self, text: str) -> int:
-        """Tokens of ``text`` in this model's vocabulary, special tokens parsed, no BOS."""
+    def count_tokens(self, text: str, add_bos: bool = False) -> int:
+        """Tokens of ``text`` in this model's vocabulary, special tokens parsed. Only reads the
+        vocabulary: safe from any thread."""
         assert self._llama is not None
-        return len(self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=True))
+        return len(self._llama.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True))
 
     def encode_image(self, image: str | os.PathLike[str] | PreparedImage) -> np.ndarray:
         """The embeddings the vision encoder makes of ``image``, tile by tile (tiles, tokens,

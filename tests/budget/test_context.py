@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from smolchat.budget.context import messages_to_send, plan_context
+from smolchat.budget.context import PredictedCounter, messages_to_send, plan_context
 from smolchat.budget.detail import Detail
 from smolchat.budget.images import ImageMarkers, image_cost, prepared_size
 from smolchat.engine import Message, inspect_projector
@@ -75,3 +75,18 @@ def test_image_tokens_in_the_breakdown_are_the_predicted_ones(tiny_engine, tiny_
 def test_the_reply_reserve_is_counted(tiny_engine, reply):
     budget = plan_context(tiny_engine, [], Message.user("Hi"), n_ctx=4096, reply_tokens=reply)
     assert budget.items[-1].tokens == reply and budget.share("reply") == reply
+
+
+def test_the_predicting_counter_counts_as_the_engine_lays_out(tiny_engine, tiny_pair, images):
+    projector = inspect_projector(tiny_pair[1])
+    markers = ImageMarkers.from_tokenizer(tiny_engine.count_tokens)
+    counter = PredictedCounter(
+        tiny_engine.template.render, tiny_engine.count_tokens,
+        lambda width, height: image_cost(width, height, projector, Detail.FULL, markers))
+    history = conversation(2) + [Message.user("And these?", images=[images["photo"], images["second"]]),
+                                 Message.assistant("Two pictures.")]
+    new = Message.user("One more", images=[images["small"]])
+    for messages in (history + [new], [new], history):
+        assert counter.count_prompt(messages) == tiny_engine.count_prompt(messages)
+    assert plan_context(counter, history, new, n_ctx=300, reply_tokens=64) == \
+        plan_context(tiny_engine, history, new, n_ctx=300, reply_tokens=64)
