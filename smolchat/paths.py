@@ -29,3 +29,9 @@ def cache_dir() -> Path:
     """Files that can be made again: measurements, compiled encoders, probe models."""
     home = _home()
     return home / "cache" if home else Path(platformdirs.user_cache_dir(_APP, appauthor=False))
+
+
+def config_dir() -> Path:
+    """Settings."""
+    home = _home()
+    return home / "config" if home else Path(platformdirs.user_config_dir(_APP, appauthor=False))
