@@ -29,8 +29,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
-        parser.print_help()
-        return 0
+        from smolchat.ui.app import main as window  # Qt only when the window is wanted
+
+        return window()
     logging.basicConfig(
         level={0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG),
         format="%(levelname)s %(name)s: %(message)s",

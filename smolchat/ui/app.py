@@ -1,0 +1,75 @@
+"""``smolchat`` with no arguments: the window."""
+
+from __future__ import annotations
+
+import sys
+
+from PySide6.QtCore import QByteArray
+from PySide6.QtWidgets import QApplication
+
+from smolchat import __version__
+from smolchat import settings as settings_module
+from smolchat.errors import SmolChatError
+from smolchat.models.library import Library
+from smolchat.store import Store
+from smolchat.ui.controllers.chat import ChatController
+from smolchat.ui.views.main_window import MainWindow
+from smolchat.ui.workers.engine_worker import EngineWorker
+
+STYLE = """
+QProgressBar[level="near"]::chunk { background: #d98e04; }
+QProgressBar[level="over"]::chunk { background: #c62828; }
+QLabel#answerFigures, QLabel#thumbnailCost, QLabel#messageStatus { color: palette(mid); }
+QLabel#meterNote { color: #b26a00; }
+"""
+
+
+class App:
+    """The window, its controllers and workers, and what they share."""
+
+    def __init__(self, store: Store | None = None) -> None:
+        self.settings = settings_module.load()
+        self.store = store or Store()
+        self.library = Library()
+        self.worker = EngineWorker()
+        self.window = MainWindow()
+        self.chat = ChatController(self.window, self.store, self.worker, self.settings)
+        self.window.closing.connect(self.close)
+        if self.settings.window_geometry:
+            self.window.restoreGeometry(QByteArray.fromBase64(self.settings.window_geometry.encode()))
+
+    def start(self) -> None:
+        self.window.show()
+        self.chat.start()
+        installed = {m.name: m for m in self.library.installed()}
+        chosen = installed.get(self.settings.model or "") or next(iter(installed.values()), None)
+        if chosen is not None:
+            self.chat.load_model(chosen)
+        else:
+            self.window.show_error("No model is installed yet: Model → Choose model… downloads one.")
+
+    def close(self) -> None:
+        geometry = bytes(self.window.saveGeometry().toBase64()).decode()
+        chosen = self.chat.model.name if self.chat.model else self.settings.model
+        self.settings = settings_module.Settings(chosen, geometry, self.chat.settings.models)
+        try:
+            settings_module.save(self.settings)
+        except OSError as e:
+            print(f"smolchat: settings not saved: {e}", file=sys.stderr)
+        self.chat.close()
+        self.worker.stop()
+
+
+def main() -> int:
+    qt = QApplication.instance() or QApplication(sys.argv)
+    qt.setApplicationName("SmolChat")
+    qt.setApplicationVersion(__version__)
+    qt.setDesktopFileName("smolchat")
+    qt.setStyleSheet(STYLE)
+    try:
+        app = App()
+    except SmolChatError as e:
+        print(f"smolchat: {e}", file=sys.stderr)
+        return 1
+    app.start()
+    return qt.exec()

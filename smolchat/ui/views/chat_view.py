@@ -1,0 +1,202 @@
+"""The conversation: the user's messages with their pictures, the model's answers as Markdown
+with highlighted code, each answer's figures, and copy / regenerate / edit."""
+
+from __future__ import annotations
+
+import html
+import re
+from pathlib import Path
+
+from pygments import highlight
+from pygments.formatters import HtmlFormatter
+from pygments.lexers import TextLexer, get_lexer_by_name
+from pygments.util import ClassNotFound
+from PySide6.QtCore import QSize, Qt, QTimer, Signal
+from PySide6.QtGui import QGuiApplication, QPixmap, QTextDocument
+from PySide6.QtWidgets import (
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QScrollArea,
+    QVBoxLayout,
+    QWidget,
+)
+
+_FENCE = re.compile(r"^```([\w+#.-]*)[^\n]*\n(.*?)(?:^```[ \t]*$|\Z)", re.MULTILINE | re.DOTALL)
+_CODE_STYLE = HtmlFormatter(noclasses=True, style="friendly", nowrap=True)
+STATUS_NOTES = {"stopped": "stopped", "interrupted": "interrupted: SmolChat closed before the answer ended"}
+
+
+def markdown_html(text: str) -> str:
+    """Markdown as Qt rich text, fenced code highlighted by Pygments."""
+    parts, last = [], 0
+    for match in _FENCE.finditer(text):
+        parts.append(_prose(text[last:match.start()]))
+        parts.append(_code(match[2], match[1]))
+        last = match.end()
+    parts.append(_prose(text[last:]))
+    return "".join(parts)
+
+
+def _prose(text: str) -> str:
+    if not text.strip():
+        return ""
+    doc = QTextDocument()
+    doc.setMarkdown(text)
+    body = doc.toHtml()
+    return body[body.find("<body"):].split(">", 1)[1].rsplit("</body>", 1)[0]
+
+
+def _code(code: str, language: str) -> str:
+    try:
+        lexer = get_lexer_by_name(language) if language else TextLexer()
+    except ClassNotFound:
+        lexer = TextLexer()
+    return (f'<pre style="background:#f6f8fa; color:#24292f; padding:6px; font-family:monospace">'
+            f"{highlight(code, lexer, _CODE_STYLE) if code else html.escape(code)}</pre>")
+
+
+class MessageBubble(QFrame):
+    copy_requested = Signal(str)
+
+    def __init__(self, role: str, text: str, images: list[Path] = (), parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.role = role
+        self.text = text
+        self.setObjectName("userBubble" if role == "user" else "answerBubble")
+        self.setFrameShape(QFrame.Shape.StyledPanel)
+        who = QLabel("<b>You</b>" if role == "user" else "<b>SmolChat</b>")
+        self.status = QLabel("")
+        self.status.setObjectName("messageStatus")
+        copy = QPushButton("Copy")
+        copy.setAccessibleName("Copy message")
+        copy.setToolTip("Copy this message's text")
+        copy.setFlat(True)
+        copy.clicked.connect(lambda: QGuiApplication.clipboard().setText(self.text))
+        self.actions = QHBoxLayout()
+        head = QHBoxLayout()
+        head.addWidget(who)
+        head.addWidget(self.status)
+        head.addStretch(1)
+        head.addLayout(self.actions)
+        head.addWidget(copy)
+        self.body = QLabel()
+        self.body.setTextFormat(Qt.TextFormat.RichText)
+        self.body.setWordWrap(True)
+        self.body.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse
+                                          | Qt.TextInteractionFlag.LinksAccessibleByMouse)
+        self.body.setOpenExternalLinks(True)
+        self.body.setAccessibleName("Message text")
+        self.figures = QLabel("")
+        self.figures.setObjectName("answerFigures")
+        layout = QVBoxLayout(self)
+        layout.addLayout(head)
+        if images:
+            row = QHBoxLayout()
+            for path in images:
+                picture = QLabel()
+                picture.setPixmap(QPixmap(str(path)).scaled(QSize(160, 160), Qt.AspectRatioMode.KeepAspectRatio,
+                                                           Qt.TransformationMode.SmoothTransformation))
+                picture.setToolTip(path.name)
+                row.addWidget(picture)
+            row.addStretch(1)
+            layout.addLayout(row)
+        layout.addWidget(self.body)
+        layout.addWidget(self.figures)
+        self.set_text(text)
+
+    def set_text(self, text: str) -> None:
+        self.text = text
+        self.body.setText(markdown_html(text) if self.role != "user" else html.escape(text).replace("\n", "<br>"))
+
+    def append(self, piece: str) -> None:
+        self.set_text(self.text + piece)
+
+    def set_status(self, status: str) -> None:
+        note = STATUS_NOTES.get(status, "")
+        self.status.setText(f"<i>({note})</i>" if note else "")
+
+    def set_figures(self, stats: dict | None) -> None:
+        if not stats or stats.get("ttft_s") is None:
+            self.figures.setText("")
+            return
+        parts = [f"first token {stats['ttft_s']:.2f} s"]
+        if stats.get("decode_tok_s"):
+            parts.append(f"{stats['decode_tok_s']:.1f} tok/s")
+        parts.append(f"{stats['e2e_s']:.1f} s in all")
+        if stats.get("image_tiles_encoded"):
+            parts.append(f"{stats['image_tiles_encoded']} tiles read")
+        self.figures.setText(" · ".join(parts))
+
+    def add_action(self, button: QPushButton) -> None:
+        self.actions.addWidget(button)
+
+
+class ChatView(QScrollArea):
+    regenerate_requested = Signal()
+    edit_requested = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWidgetResizable(True)
+        self.setAccessibleName("Conversation")
+        inner = QWidget()
+        self.column = QVBoxLayout(inner)
+        self.column.addStretch(1)
+        self.setWidget(inner)
+        self.bubbles: list[MessageBubble] = []
+        self.empty = QLabel("Drop a picture below and ask about it.")
+        self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.empty.setObjectName("emptyChat")
+        self.column.insertWidget(0, self.empty)
+
+    def clear(self) -> None:
+        for bubble in self.bubbles:
+            bubble.deleteLater()
+        self.bubbles = []
+        self.empty.show()
+
+    def add(self, role: str, text: str, images: list[Path] = (), status: str = "complete",
+            stats: dict | None = None) -> MessageBubble:
+        self.empty.hide()
+        bubble = MessageBubble(role, text, list(images))
+        bubble.set_status(status)
+        bubble.set_figures(stats)
+        self.column.insertWidget(self.column.count() - 1, bubble)
+        self.bubbles.append(bubble)
+        self._update_actions()
+        self.scroll_to_end()
+        return bubble
+
+    def remove_from(self, index: int) -> None:
+        for bubble in self.bubbles[index:]:
+            bubble.deleteLater()
+        del self.bubbles[index:]
+        self.empty.setVisible(not self.bubbles)
+        self._update_actions()
+
+    def _update_actions(self) -> None:
+        """Regenerate on the last answer, Edit on the last question."""
+        for bubble in self.bubbles:
+            while bubble.actions.count():
+                bubble.actions.takeAt(0).widget().deleteLater()
+        answers = [b for b in self.bubbles if b.role == "assistant"]
+        questions = [b for b in self.bubbles if b.role == "user"]
+        if answers and answers[-1] is self.bubbles[-1]:
+            again = QPushButton("Regenerate")
+            again.setAccessibleName("Regenerate the answer")
+            again.setToolTip("Write this answer again")
+            again.setFlat(True)
+            again.clicked.connect(self.regenerate_requested)
+            answers[-1].add_action(again)
+        if questions:
+            edit = QPushButton("Edit")
+            edit.setAccessibleName("Edit the last message")
+            edit.setToolTip("Put the last message back in the composer to change and send it again")
+            edit.setFlat(True)
+            edit.clicked.connect(self.edit_requested)
+            questions[-1].add_action(edit)
+
+    def scroll_to_end(self) -> None:
+        QTimer.singleShot(0, lambda: self.verticalScrollBar().setValue(self.verticalScrollBar().maximum()))

@@ -1,0 +1,276 @@
+"""The composer: the message being written, its images, Send and Stop, and the context meter.
+
+Images arrive by drag-and-drop (files, or picture data from a browser), by paste, or from a
+file dialog. Each gets a thumbnail with its cost and an x; whatever is not a readable image is
+refused with a message naming the file. The view only reports what the user did: the
+controller decides what it costs and whether it can be sent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from PySide6.QtCore import QMimeData, QSize, Qt, Signal
+from PySide6.QtGui import QImage, QKeyEvent, QPixmap
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from smolchat import paths
+from smolchat.budget.images import prepared_size
+from smolchat.engine import ImageError
+
+THUMB = 72
+IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.webp *.gif *.bmp *.tif *.tiff)"
+
+
+class MessageEdit(QPlainTextEdit):
+    """Enter sends, Shift+Enter starts a new line, Esc stops the answer."""
+
+    send = Signal()
+    escape = Signal()
+    pasted_image = Signal(QImage)
+    pasted_files = Signal(QMimeData)
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802 (Qt's name)
+        if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and not event.modifiers() & Qt.KeyboardModifier.ShiftModifier:
+            self.send.emit()
+            return
+        if event.key() == Qt.Key.Key_Escape:
+            self.escape.emit()
+            return
+        super().keyPressEvent(event)
+
+    def canInsertFromMimeData(self, source: QMimeData) -> bool:  # noqa: N802
+        return source.hasImage() or source.hasUrls() or super().canInsertFromMimeData(source)
+
+    def insertFromMimeData(self, source: QMimeData) -> None:  # noqa: N802
+        if source.hasImage():
+            self.pasted_image.emit(QImage(source.imageData()))
+        elif source.hasUrls():
+            self.pasted_files.emit(source)
+        else:
+            super().insertFromMimeData(source)
+
+
+class Thumbnail(QWidget):
+    """An attached image: the picture, what it costs, and an x to remove it."""
+
+    removed = Signal(Path)
+
+    def __init__(self, path: Path, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.path = path
+        self.picture = QLabel()
+        self.picture.setPixmap(QPixmap(str(path)).scaled(QSize(THUMB, THUMB), Qt.AspectRatioMode.KeepAspectRatio,
+                                                         Qt.TransformationMode.SmoothTransformation))
+        self.picture.setToolTip(path.name)
+        self.cost = QLabel("")
+        self.cost.setObjectName("thumbnailCost")
+        self.cost.setWordWrap(True)
+        self.reading = QProgressBar()
+        self.reading.setRange(0, 0)  # busy: the image is being read ahead of Send
+        self.reading.setTextVisible(False)
+        self.reading.setMaximumHeight(4)
+        self.reading.hide()
+        remove = QToolButton()
+        remove.setText("×")
+        remove.setAccessibleName(f"Remove {path.name}")
+        remove.setToolTip(f"Remove {path.name}")
+        remove.clicked.connect(lambda: self.removed.emit(self.path))
+        top = QHBoxLayout()
+        top.addWidget(self.picture)
+        top.addWidget(remove, 0, Qt.AlignmentFlag.AlignTop)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(2, 2, 2, 2)
+        layout.addLayout(top)
+        layout.addWidget(self.reading)
+        layout.addWidget(self.cost)
+        self.setFixedWidth(THUMB + 40)
+        self.setAccessibleName(f"Attached image {path.name}")
+
+    def set_reading(self, reading: bool) -> None:
+        self.reading.setVisible(reading)
+        self.reading.setToolTip("Reading the image while you type…" if reading else "")
+
+
+class Composer(QWidget):
+    send_requested = Signal(str, list)  # text, image paths
+    stop_requested = Signal()
+    images_changed = Signal(list)  # image paths now attached
+    refused = Signal(str)  # a message for the user
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setAcceptDrops(True)
+        self._images: list[Path] = []
+        self._thumbs: dict[Path, Thumbnail] = {}
+
+        self.strip = QHBoxLayout()
+        self.strip.addStretch(1)
+        self.edit = MessageEdit()
+        self.edit.setPlaceholderText("Ask about a picture… (drop or paste images here; Enter sends)")
+        self.edit.setAccessibleName("Message")
+        self.edit.setToolTip("Enter sends, Shift+Enter starts a new line, Esc stops the answer")
+        self.edit.setMaximumHeight(110)
+        self.edit.send.connect(self._send)
+        self.edit.escape.connect(self.stop_requested)
+        self.edit.pasted_image.connect(self.add_qimage)
+        self.edit.pasted_files.connect(self.take_mime)
+
+        self.attach = QPushButton("Add image…")
+        self.attach.setAccessibleName("Add image")
+        self.attach.setToolTip("Choose image files to ask about")
+        self.attach.clicked.connect(self._choose_files)
+        self.send_button = QPushButton("Send")
+        self.send_button.setAccessibleName("Send")
+        self.send_button.setToolTip("Send the message (Enter)")
+        self.send_button.clicked.connect(self._send)
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.setAccessibleName("Stop")
+        self.stop_button.setToolTip("Stop the answer (Esc); what was written stays")
+        self.stop_button.clicked.connect(self.stop_requested)
+        self.stop_button.hide()
+
+        self.meter = QProgressBar()
+        self.meter.setAccessibleName("Context used")
+        self.meter.setTextVisible(True)
+        self.meter.setMaximumHeight(16)
+        self.meter_note = QLabel("")
+        self.meter_note.setWordWrap(True)
+        self.meter_note.setObjectName("meterNote")
+
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.attach)
+        buttons.addWidget(self.meter, 1)
+        buttons.addWidget(self.stop_button)
+        buttons.addWidget(self.send_button)
+        layout = QVBoxLayout(self)
+        layout.addLayout(self.strip)
+        layout.addWidget(self.edit)
+        layout.addLayout(buttons)
+        layout.addWidget(self.meter_note)
+
+    # -- what is attached ------------------------------------------------------------------
+
+    @property
+    def images(self) -> list[Path]:
+        return list(self._images)
+
+    def thumbnail(self, path: Path) -> Thumbnail:
+        return self._thumbs[path]
+
+    def add_files(self, files: list[Path]) -> None:
+        added = False
+        for path in files:
+            try:
+                prepared_size(path)  # reads the header: refuses what is not a picture
+            except ImageError as e:
+                self.refused.emit(f"{path.name} was not added: {_reason(e)}")
+                continue
+            if path in self._images:
+                continue
+            self._images.append(path)
+            thumb = Thumbnail(path)
+            thumb.removed.connect(self.remove_image)
+            self._thumbs[path] = thumb
+            self.strip.insertWidget(self.strip.count() - 1, thumb)
+            added = True
+        if added:
+            self.images_changed.emit(self.images)
+
+    def add_qimage(self, image: QImage) -> None:
+        """A picture pasted or dropped as data (from a browser): kept as a PNG file first."""
+        if image.isNull():
+            self.refused.emit("The pasted data is not a picture.")
+            return
+        folder = paths.cache_dir() / "pasted"
+        folder.mkdir(parents=True, exist_ok=True)
+        data = image.constBits().tobytes() if image.constBits() is not None else b""
+        path = folder / f"pasted-{hashlib.sha1(data).hexdigest()[:12]}.png"
+        if not path.exists() and not image.save(str(path), "PNG"):
+            self.refused.emit("The pasted picture could not be kept (is the disk full?).")
+            return
+        self.add_files([path])
+
+    def remove_image(self, path: Path) -> None:
+        if path in self._images:
+            self._images.remove(path)
+            self._thumbs.pop(path).deleteLater()
+            self.images_changed.emit(self.images)
+
+    def clear(self) -> None:
+        self.edit.clear()
+        for path in list(self._images):
+            self._images.remove(path)
+            self._thumbs.pop(path).deleteLater()
+
+    def set_text(self, text: str) -> None:
+        self.edit.setPlainText(text)
+
+    # -- state the controller sets ---------------------------------------------------------
+
+    def set_cost(self, path: Path, text: str) -> None:
+        if path in self._thumbs:
+            self._thumbs[path].cost.setText(text)
+
+    def set_reading(self, reading: bool) -> None:
+        for thumb in self._thumbs.values():
+            thumb.set_reading(reading)
+
+    def set_busy(self, busy: bool) -> None:
+        """While an answer is written: Stop instead of Send."""
+        self.stop_button.setVisible(busy)
+        self.send_button.setVisible(not busy)
+
+    def set_meter(self, used: int, n_ctx: int, level: str, note: str, tooltip: str) -> None:
+        self.meter.setRange(0, max(n_ctx, 1))
+        self.meter.setValue(min(used, n_ctx))
+        self.meter.setFormat(f"{used:,} / {n_ctx:,} tokens")
+        self.meter.setProperty("level", level)  # ok / near / over: the style sheet colours it
+        self.meter.setToolTip(tooltip)
+        self.meter.style().unpolish(self.meter)
+        self.meter.style().polish(self.meter)
+        self.meter_note.setText(note)
+
+    # -- events ----------------------------------------------------------------------------
+
+    def _send(self) -> None:
+        text = self.edit.toPlainText().strip()
+        if text or self._images:
+            self.send_requested.emit(text, self.images)
+
+    def _choose_files(self) -> None:
+        files, _ = QFileDialog.getOpenFileNames(self, "Add images", "", IMAGE_FILTER)
+        self.add_files([Path(f) for f in files])
+
+    def take_mime(self, mime: QMimeData) -> None:
+        local = [Path(url.toLocalFile()) for url in mime.urls() if url.isLocalFile()]
+        if local:
+            self.add_files(local)
+        elif mime.hasImage():
+            self.add_qimage(QImage(mime.imageData()))
+        else:
+            self.refused.emit("Only pictures can be added here.")
+
+    def dragEnterEvent(self, event) -> None:  # noqa: N802
+        if event.mimeData().hasUrls() or event.mimeData().hasImage():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:  # noqa: N802
+        self.take_mime(event.mimeData())
+        event.acceptProposedAction()
+
+
+def _reason(error: ImageError) -> str:
+    text = str(error)
+    return text.split(": ", 1)[-1] if ": " in text else "it is not a picture SmolChat can read."

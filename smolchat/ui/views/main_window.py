@@ -1,0 +1,89 @@
+"""The main window: conversations on the left, the chat and the composer on the right."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtWidgets import (
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
+
+from smolchat import __version__
+from smolchat.ui.views.chat_view import ChatView
+from smolchat.ui.views.composer import Composer
+from smolchat.ui.views.sidebar import Sidebar
+
+
+class MainWindow(QMainWindow):
+    closing = Signal()
+    model_picker_requested = Signal()
+    export_requested = Signal()
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setWindowTitle("SmolChat")
+        self.resize(1100, 760)
+        self.sidebar = Sidebar()
+        self.chat = ChatView()
+        self.composer = Composer()
+        right = QWidget()
+        column = QVBoxLayout(right)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.addWidget(self.chat, 1)
+        column.addWidget(self.composer)
+        splitter = QSplitter(Qt.Orientation.Horizontal)
+        splitter.addWidget(self.sidebar)
+        splitter.addWidget(right)
+        splitter.setStretchFactor(1, 1)
+        splitter.setSizes([240, 860])
+        self.setCentralWidget(splitter)
+
+        self.model_label = QLabel("No model loaded")
+        self.model_label.setAccessibleName("Model")
+        self.model_label.setToolTip("The model answering, and how it reads images")
+        self.statusBar().addPermanentWidget(self.model_label)
+        self._menus()
+
+    def _menus(self) -> None:
+        def action(menu, text: str, shortcut: str | None, slot, tip: str) -> QAction:
+            act = QAction(text, self)
+            if shortcut:
+                act.setShortcut(QKeySequence(shortcut))
+            act.setToolTip(tip)
+            act.setStatusTip(tip)
+            act.triggered.connect(slot)
+            menu.addAction(act)
+            return act
+
+        chat = self.menuBar().addMenu("&Chat")
+        self.new_action = action(chat, "&New chat", "Ctrl+N", self.sidebar.new_requested, "Start a new conversation")
+        action(chat, "&Focus the message box", "Ctrl+L", self.composer.edit.setFocus, "Type a message")
+        action(chat, "&Export…", "Ctrl+E", self.export_requested, "Save this conversation as Markdown or JSON")
+        chat.addSeparator()
+        action(chat, "&Quit", "Ctrl+Q", self.close, "Close SmolChat")
+        model = self.menuBar().addMenu("&Model")
+        action(model, "&Choose model…", "Ctrl+Shift+M", self.model_picker_requested,
+               "Download, import or switch models")
+        helps = self.menuBar().addMenu("&Help")
+        action(helps, "&About SmolChat", None, self._about, "Version and license")
+
+    def show_status(self, message: str, seconds: float = 8) -> None:
+        self.statusBar().showMessage(message, int(seconds * 1000))
+
+    def show_error(self, message: str) -> None:
+        """An error the user can act on, shown as it is."""
+        self.statusBar().showMessage(message, 15000)
+
+    def _about(self) -> None:
+        QMessageBox.about(self, "About SmolChat",
+                          f"<b>SmolChat {__version__}</b><p>Chat privately with SmolVLM vision-language models "
+                          "on your own computer, through llama.cpp.</p>")
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
+        self.closing.emit()
+        super().closeEvent(event)

@@ -1,0 +1,123 @@
+"""The main window driven as a user drives it, on the tiny fixture models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+from PySide6.QtGui import QDropEvent, QGuiApplication, QImage
+
+from smolchat.budget.context import plan_context
+from smolchat.engine import Message
+from smolchat.store import COMPLETE, STOPPED
+
+
+def drop(widget, mime: QMimeData) -> None:
+    event = QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                       Qt.KeyboardModifier.NoModifier)
+    widget.dropEvent(event)
+
+
+def urls(*files: Path) -> QMimeData:
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(f)) for f in files])
+    return mime
+
+
+def send(qtbot, app, text: str) -> None:
+    composer = app.window.composer
+    composer.edit.setPlainText(text)
+    with qtbot.waitSignal(app.chat.answered, timeout=60_000):
+        qtbot.keyClick(composer.edit, Qt.Key.Key_Return)
+
+
+def test_dropped_images_get_thumbnails_with_their_cost(qtbot, app, images):
+    composer = app.window.composer
+    with qtbot.waitSignal(composer.images_changed):
+        drop(composer, urls(images["photo"], images["second"]))
+    assert composer.images == [images["photo"], images["second"]]
+    assert composer.thumbnail(images["photo"]).cost.text().startswith("5 tiles · ")  # balanced detail
+
+
+def test_a_dropped_text_file_is_refused_by_name(qtbot, app, tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a picture")
+    with qtbot.waitSignal(app.window.composer.refused) as refused:
+        drop(app.window.composer, urls(notes))
+    assert "notes.txt" in refused.args[0]
+    assert app.window.composer.images == []
+
+
+def test_paste_adds_an_image(qtbot, app):
+    picture = QImage(64, 48, QImage.Format.Format_RGB32)
+    picture.fill(Qt.GlobalColor.darkCyan)
+    QGuiApplication.clipboard().setImage(picture)
+    composer = app.window.composer
+    with qtbot.waitSignal(composer.images_changed):
+        composer.edit.paste()
+    assert len(composer.images) == 1 and composer.images[0].suffix == ".png"
+
+
+def test_send_streams_the_answer_into_the_view_and_the_store(qtbot, app, images):
+    drop(app.window.composer, urls(images["small"]))
+    pieces = []
+    app.worker.delta.connect(pieces.append)
+    send(qtbot, app, "What is in this picture?")
+
+    question, answer = app.chat.window.chat.bubbles
+    assert question.text == "What is in this picture?" and answer.text
+    assert "".join(pieces) == answer.text
+    assert "first token" in answer.figures.text()
+    stored = app.store.messages(app.chat.conversation_id)
+    assert [m.role for m in stored] == ["user", "assistant"] and stored[1].status == COMPLETE
+    assert stored[1].text == answer.text and stored[0].images[0].exists()
+    assert app.window.composer.images == [] and app.window.composer.edit.toPlainText() == ""
+    assert app.store.conversation(app.chat.conversation_id).title == "What is in this picture?"
+
+
+def test_stop_cancels_mid_answer_and_keeps_what_was_written(qtbot, app):
+    name = app.chat.model.name
+    app.chat.settings = app.chat.settings.with_model_settings(
+        name, app.chat.model_settings.__class__(max_tokens=3500, temperature=0.0))
+    app.worker.delta.connect(app.window.composer.stop_button.click)  # as soon as text appears
+    app.window.composer.edit.setPlainText("Tell me a long story.")
+    with qtbot.waitSignal(app.chat.answered, timeout=60_000):
+        qtbot.keyClick(app.window.composer.edit, Qt.Key.Key_Return)
+    answer = app.store.messages(app.chat.conversation_id)[-1]
+    assert answer.status == STOPPED and answer.text, answer.stats
+    assert answer.stats["generated_tokens"] < 3500
+    assert "stopped" in app.window.chat.bubbles[-1].status.text()
+    assert app.window.composer.send_button.isVisible() and not app.window.composer.stop_button.isVisible()
+
+
+def test_regenerate_writes_the_answer_again(qtbot, app):
+    send(qtbot, app, "Hello there")
+    first = app.store.messages(app.chat.conversation_id)[-1]
+    with qtbot.waitSignal(app.chat.answered, timeout=60_000):
+        app.window.chat.regenerate_requested.emit()
+    stored = app.store.messages(app.chat.conversation_id)
+    assert [m.role for m in stored] == ["user", "assistant"] and stored[-1].created_at > first.created_at
+    assert len(app.window.chat.bubbles) == 2
+
+
+def test_edit_puts_the_last_question_back(qtbot, app, images):
+    drop(app.window.composer, urls(images["small"]))
+    send(qtbot, app, "First question")
+    app.window.chat.edit_requested.emit()
+    composer = app.window.composer
+    assert composer.edit.toPlainText() == "First question" and len(composer.images) == 1
+    assert app.store.messages(app.chat.conversation_id) == [] and app.window.chat.bubbles == []
+
+
+def test_the_context_meter_shows_the_budget_modules_numbers(qtbot, app, images):
+    send(qtbot, app, "Hello")
+    composer = app.window.composer
+    drop(composer, urls(images["photo"]))
+    composer.edit.setPlainText("Now this one?")
+    app.chat.update_meter()
+    ms = app.chat.model_settings
+    history = app.chat._history()
+    new = Message.user("Now this one?", images=[images["photo"]])
+    expected = plan_context(app.chat.engine, history, new, n_ctx=ms.n_ctx, reply_tokens=ms.max_tokens)
+    assert composer.meter.value() == expected.used and composer.meter.maximum() == ms.n_ctx
+    assert composer.meter.format() == f"{expected.used:,} / {ms.n_ctx:,} tokens"
