@@ -7,16 +7,11 @@ import json
 import sys
 import time
 from datetime import datetime
-from pathlib import Path
 
-from smolchat.engine.gguf_info import (
-    ModelFileError,
-    inspect_projector,
-    inspect_text_model,
-)
 from smolchat.errors import SmolChatError
-from smolchat.models import hf_cache, machine, memory
+from smolchat.models import machine
 from smolchat.models.catalog import CATALOG, catalog_entry
+from smolchat.models.choice import estimate_files
 from smolchat.models.download import Progress, download
 from smolchat.models.formats import FORMATS
 from smolchat.models.hub import Hub, RemoteFile, RepoListing
@@ -79,34 +74,14 @@ def _catalog(args: argparse.Namespace) -> int:
 def _list(args: argparse.Namespace) -> int:
     hub = Hub()
     listing = hub.list_repo(args.repo)
-    computer = machine.machine_memory()
-    local = {f.filename: f.path for f in hf_cache.cached_files(hub.cache_dir, listing.repo)}
-    projector = listing.default_projector
-    rows = [(f, _estimate(f, projector, local, args, computer)) for f in listing.text_files]
+    rows = [(f, (estimate, fit)) for f, estimate, fit in
+            estimate_files(listing, hub.cache_dir, machine.machine_memory(), n_ctx=args.n_ctx,
+                           n_gpu_layers=args.gpu_layers)]
     if args.json:
         print(json.dumps(_listing_json(listing, rows), indent=2))
         return 0
     print(_listing_text(listing, rows, args.n_ctx, hub.endpoint))
     return 0
-
-
-def _estimate(text: RemoteFile, projector: RemoteFile | None, local: dict[str, Path], args: argparse.Namespace,
-              computer: machine.MachineMemory) -> tuple[memory.MemoryEstimate, memory.Verdict]:
-    """The memory a text file (with the default projector) needs: from the files' own metadata
-    where they are already here, else from their sizes and formats."""
-    def known(f: RemoteFile, inspect):
-        try:
-            return inspect(local[f.path]) if f.path in local else f.size
-        except ModelFileError:
-            return f.size
-
-    bits = {"text_bits_per_weight": text.format.bits_per_weight} if text.format else {}
-    if projector and projector.format:
-        bits["projector_bits_per_weight"] = projector.format.bits_per_weight
-    estimate = memory.estimate_memory(
-        known(text, inspect_text_model), known(projector, inspect_projector) if projector else None,
-        n_ctx=args.n_ctx, n_gpu_layers=args.gpu_layers, **bits)
-    return estimate, memory.verdict(estimate, computer)
 
 
 def _listing_json(listing: RepoListing, rows) -> dict:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import filelock
 import httpx2
-from huggingface_hub import constants, get_hf_file_metadata, get_session, hf_hub_url
+from huggingface_hub import constants, get_hf_file_metadata, get_session
 from huggingface_hub.utils import build_hf_headers, hf_raise_for_status
 
 from smolchat.errors import SmolChatError
@@ -135,7 +135,7 @@ class _Download:
                 "rest of the system). Free some space, or point HF_HUB_CACHE at a bigger disk, and download again.")
 
     def _fetch(self, f: RemoteFile) -> Path:
-        url = hf_hub_url(self.repo, f.path, endpoint=self.hub.endpoint)
+        url = self.hub.file_url(self.repo, f.path)
         with hub_errors(self.repo, self.hub.endpoint, f.path):
             meta = get_hf_file_metadata(url, token=self.hub.token, endpoint=self.hub.endpoint)
         sha256 = meta.etag if _is_sha256(meta.etag) else f.sha256

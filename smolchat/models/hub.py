@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx2
 from huggingface_hub import constants, errors, get_session
@@ -172,6 +173,11 @@ class Hub:
         listing = RepoListing(repo, files)
         self._remember(listing)
         return listing
+
+    def file_url(self, repo: str, path: str, revision: str = "main") -> str:
+        """Where the Hub serves a file (built here: huggingface_hub's helper keeps the address
+        HF_ENDPOINT had when it was imported)."""
+        return f"{self.endpoint}/{repo}/resolve/{revision}/{quote(path)}"
 
     def _tree(self, repo: str) -> list[dict]:
         # One attempt with a short timeout rather than HfApi's minute of retries: a person is

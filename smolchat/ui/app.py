@@ -13,6 +13,7 @@ from smolchat.errors import SmolChatError
 from smolchat.models.library import Library
 from smolchat.store import Store
 from smolchat.ui.controllers.chat import ChatController
+from smolchat.ui.controllers.models import ModelsController
 from smolchat.ui.views.main_window import MainWindow
 from smolchat.ui.workers.engine_worker import EngineWorker
 
@@ -34,6 +35,7 @@ class App:
         self.worker = EngineWorker()
         self.window = MainWindow()
         self.chat = ChatController(self.window, self.store, self.worker, self.settings)
+        self.models = ModelsController(self.chat, self.library)
         self.window.closing.connect(self.close)
         if self.settings.window_geometry:
             self.window.restoreGeometry(QByteArray.fromBase64(self.settings.window_geometry.encode()))
@@ -45,8 +47,8 @@ class App:
         chosen = installed.get(self.settings.model or "") or next(iter(installed.values()), None)
         if chosen is not None:
             self.chat.load_model(chosen)
-        else:
-            self.window.show_error("No model is installed yet: Model → Choose model… downloads one.")
+        else:  # first run: the picker, with the default model highlighted and one button to get it
+            self.models.open()
 
     def close(self) -> None:
         geometry = bytes(self.window.saveGeometry().toBase64()).decode()
@@ -57,6 +59,7 @@ class App:
         except OSError as e:
             print(f"smolchat: settings not saved: {e}", file=sys.stderr)
         self.chat.close()
+        self.models.close()
         self.worker.stop()
 
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import llama_cpp
 from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent, QGuiApplication, QImage
 
+from smolchat import settings as settings_module
 from smolchat.budget.context import plan_context
-from smolchat.engine import Message
+from smolchat.engine import Message, inspect_text_model
 from smolchat.store import COMPLETE, STOPPED
 
 
@@ -121,3 +123,24 @@ def test_the_context_meter_shows_the_budget_modules_numbers(qtbot, app, images):
     expected = plan_context(app.chat.engine, history, new, n_ctx=ms.n_ctx, reply_tokens=ms.max_tokens)
     assert composer.meter.value() == expected.used and composer.meter.maximum() == ms.n_ctx
     assert composer.meter.format() == f"{expected.used:,} / {ms.n_ctx:,} tokens"
+
+
+def test_the_gpu_slider_spans_the_models_layers_and_is_off_on_a_cpu_build(qtbot, app, tiny_pair):
+    dialog = app.chat.settings_dialog()
+    qtbot.addWidget(dialog)
+    layers = inspect_text_model(tiny_pair[0]).n_layer
+    assert (dialog.gpu.minimum(), dialog.gpu.maximum()) == (0, layers + 1)
+    if not llama_cpp.llama_supports_gpu_offload():
+        assert not dialog.gpu.isEnabled() and "no GPU support" in dialog.gpu_note.text()
+
+
+def test_settings_that_need_a_reload_reload_the_model(qtbot, app):
+    dialog = app.chat.settings_dialog()
+    qtbot.addWidget(dialog)
+    dialog.n_ctx.setValue(2048)
+    assert "load again" in dialog.reload_note.text()
+    with qtbot.waitSignal(app.chat.model_ready, timeout=60_000):
+        app.chat.apply_settings(dialog.chosen())
+    assert app.chat.engine.n_ctx == 2048
+    assert settings_module.load().for_model(app.chat.model.name).n_ctx == 2048  # kept for next time
+    assert app.window.composer.meter.maximum() == 2048

@@ -19,13 +19,16 @@ from smolchat.budget.context import (
     plan_context,
 )
 from smolchat.budget.detail import Detail, max_tokens_for
+from smolchat.budget.fit import largest_context, suggest_gpu_layers
 from smolchat.budget.images import ImageMarkers, image_cost, prepared_size
 from smolchat.engine import Engine, Message, TurnResult
 from smolchat.errors import SmolChatError
 from smolchat.models.library import InstalledModel
+from smolchat.models.machine import machine_memory
 from smolchat.store import COMPLETE, STOPPED, STREAMING, Store, StoredMessage
 from smolchat.ui.views.chat_view import MessageBubble
 from smolchat.ui.views.main_window import MainWindow
+from smolchat.ui.views.settings_dialog import SettingsDialog
 from smolchat.ui.workers.engine_worker import (
     EngineWorker,
     LoadRequest,
@@ -78,6 +81,7 @@ class ChatController(QObject):
         composer.images_changed.connect(self._images_changed)
         composer.refused.connect(window.show_error)
         composer.edit.textChanged.connect(self._meter_timer.start)
+        window.settings_requested.connect(self.open_settings)
         chat.regenerate_requested.connect(self.regenerate)
         chat.edit_requested.connect(self.edit_last)
         worker.loading.connect(self._loading)
@@ -349,6 +353,40 @@ class ChatController(QObject):
         tooltip = (f"History {parts['history']:,} · images {parts['images']:,} · this message {parts['message']:,}"
                    f" · reply {parts['reply']:,} tokens (of {budget.n_ctx:,})")
         composer.set_meter(budget.used, budget.n_ctx, level, budget.message() or "", tooltip)
+
+    # -- settings ------------------------------------------------------------------------------
+
+    def settings_dialog(self) -> SettingsDialog | None:
+        """The settings dialog for the loaded model (None when none is loaded)."""
+        if self.engine is None or self.model is None:
+            self.window.show_error("Load a model first: its settings depend on it.")
+            return None
+        text, projector = self.engine.text_info, self.engine.projector_info
+        machine = machine_memory()
+        plan = self.engine.vision_plan
+        vision = dict(vision_backend=plan.backend, vision_precision=plan.precision) if plan else {}
+        gpu = suggest_gpu_layers(text, projector, machine, n_ctx=self.model_settings.n_ctx, **vision)
+        largest = largest_context(text, projector, machine, n_gpu_layers=self.model_settings.n_gpu_layers, **vision)
+        return SettingsDialog(self.model.name, self.model_settings, max_gpu_layers=text.max_gpu_layers,
+                              gpu_note=gpu.message, largest_n_ctx=largest, n_ctx_train=text.n_ctx_train,
+                              parent=self.window)
+
+    def open_settings(self) -> None:
+        dialog = self.settings_dialog()
+        if dialog is not None and dialog.exec():
+            self.apply_settings(dialog.chosen())
+
+    def apply_settings(self, chosen: settings_module.ModelSettings) -> None:
+        assert self.model is not None
+        reload = chosen.needs_reload(self.model_settings)
+        self.settings = self.settings.with_model_settings(self.model.name, chosen)
+        try:
+            settings_module.save(self.settings)
+        except OSError as e:
+            self.window.show_error(f"The settings could not be saved: {e.strerror or e}.")
+        if reload:
+            self.load_model(self.model)
+        self.update_meter()
 
     def close(self) -> None:
         self.stop()

@@ -22,6 +22,7 @@ from smolchat.ui.views.sidebar import Sidebar
 class MainWindow(QMainWindow):
     closing = Signal()
     model_picker_requested = Signal()
+    settings_requested = Signal()
     export_requested = Signal()
 
     def __init__(self) -> None:
@@ -69,6 +70,8 @@ class MainWindow(QMainWindow):
         model = self.menuBar().addMenu("&Model")
         action(model, "&Choose model…", "Ctrl+Shift+M", self.model_picker_requested,
                "Download, import or switch models")
+        action(model, "&Settings…", "Ctrl+,", self.settings_requested,
+               "GPU layers, context size, image detail, sampling and system prompt of this model")
         helps = self.menuBar().addMenu("&Help")
         action(helps, "&About SmolChat", None, self._about, "Version and license")
 

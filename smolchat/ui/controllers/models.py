@@ -1,0 +1,175 @@
+"""The model picker's behaviour: listing repos, estimates, downloads, switching, import, removal."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QObject, Signal, Slot
+
+from smolchat.errors import SmolChatError
+from smolchat.models.catalog import CATALOG, DEFAULT_REPO
+from smolchat.models.choice import estimate_files
+from smolchat.models.download import Progress
+from smolchat.models.hub import Hub, RepoListing
+from smolchat.models.library import InstalledModel, Library
+from smolchat.models.machine import machine_memory
+from smolchat.models.memory import format_bytes
+from smolchat.ui.controllers.chat import ChatController
+from smolchat.ui.views.model_picker import ModelPicker
+from smolchat.ui.workers.jobs import DownloadJob, ListingJob
+
+
+class ModelsController(QObject):
+    installed_changed = Signal()
+    listing_shown = Signal()
+
+    def __init__(self, chat: ChatController, library: Library | None = None, hub: Hub | None = None) -> None:
+        super().__init__(chat)
+        self.chat = chat
+        self.library = library or Library()
+        self.hub = hub or Hub()
+        self.picker: ModelPicker | None = None
+        self.listing: RepoListing | None = None
+        self._listing_job: ListingJob | None = None
+        self.download: DownloadJob | None = None
+        chat.window.model_picker_requested.connect(self.open)
+
+    def open(self, repo: str | None = None) -> ModelPicker:
+        if self.picker is None:
+            self.picker = ModelPicker(self.chat.window)
+            p = self.picker
+            p.repo_requested.connect(self.show_repo)
+            p.download_requested.connect(self.start_download)
+            p.cancel_requested.connect(self.cancel_download)
+            p.use_requested.connect(self.use)
+            p.remove_requested.connect(self.remove)
+            p.import_requested.connect(self.import_pair)
+        current = self.chat.model.repo if self.chat.model and self.chat.model.repo else None
+        chosen = repo or current or DEFAULT_REPO
+        self.picker.show_catalog([(e.repo, f"{e.title} · {e.parameters}") for e in CATALOG], chosen)
+        self._show_installed()
+        self.picker.show()
+        self.picker.raise_()
+        self.show_repo(chosen)
+        return self.picker
+
+    # -- listing ---------------------------------------------------------------------------
+
+    def show_repo(self, repo: str) -> None:
+        if not repo.strip():
+            return
+        self.picker.show_listing(f"Listing {repo}…", [], [], None)
+        job = self._listing_job = ListingJob(self.hub, repo.strip())
+        job.finished.connect(self._listed)
+        job.failed.connect(self._listing_failed)
+        job.start()
+
+    @Slot(object)
+    def _listed(self, listing: RepoListing) -> None:
+        self.listing = listing
+        ms = self.chat.model_settings
+        rows = []
+        for f, estimate, fit in estimate_files(listing, self.hub.cache_dir, machine_memory(),
+                                                n_ctx=ms.n_ctx, n_gpu_layers=ms.n_gpu_layers):
+            basis = "" if estimate.from_metadata else " (from file size)"
+            rows.append({"path": f.path, "format": f.format_name, "size": format_bytes(f.size),
+                         "memory": format_bytes(estimate.total) + basis, "fit": fit.fit.value,
+                         "message": fit.message, "summary": f.format.summary if f.format else "",
+                         "default": f == listing.default_text})
+        projectors = [(f.path, f"{f.format_name} · {format_bytes(f.size)}" + (" (recommended)"
+                       if f == listing.default_projector else "")) for f in listing.projector_files]
+        note = "Shown as last listed: the Hub cannot be reached now." if listing.offline else ""
+        if not listing.projector_files:
+            note = "This repo has no vision projector (mmproj): SmolChat cannot read images with it."
+        self.picker.show_listing(f"<b>{listing.repo}</b> · memory at a {ms.n_ctx:,}-token context", rows, projectors,
+                                 listing.default_projector.path if listing.default_projector else None, note)
+        self.listing_shown.emit()
+
+    @Slot(str)
+    def _listing_failed(self, message: str) -> None:
+        self.picker.show_unreachable(message)
+        self.listing_shown.emit()
+
+    # -- downloads -------------------------------------------------------------------------
+
+    def start_download(self, text_path: str, projector_path: str) -> None:
+        if self.listing is None or self.download is not None:
+            return
+        job = self.download = DownloadJob(self.hub, self.listing.repo, self.listing.file(text_path),
+                                          self.listing.file(projector_path))
+        job.progress.connect(self._progress)
+        job.finished.connect(self._downloaded)
+        job.failed.connect(self._download_failed)
+        job.start()
+
+    def cancel_download(self) -> None:
+        if self.download is not None:
+            self.download.cancel()
+
+    @Slot(object)
+    def _progress(self, p: Progress) -> None:
+        eta = f" · {p.eta_s:.0f} s left" if p.eta_s is not None else ""
+        self.picker.show_progress(p.done, p.total, f"{p.fraction:.0%} · {format_bytes(p.done)} of "
+                                  f"{format_bytes(p.total)} · {format_bytes(int(p.speed))}/s{eta}")
+
+    @Slot(object)
+    def _downloaded(self, model: InstalledModel) -> None:
+        self.download = None
+        self.picker.download_ended(f"Installed {model.name}.")
+        self._show_installed()
+        self.installed_changed.emit()
+        if self.chat.model is None:
+            self.chat.load_model(model)
+
+    @Slot(str)
+    def _download_failed(self, message: str) -> None:
+        self.download = None
+        self.picker.download_ended(message)
+
+    # -- installed -------------------------------------------------------------------------
+
+    def _show_installed(self) -> None:
+        current = self.chat.model.name if self.chat.model else None
+        self.picker.show_installed([m.name for m in self.library.installed()], current)
+
+    def use(self, name: str) -> None:
+        try:
+            model = self.library.find(name)
+        except SmolChatError as e:
+            self.picker.notice.setText(str(e))
+            return
+        self.chat.load_model(model)  # the old one is unloaded in the engine's thread first
+        self._show_installed()
+
+    def remove(self, name: str) -> None:
+        if self.chat.model is not None and self.chat.model.name == name:
+            self.picker.notice.setText(f"{name} is in use: switch to another model before removing it.")
+            return
+        repo, _, quant = name.partition(":")
+        try:
+            self.library.remove(repo, quant or None)
+        except SmolChatError as e:
+            self.picker.notice.setText(str(e))
+            return
+        self._show_installed()
+        self.installed_changed.emit()
+
+    def import_pair(self, text: str, mmproj: str) -> None:
+        try:
+            model = self.library.import_pair(Path(text), Path(mmproj))
+        except SmolChatError as e:
+            self.picker.notice.setText(str(e))
+            return
+        self.picker.notice.setText(f"Imported {model.name}.")
+        self._show_installed()
+        self.installed_changed.emit()
+        if self.chat.model is None:
+            self.chat.load_model(model)
+
+    def close(self) -> None:
+        if self.download is not None:
+            self.download.cancel()
+            self.download.wait()
+        if self._listing_job is not None:
+            self._listing_job.wait()
+
