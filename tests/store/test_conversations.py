@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -11,6 +12,7 @@ import sys
 import pytest
 
 from smolchat.store import COMPLETE, INTERRUPTED, STREAMING, Store, StoreError
+from smolchat.store.export import to_json, to_markdown
 
 
 def test_a_conversation_survives_closing_and_reopening(tmp_path, images):
@@ -107,3 +109,20 @@ def test_a_damaged_history_is_reported_not_overwritten(tmp_path):
     with pytest.raises(StoreError, match="cannot be read.*Move the file away"):
         Store(tmp_path)
     assert (tmp_path / "conversations.sqlite3").read_bytes().startswith(b"this is not a database")
+
+
+def test_export_to_markdown_with_images_and_to_json(tmp_path, images):
+    store = Store(tmp_path / "data")
+    chat = store.create_conversation("Beach")
+    store.add_message(chat.id, "user", "What is this?", images=[images["small"]])
+    store.add_message(chat.id, "assistant", "A **beach**.", stats={"ttft_s": 1.5, "decode_tok_s": 80.0})
+    messages = store.messages(chat.id)
+
+    markdown = to_markdown(store.conversation(chat.id), messages, tmp_path / "out" / "beach.md")
+    text = markdown.read_text()
+    image_name = messages[0].images[0].name
+    assert text.startswith("# Beach") and "A **beach**." in text and f"(beach-images/{image_name})" in text
+    assert (tmp_path / "out" / "beach-images" / image_name).read_bytes() == images["small"].read_bytes()
+
+    data = json.loads(to_json(store.conversation(chat.id), messages, tmp_path / "out" / "beach.json").read_text())
+    assert [m["role"] for m in data["messages"]] == ["user", "assistant"] and data["title"] == "Beach"

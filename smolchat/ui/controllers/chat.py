@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
+from PySide6.QtWidgets import QFileDialog
 
 from smolchat import settings as settings_module
 from smolchat.budget.context import (
@@ -26,6 +27,7 @@ from smolchat.errors import SmolChatError
 from smolchat.models.library import InstalledModel
 from smolchat.models.machine import machine_memory
 from smolchat.store import COMPLETE, STOPPED, STREAMING, Store, StoredMessage
+from smolchat.store.export import to_json, to_markdown
 from smolchat.ui.views.chat_view import MessageBubble
 from smolchat.ui.views.main_window import MainWindow
 from smolchat.ui.views.settings_dialog import SettingsDialog
@@ -82,6 +84,7 @@ class ChatController(QObject):
         composer.refused.connect(window.show_error)
         composer.edit.textChanged.connect(self._meter_timer.start)
         window.settings_requested.connect(self.open_settings)
+        window.export_requested.connect(self.export)
         chat.regenerate_requested.connect(self.regenerate)
         chat.edit_requested.connect(self.edit_last)
         worker.loading.connect(self._loading)
@@ -353,6 +356,25 @@ class ChatController(QObject):
         tooltip = (f"History {parts['history']:,} · images {parts['images']:,} · this message {parts['message']:,}"
                    f" · reply {parts['reply']:,} tokens (of {budget.n_ctx:,})")
         composer.set_meter(budget.used, budget.n_ctx, level, budget.message() or "", tooltip)
+
+    # -- export --------------------------------------------------------------------------------
+
+    def export(self) -> None:
+        if self.conversation_id is None:
+            return
+        conversation = self.store.conversation(self.conversation_id)
+        name, chosen = QFileDialog.getSaveFileName(self.window, "Export conversation", f"{conversation.title}.md",
+                                                   "Markdown, images alongside (*.md);;JSON (*.json)")
+        if not name:
+            return
+        path = Path(name)
+        write = to_json if path.suffix.lower() == ".json" or "JSON" in chosen else to_markdown
+        try:
+            write(conversation, self.store.messages(self.conversation_id), path)
+        except OSError as e:
+            self.window.show_error(f"The conversation could not be exported: {e.strerror or e}.")
+            return
+        self.window.show_status(f"Exported to {path}")
 
     # -- settings ------------------------------------------------------------------------------
 
