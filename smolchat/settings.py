@@ -10,10 +10,13 @@ import json
 import logging
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from smolchat import paths
 from smolchat.budget.detail import DEFAULT_DETAIL
-from smolchat.engine import EngineSettings, SamplingParams
+
+if TYPE_CHECKING:
+    from smolchat.engine import EngineSettings, SamplingParams
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +39,16 @@ class ModelSettings:
         return any(getattr(self, name) != getattr(other, name) for name in self.RELOAD)
 
     def engine(self, image_max_tokens: int | None) -> EngineSettings:
+        from smolchat.engine import (
+            EngineSettings,  # loads llama.cpp: not before a model is wanted
+        )
+
         return EngineSettings(n_ctx=self.n_ctx, n_gpu_layers=self.n_gpu_layers, n_threads=self.threads,
                               image_max_tokens=image_max_tokens)
 
     def sampling(self) -> SamplingParams:
+        from smolchat.engine import SamplingParams
+
         return SamplingParams(temperature=self.temperature, top_p=self.top_p, max_tokens=self.max_tokens)
 
 

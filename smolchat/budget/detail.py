@@ -12,8 +12,6 @@ from __future__ import annotations
 import enum
 import os
 
-from smolchat.engine.gguf_info import ModelFileError, inspect_projector
-
 
 class Detail(str, enum.Enum):
     LOW = "low"  # one tile's worth of pixels, plus the overview: 2 tiles for most pictures
@@ -50,6 +48,11 @@ def max_tokens_for(detail: Detail, mmproj: str | os.PathLike[str] | None) -> int
     """``image_max_tokens`` for a detail level with this projector (None without one)."""
     if mmproj is None or Detail(detail) is Detail.FULL:
         return None
+    from smolchat.engine.gguf_info import (  # numpy and gguf: only when needed
+        ModelFileError,
+        inspect_projector,
+    )
+
     try:
         return image_max_tokens(detail, inspect_projector(mmproj).tokens_per_tile)
     except ModelFileError:

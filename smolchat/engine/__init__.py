@@ -1,35 +1,32 @@
 """llama.cpp + libmtmd: validate GGUF files, load a SmolVLM pair, run and cancel turns.
 
 No Qt and no threads of its own: one thread owns an Engine and iterates its events.
+
+The names below load on first use (loading llama.cpp takes a good part of a second), so
+that reading a GGUF header or building a message does not wait for it.
 """
 
-from smolchat.engine.engine import (
-    ContextOverflowError,
-    Engine,
-    EngineError,
-    EngineSettings,
-    PrefillResult,
-    PromptCount,
-    TextDelta,
-    TurnEvent,
-    TurnResult,
-    TurnStats,
-)
-from smolchat.engine.gguf_info import (
-    ModelFileError,
-    ProjectorInfo,
-    TextModelInfo,
-    check_pair,
-    inspect_projector,
-    inspect_text_model,
-)
-from smolchat.engine.images import ImageError, PreparedImage, prepare_image
-from smolchat.engine.native import SamplingParams
-from smolchat.engine.prompt import Message, PromptError
+from __future__ import annotations
 
-__all__ = [
-    "ContextOverflowError", "Engine", "EngineError", "EngineSettings", "ImageError", "Message",
-    "ModelFileError", "PrefillResult", "PreparedImage", "PromptCount", "ProjectorInfo", "PromptError",
-    "SamplingParams", "TextDelta", "TextModelInfo", "TurnEvent", "TurnResult", "TurnStats",
-    "check_pair", "inspect_projector", "inspect_text_model", "prepare_image",
-]
+import importlib
+
+_WHERE = {
+    "smolchat.engine.engine": ["ContextOverflowError", "Engine", "EngineError", "EngineSettings", "PrefillResult",
+                               "PromptCount", "TextDelta", "TurnEvent", "TurnResult", "TurnStats"],
+    "smolchat.engine.gguf_info": ["ModelFileError", "ProjectorInfo", "TextModelInfo", "check_pair",
+                                  "inspect_projector", "inspect_text_model"],
+    "smolchat.engine.images": ["ImageError", "PreparedImage", "prepare_image"],
+    "smolchat.engine.native": ["SamplingParams"],
+    "smolchat.engine.prompt": ["Message", "PromptError"],
+}
+_MODULE_OF = {name: module for module, names in _WHERE.items() for name in names}
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name: str):
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module 'smolchat.engine' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -670,6 +670,10 @@ class Engine:
             return PromptCount(layout.n_pos, layout.image_tokens, tiles)
 
     @property
+    def loaded(self) -> bool:
+        return self._llama is not None
+
+    @property
     def speed(self) -> Speed:
         """This computer's measured speed with this model and these settings."""
         return self.speed_log.speed

@@ -10,12 +10,7 @@ from PySide6.QtWidgets import QApplication
 from smolchat import __version__
 from smolchat import settings as settings_module
 from smolchat.errors import SmolChatError
-from smolchat.models.library import Library
-from smolchat.store import Store
-from smolchat.ui.controllers.chat import ChatController
-from smolchat.ui.controllers.models import ModelsController
 from smolchat.ui.views.main_window import MainWindow
-from smolchat.ui.workers.engine_worker import EngineWorker
 
 STYLE = """
 QProgressBar[level="near"]::chunk { background: #d98e04; }
@@ -28,17 +23,25 @@ QLabel#meterNote { color: #b26a00; }
 class App:
     """The window, its controllers and workers, and what they share."""
 
-    def __init__(self, store: Store | None = None) -> None:
+    def __init__(self, window: MainWindow | None = None) -> None:
+        # Imported here: llama.cpp, numpy and huggingface_hub take a second to load, and the
+        # window is already on screen by then (see main).
+        from smolchat.models.library import Library
+        from smolchat.store import Store
+        from smolchat.ui.controllers.chat import ChatController
+        from smolchat.ui.controllers.models import ModelsController
+        from smolchat.ui.workers.engine_worker import EngineWorker
+
         self.settings = settings_module.load()
-        self.store = store or Store()
+        self.store = Store()
         self.library = Library()
         self.worker = EngineWorker()
-        self.window = MainWindow()
+        self.window = window or MainWindow()
         self.chat = ChatController(self.window, self.store, self.worker, self.settings)
         self.models = ModelsController(self.chat, self.library)
         self.window.closing.connect(self.close)
-        if self.settings.window_geometry:
-            self.window.restoreGeometry(QByteArray.fromBase64(self.settings.window_geometry.encode()))
+        if window is None:
+            restore_geometry(self.window, self.settings)
 
     def start(self) -> None:
         self.window.show()
@@ -63,14 +66,23 @@ class App:
         self.worker.stop()
 
 
+def restore_geometry(window: MainWindow, settings: settings_module.Settings) -> None:
+    if settings.window_geometry:
+        window.restoreGeometry(QByteArray.fromBase64(settings.window_geometry.encode()))
+
+
 def main() -> int:
     qt = QApplication.instance() or QApplication(sys.argv)
     qt.setApplicationName("SmolChat")
     qt.setApplicationVersion(__version__)
     qt.setDesktopFileName("smolchat")
     qt.setStyleSheet(STYLE)
+    window = MainWindow()  # on screen first; the rest loads behind it
+    restore_geometry(window, settings_module.load())
+    window.show()
+    qt.processEvents()
     try:
-        app = App()
+        app = App(window)
     except SmolChatError as e:
         print(f"smolchat: {e}", file=sys.stderr)
         return 1

@@ -22,7 +22,7 @@ from smolchat.budget.context import (
 from smolchat.budget.detail import Detail, max_tokens_for
 from smolchat.budget.fit import largest_context, suggest_gpu_layers
 from smolchat.budget.images import ImageMarkers, image_cost, prepared_size
-from smolchat.engine import Engine, Message, TurnResult
+from smolchat.engine import Engine, ImageError, Message, TurnResult
 from smolchat.errors import SmolChatError
 from smolchat.models.library import InstalledModel
 from smolchat.models.machine import machine_memory
@@ -67,6 +67,7 @@ class ChatController(QObject):
         self.counter: PredictedCounter | None = None
         self.turn: _Turn | None = None
         self.budget: ContextBudget | None = None
+        self.read_while_typing = True  # start reading attached images before Send
         self._prefill_cancel: threading.Event | None = None
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="store")  # database writes off the UI thread
         self._save_timer = QTimer(self, interval=SAVE_EVERY_MS, timeout=self._save_partial)
@@ -81,6 +82,7 @@ class ChatController(QObject):
         composer.send_requested.connect(self.send)
         composer.stop_requested.connect(self.stop)
         composer.images_changed.connect(self._images_changed)
+        composer.files_offered.connect(self.offer_files)
         composer.refused.connect(window.show_error)
         composer.edit.textChanged.connect(self._meter_timer.start)
         window.settings_requested.connect(self.open_settings)
@@ -90,6 +92,7 @@ class ChatController(QObject):
         worker.loading.connect(self._loading)
         worker.loaded.connect(self._loaded)
         worker.load_failed.connect(self._load_failed)
+        worker.unloaded.connect(self._unloaded)
         worker.delta.connect(self._delta)
         worker.turn_finished.connect(self._finished)
         worker.turn_failed.connect(self._failed)
@@ -131,6 +134,11 @@ class ChatController(QObject):
         self.window.model_label.setText(f"{self.model.name if self.model else ''}{reader}")
         self._images_changed(self.window.composer.images)
         self.model_ready.emit()
+
+    @Slot()
+    def _unloaded(self) -> None:
+        if self.engine is not None and not self.engine.loaded:
+            self.engine = self.counter = None
 
     @Slot(str)
     def _load_failed(self, message: str) -> None:
@@ -319,12 +327,25 @@ class ChatController(QObject):
             composer.set_cost(path, f"{cost.tiles} tiles · {cost.tokens:,} tokens"
                                     + (f" · ~{wait:.0f} s" if wait is not None else ""))
         self._cancel_prefill()
-        if images and self.turn is None:
+        if images and self.turn is None and self.read_while_typing:
             self._prefill_cancel = threading.Event()
             composer.set_reading(True)
             self.worker.prefill(PrefillRequest((*self._history(), Message.user("", images=images)),
                                                self._prefill_cancel))
         self.update_meter()
+
+    def offer_files(self, files: list[Path]) -> None:
+        """Attach the pictures among ``files``; refuse the rest, naming each."""
+        good = []
+        for path in files:
+            try:
+                prepared_size(path)  # reads the header only
+            except ImageError as e:
+                reason = str(e).split(": ", 1)[-1] if ": " in str(e) else "it is not a picture SmolChat can read."
+                self.window.composer.refused.emit(f"{path.name} was not added: {reason}")
+                continue
+            good.append(path)
+        self.window.composer.attach(good)
 
     def _cancel_prefill(self) -> None:
         if self._prefill_cancel is not None:
@@ -413,6 +434,9 @@ class ChatController(QObject):
     def close(self) -> None:
         self.stop()
         self._cancel_prefill()
+        self._meter_timer.stop()
+        self._save_timer.stop()
+        self.engine = self.counter = None  # the engine is about to be unloaded
         self._writer.shutdown(wait=True)
 
 

@@ -107,11 +107,18 @@ class MessageBubble(QFrame):
         self.set_text(text)
 
     def set_text(self, text: str) -> None:
+        """The whole text, as Markdown for answers."""
         self.text = text
+        self.body.setTextFormat(Qt.TextFormat.RichText)
         self.body.setText(markdown_html(text) if self.role != "user" else html.escape(text).replace("\n", "<br>"))
 
     def append(self, piece: str) -> None:
-        self.set_text(self.text + piece)
+        """Streaming: plain text is cheap to lay out again and again; the Markdown comes with
+        ``set_text`` when the answer ends, so repainting never slows the model down."""
+        self.text += piece
+        if self.body.textFormat() != Qt.TextFormat.PlainText:
+            self.body.setTextFormat(Qt.TextFormat.PlainText)
+        self.body.setText(self.text)
 
     def set_status(self, status: str) -> None:
         note = STATUS_NOTES.get(status, "")

@@ -1,9 +1,8 @@
 """The composer: the message being written, its images, Send and Stop, and the context meter.
 
 Images arrive by drag-and-drop (files, or picture data from a browser), by paste, or from a
-file dialog. Each gets a thumbnail with its cost and an x; whatever is not a readable image is
-refused with a message naming the file. The view only reports what the user did: the
-controller decides what it costs and whether it can be sent.
+file dialog. The view offers them to the controller, which checks each one and attaches it
+(a thumbnail with its cost and an x) or refuses it with a message naming the file.
 """
 
 from __future__ import annotations
@@ -26,8 +25,6 @@ from PySide6.QtWidgets import (
 )
 
 from smolchat import paths
-from smolchat.budget.images import prepared_size
-from smolchat.engine import ImageError
 
 THUMB = 72
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.webp *.gif *.bmp *.tif *.tiff)"
@@ -107,6 +104,7 @@ class Composer(QWidget):
     send_requested = Signal(str, list)  # text, image paths
     stop_requested = Signal()
     images_changed = Signal(list)  # image paths now attached
+    files_offered = Signal(list)  # paths the user dropped, pasted or chose: not checked yet
     refused = Signal(str)  # a message for the user
 
     def __init__(self, parent: QWidget | None = None) -> None:
@@ -127,10 +125,10 @@ class Composer(QWidget):
         self.edit.pasted_image.connect(self.add_qimage)
         self.edit.pasted_files.connect(self.take_mime)
 
-        self.attach = QPushButton("Add image…")
-        self.attach.setAccessibleName("Add image")
-        self.attach.setToolTip("Choose image files to ask about")
-        self.attach.clicked.connect(self._choose_files)
+        self.attach_button = QPushButton("Add image…")
+        self.attach_button.setAccessibleName("Add image")
+        self.attach_button.setToolTip("Choose image files to ask about")
+        self.attach_button.clicked.connect(self._choose_files)
         self.send_button = QPushButton("Send")
         self.send_button.setAccessibleName("Send")
         self.send_button.setToolTip("Send the message (Enter)")
@@ -150,7 +148,7 @@ class Composer(QWidget):
         self.meter_note.setObjectName("meterNote")
 
         buttons = QHBoxLayout()
-        buttons.addWidget(self.attach)
+        buttons.addWidget(self.attach_button)
         buttons.addWidget(self.meter, 1)
         buttons.addWidget(self.stop_button)
         buttons.addWidget(self.send_button)
@@ -170,13 +168,14 @@ class Composer(QWidget):
         return self._thumbs[path]
 
     def add_files(self, files: list[Path]) -> None:
+        """Offer files to the controller, which attaches the pictures among them."""
+        if files:
+            self.files_offered.emit([Path(f) for f in files])
+
+    def attach(self, paths: list[Path]) -> None:
+        """Show checked pictures as thumbnails."""
         added = False
-        for path in files:
-            try:
-                prepared_size(path)  # reads the header: refuses what is not a picture
-            except ImageError as e:
-                self.refused.emit(f"{path.name} was not added: {_reason(e)}")
-                continue
+        for path in paths:
             if path in self._images:
                 continue
             self._images.append(path)
@@ -269,8 +268,3 @@ class Composer(QWidget):
     def dropEvent(self, event) -> None:  # noqa: N802
         self.take_mime(event.mimeData())
         event.acceptProposedAction()
-
-
-def _reason(error: ImageError) -> str:
-    text = str(error)
-    return text.split(": ", 1)[-1] if ": " in text else "it is not a picture SmolChat can read."

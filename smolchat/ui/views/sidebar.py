@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QHBoxLayout,
@@ -16,7 +18,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from smolchat.store import Conversation
+if TYPE_CHECKING:
+    from smolchat.store import Conversation
+
 
 
 class Sidebar(QWidget):
