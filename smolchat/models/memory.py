@@ -479,7 +479,7 @@ def _part_size(n: int) -> str:
 
 
 def format_bytes(n: int) -> str:
-    """Bytes as a person reads them: '14.2 GB', '0.9 GB', '95 MB'."""
-    if n >= 100_000_000:
+    """Bytes as a person reads them: '14.2 GB', '1.2 GB', '950 MB', '95 MB'."""
+    if n >= 1_000_000_000:
         return f"{n / GB:.1f} GB"
     return f"{n / 1e6:.0f} MB" if n >= 1_000_000 else f"{n / 1e3:.0f} KB"

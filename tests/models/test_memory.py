@@ -203,7 +203,7 @@ def machine(available: float, total: float = 32 * GB, vram_free: float | None = 
 def test_verdict_fits_with_room_to_spare():
     v = verdict(estimate_of(900_000_000), machine(14.2 * GB))
     assert v.fit is Fit.FITS
-    assert v.message == "Fits: needs about 0.9 GB of the 14.2 GB free."
+    assert v.message == "Fits: needs about 900 MB of the 14.2 GB free."
 
 
 def test_verdict_is_tight_above_three_quarters_of_the_free_memory():

@@ -160,6 +160,9 @@ class ChatController(QObject):
             self.new_conversation()
 
     def new_conversation(self) -> None:
+        if self.conversation_id is not None and not self._stored():  # this one is still empty: use it
+            self.window.composer.edit.setFocus()
+            return
         conversation = self.store.create_conversation(NEW_TITLE, self.model.name if self.model else None)
         self.open_conversation(conversation.id)
 
