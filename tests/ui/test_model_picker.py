@@ -2,60 +2,58 @@
 
 from __future__ import annotations
 
+import pytest
 from huggingface_hub import constants
 from PySide6.QtCore import Qt
 
 from tests.fake_hub_fixtures import REPO
 
 
-def test_first_run_downloads_the_default_model_and_uses_it(qtbot, home, fake_hub, hf_cache, monkeypatch):
+@pytest.fixture
+def first_run(qtbot, home, fake_hub, hf_cache, monkeypatch):
+    """The app with nothing installed, its Hub the fake one."""
     monkeypatch.setattr(constants, "ENDPOINT", fake_hub.url)
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(hf_cache))
     from smolchat.ui.app import App
 
     app = App()
     qtbot.addWidget(app.window)
-    try:
-        with qtbot.waitSignal(app.models.listing_shown, timeout=30_000):
-            app.start()  # nothing installed: the picker opens on the default model
-        picker = app.models.picker
-        assert picker.isVisible() and app.models.listing.repo == REPO
-        texts = [picker.files.item(r, 0).text() for r in range(picker.files.rowCount())]
-        assert texts == ["★ SmolVLM-256M-Instruct-Q8_0.gguf", "SmolVLM-256M-Instruct-f16.gguf"]
-        assert picker.files.item(0, 4).text() in ("fits", "tight", "does not fit")
-        assert picker.selected_text_file() == "SmolVLM-256M-Instruct-Q8_0.gguf"
-        assert picker.projector.currentData() == "mmproj-SmolVLM-256M-Instruct-f16.gguf"
-
-        shown = []
-        picker.progress.valueChanged.connect(shown.append)
-        with qtbot.waitSignal(app.chat.model_ready, timeout=60_000):
-            qtbot.mouseClick(picker.download_button, Qt.MouseButton.LeftButton)
-        assert shown[-1] == 1000 and shown == sorted(shown)  # the bar filled as the bytes came
-        assert "Installed" in picker.notice.text()
-        assert [picker.installed.item(i).data(Qt.ItemDataRole.UserRole) for i in range(picker.installed.count())] \
-            == [f"{REPO}:Q8_0"]
-        assert app.chat.model.name == f"{REPO}:Q8_0" and app.chat.engine is not None
-    finally:
-        app.close()
+    yield app
+    app.close()
 
 
-def test_without_the_hub_the_picker_offers_import(qtbot, home, fake_hub, hf_cache, monkeypatch, tiny_pair):
+def test_first_run_downloads_the_default_model_and_uses_it(qtbot, first_run):
+    app = first_run
+    with qtbot.waitSignal(app.models.listing_shown, timeout=30_000):
+        app.start()  # nothing installed: the picker opens on the default model
+    picker = app.models.picker
+    assert picker.isVisible() and app.models.listing.repo == REPO
+    texts = [picker.files.item(r, 0).text() for r in range(picker.files.rowCount())]
+    assert texts == ["★ SmolVLM-256M-Instruct-Q8_0.gguf", "SmolVLM-256M-Instruct-f16.gguf"]
+    assert picker.files.item(0, 4).text() in ("fits", "tight", "does not fit")
+    assert picker.selected_text_file() == "SmolVLM-256M-Instruct-Q8_0.gguf"
+    assert picker.projector.currentData() == "mmproj-SmolVLM-256M-Instruct-f16.gguf"
+
+    shown = []
+    picker.progress.valueChanged.connect(shown.append)
+    with qtbot.waitSignal(app.chat.model_ready, timeout=60_000):
+        qtbot.mouseClick(picker.download_button, Qt.MouseButton.LeftButton)
+    assert shown[-1] == 1000 and shown == sorted(shown)  # the bar filled as the bytes came
+    assert "Installed" in picker.notice.text()
+    assert [picker.installed.item(i).data(Qt.ItemDataRole.UserRole) for i in range(picker.installed.count())] \
+        == [f"{REPO}:Q8_0"]
+    assert app.chat.model.name == f"{REPO}:Q8_0" and app.chat.engine is not None
+
+
+def test_without_the_hub_the_picker_offers_import(qtbot, first_run, fake_hub, tiny_pair):
     fake_hub.stop()
-    monkeypatch.setattr(constants, "ENDPOINT", fake_hub.url)
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(hf_cache))
-    from smolchat.ui.app import App
-
-    app = App()
-    qtbot.addWidget(app.window)
-    try:
-        with qtbot.waitSignal(app.models.listing_shown, timeout=30_000):
-            app.start()
-        picker = app.models.picker
-        assert "Cannot reach the Hugging Face Hub" in picker.notice.text()
-        assert "import model files from disk" in picker.notice.text()
-        assert not picker.download_button.isEnabled()
-        with qtbot.waitSignal(app.chat.model_ready, timeout=60_000):
-            app.models.import_pair(str(tiny_pair[0]), str(tiny_pair[1]))
-        assert picker.installed.count() == 1
-    finally:
-        app.close()
+    app = first_run
+    with qtbot.waitSignal(app.models.listing_shown, timeout=30_000):
+        app.start()
+    picker = app.models.picker
+    assert "Cannot reach the Hugging Face Hub" in picker.notice.text()
+    assert "import model files from disk" in picker.notice.text()
+    assert not picker.download_button.isEnabled()
+    with qtbot.waitSignal(app.chat.model_ready, timeout=60_000):
+        app.models.import_pair(str(tiny_pair[0]), str(tiny_pair[1]))
+    assert picker.installed.count() == 1

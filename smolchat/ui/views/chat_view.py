@@ -69,11 +69,8 @@ class MessageBubble(QFrame):
         who = QLabel("<b>You</b>" if role == "user" else "<b>SmolChat</b>")
         self.status = QLabel("")
         self.status.setObjectName("messageStatus")
-        copy = QPushButton("Copy")
-        copy.setAccessibleName("Copy message")
-        copy.setToolTip("Copy this message's text")
-        copy.setFlat(True)
-        copy.clicked.connect(lambda: QGuiApplication.clipboard().setText(self.text))
+        copy = _flat_button("Copy", "Copy message", "Copy this message's text",
+                            lambda: QGuiApplication.clipboard().setText(self.text))
         self.actions = QHBoxLayout()
         head = QHBoxLayout()
         head.addWidget(who)
@@ -191,19 +188,21 @@ class ChatView(QScrollArea):
         answers = [b for b in self.bubbles if b.role == "assistant"]
         questions = [b for b in self.bubbles if b.role == "user"]
         if answers and answers[-1] is self.bubbles[-1]:
-            again = QPushButton("Regenerate")
-            again.setAccessibleName("Regenerate the answer")
-            again.setToolTip("Write this answer again")
-            again.setFlat(True)
-            again.clicked.connect(self.regenerate_requested)
-            answers[-1].add_action(again)
+            answers[-1].add_action(_flat_button("Regenerate", "Regenerate the answer", "Write this answer again",
+                                                self.regenerate_requested))
         if questions:
-            edit = QPushButton("Edit")
-            edit.setAccessibleName("Edit the last message")
-            edit.setToolTip("Put the last message back in the composer to change and send it again")
-            edit.setFlat(True)
-            edit.clicked.connect(self.edit_requested)
-            questions[-1].add_action(edit)
+            questions[-1].add_action(_flat_button(
+                "Edit", "Edit the last message",
+                "Put the last message back in the composer to change and send it again", self.edit_requested))
 
     def scroll_to_end(self) -> None:
         QTimer.singleShot(0, lambda: self.verticalScrollBar().setValue(self.verticalScrollBar().maximum()))
+
+
+def _flat_button(text: str, name: str, tip: str, slot) -> QPushButton:
+    button = QPushButton(text)
+    button.setAccessibleName(name)
+    button.setToolTip(tip)
+    button.setFlat(True)
+    button.clicked.connect(slot)
+    return button
