@@ -17,7 +17,8 @@ import shutil
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -146,27 +147,31 @@ class _Download:
         lock = hf_cache.lock_path(cache, self.repo, sha256)
         lock.parent.mkdir(parents=True, exist_ok=True)
         blob.parent.mkdir(parents=True, exist_ok=True)
-        with self._locked(filelock.FileLock(str(lock)), f):
+        with self._locked(filelock.FileLock(str(lock))):
             if not blob.exists():
                 self._fetch_to_blob(f, meta.location, meta.size or f.size, sha256, blob)
             return hf_cache.add_to_snapshot(cache, self.repo, meta.commit_hash, f.path, blob)
 
-    def _locked(self, lock: filelock.FileLock, f: RemoteFile) -> filelock.FileLock:
+    @contextmanager
+    def _locked(self, lock: filelock.FileLock) -> Iterator[None]:
         # Another SmolChat (or huggingface_hub) may be fetching the same file: wait, but stay cancellable.
         while True:
             self._raise_if_cancelled()
             try:
                 lock.acquire(timeout=0.2)
-                lock.release()
-                return lock
+                break
             except filelock.Timeout:
                 continue
+        try:
+            yield
+        finally:
+            lock.release()
 
     def _fetch_to_blob(self, f: RemoteFile, location: str, size: int, sha256: str, blob: Path) -> None:
         partial = blob.with_name(sha256 + ".incomplete")
         digest = hashlib.sha256()
         have = _hash_existing(partial, digest, size)
-        if have != (partial.stat().st_size if partial.exists() else 0):
+        if have < 0:  # longer than the file: not a part of it
             digest, have = hashlib.sha256(), 0
             partial.unlink(missing_ok=True)
         self._report(f, have, size)

@@ -155,8 +155,10 @@ class Hub:
         """The repo's GGUF files, from the Hub or, when it cannot be reached, as last listed."""
         repo = check_repo_id(repo)
         if self.offline:
-            return self._remembered(repo) or _raise(HubUnreachableError(
-                f"Offline mode is on (HF_HUB_OFFLINE), and {repo} has not been listed before."))
+            remembered = self._remembered(repo)
+            if remembered is None:
+                raise HubUnreachableError(f"Offline mode is on (HF_HUB_OFFLINE), and {repo} has not been listed before.")
+            return remembered
         try:
             with hub_errors(repo, self.endpoint):
                 entries = self._tree(repo)
@@ -212,10 +214,6 @@ class Hub:
             return RepoListing.from_json(json.loads(self._listing_path(repo).read_text()), offline=True)
         except (OSError, ValueError, KeyError, TypeError):
             return None
-
-
-def _raise(error: Exception):
-    raise error
 
 
 @contextmanager
