@@ -33,15 +33,13 @@ class PredictedCounter:
     def __init__(self, render: Callable[..., list], count_text: Callable[[str, bool], int],
                  image_cost: Callable[[int, int], ImageCost]) -> None:
         self._render, self._count_text, self._image_cost = render, count_text, image_cost
-        self._sizes: dict[object, PreparedImage] = {}
 
-    def _placeholder(self, image: object) -> PreparedImage:
+    @staticmethod
+    def _placeholder(image: object) -> PreparedImage:
         if isinstance(image, PreparedImage):
             return image
-        if image not in self._sizes:
-            width, height = prepared_size(image)
-            self._sizes[image] = PreparedImage(width, height, b"", f"size-only:{image}")
-        return self._sizes[image]
+        width, height = prepared_size(image)
+        return PreparedImage(width, height, b"", f"size-only:{image}")
 
     def count_prompt(self, messages: Sequence[Message], *, add_generation_prompt: bool = True) -> PromptCount:
         sized = [Message(m.role, tuple(p if isinstance(p, str) else self._placeholder(p) for p in m.content))
@@ -162,8 +160,9 @@ def plan_context(counter: Counter, history: Sequence[Message], new: Message, *, 
     dropped = 0
     while used > n_ctx and dropped < len(turns):
         dropped += 1
-        kept = messages_to_send(history, new, ContextBudget(n_ctx, tuple(_drop(items, turns[:dropped])), 0))
-        used = counter.count_prompt(kept, add_generation_prompt=True).positions + reply_tokens
+        kept_from = sum(items[i].n_messages for i in turns[:dropped])
+        used = counter.count_prompt(_kept(history, new, kept_from), add_generation_prompt=True).positions \
+            + reply_tokens
     return ContextBudget(n_ctx, tuple(_drop(items, turns[:dropped])), used)
 
 
@@ -173,6 +172,9 @@ def _drop(items: list[BudgetItem], indices: list[int]) -> list[BudgetItem]:
 
 def messages_to_send(history: Sequence[Message], new: Message, budget: ContextBudget) -> list[Message]:
     """The messages the model gets under ``budget``: the system prompt, the turns kept, ``new``."""
+    return _kept(history, new, budget.kept_from)
+
+
+def _kept(history: Sequence[Message], new: Message, kept_from: int) -> list[Message]:
     system = [m for m in history[:1] if m.role == "system"]
-    rest = list(history[len(system):])
-    return [*system, *rest[budget.kept_from:], new]
+    return [*system, *history[len(system) + kept_from:], new]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import llama_cpp
 
@@ -10,10 +11,23 @@ from smolchat.engine.gguf_info import ProjectorInfo, TextModelInfo
 from smolchat.models.machine import MachineMemory
 from smolchat.models.memory import Fit, estimate_memory, verdict
 
+if TYPE_CHECKING:
+    from smolchat.engine import Engine
+
 CONTEXT_STEP = 256  # llama.cpp pads the context to this anyway
 VRAM_BUDGET = 0.9  # of the card's free memory: the driver and other programs need the rest
 NO_GPU_BUILD = ("This build of llama.cpp has no GPU support, so every layer runs on the CPU. "
                 "Install a GPU build (see the README) to use a graphics card.")
+
+
+def memory_settings(engine: Engine) -> dict:
+    """``estimate_memory``'s settings for a loaded engine: its GPU layers, attention, image
+    cap, and how it reads images."""
+    s, plan = engine.settings, engine.vision_plan
+    return dict(n_gpu_layers=s.n_gpu_layers, flash_attn=s.flash_attn, image_max_tokens=s.image_max_tokens,
+                vision_backend=plan.backend if plan else "llama.cpp",
+                vision_precision=plan.precision if plan else "F16",
+                vision_on_gpu=bool(plan and plan.how == "GPU build"))
 
 
 def largest_context(text: TextModelInfo, projector: ProjectorInfo | None, machine: MachineMemory,
@@ -42,7 +56,9 @@ class GpuLayers:
 
 def suggest_gpu_layers(text: TextModelInfo, projector: ProjectorInfo | None, machine: MachineMemory,
                        *, n_ctx: int, **settings) -> GpuLayers:
-    """The most layers whose video memory stays within 90% of what the card has free."""
+    """The most layers whose video memory stays within 90% of what the card has free
+    (``settings`` may name n_gpu_layers: it is what is being chosen, so it is ignored)."""
+    settings.pop("n_gpu_layers", None)
     if not llama_cpp.llama_supports_gpu_offload():
         return GpuLayers(0, NO_GPU_BUILD)
     if machine.vram_free is None:

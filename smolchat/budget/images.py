@@ -100,7 +100,19 @@ def image_cost(width: int, height: int, projector: ProjectorInfo, detail: Detail
 
 def prepared_size(path: str | os.PathLike[str], max_side: int = DEFAULT_MAX_SIDE) -> tuple[int, int]:
     """The size ``engine.images.prepare_image`` gives an image file, read from its header
-    only: turned upright, JPEGs decoded at a reduced scale, then fitted into ``max_side``."""
+    only: turned upright, JPEGs decoded at a reduced scale, then fitted into ``max_side``.
+    Remembered while the file is unchanged: the context meter asks again as the user types."""
+    try:
+        stat = os.stat(path)
+    except FileNotFoundError as e:
+        raise ImageError(f"{path}: no such file.") from e
+    except OSError as e:
+        raise ImageError(f"{path} is not an image SmolChat can read.") from e
+    return _header_size(str(path), stat.st_mtime_ns, stat.st_size, max_side)
+
+
+@functools.lru_cache(maxsize=256)
+def _header_size(path: str, _mtime_ns: int, _size: int, max_side: int) -> tuple[int, int]:
     try:
         with Image.open(path) as image:
             if image.format == "JPEG":

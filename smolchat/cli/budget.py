@@ -8,7 +8,7 @@ from pathlib import Path
 
 from smolchat.budget.context import plan_context
 from smolchat.budget.detail import Detail
-from smolchat.budget.fit import largest_context, suggest_gpu_layers
+from smolchat.budget.fit import largest_context, memory_settings, suggest_gpu_layers
 from smolchat.budget.images import ImageCost, ImageMarkers, image_cost, prepared_size
 from smolchat.cli.options import add_model_options, engine_settings, model_files
 from smolchat.engine import Engine, Message
@@ -43,19 +43,13 @@ def run(args: argparse.Namespace) -> int:
         budget = plan_context(engine, history, new, n_ctx=args.n_ctx, reply_tokens=args.max_tokens,
                               image_tokens={len(history): sum(c.tokens for c in costs)})
         speed = engine.speed
-        plan = engine.vision_plan
-        memory_settings = dict(n_gpu_layers=settings.n_gpu_layers, flash_attn=settings.flash_attn,
-                               image_max_tokens=settings.image_max_tokens,
-                               vision_backend=plan.backend if plan else "llama.cpp",
-                               vision_precision=plan.precision if plan else "F16",
-                               vision_on_gpu=bool(plan and plan.how == "GPU build"))
+        loaded = memory_settings(engine)
         text_info, projector_info = engine.text_info, engine.projector_info
     machine = machine_memory()
-    estimate = estimate_memory(text_info, projector_info, n_ctx=args.n_ctx, **memory_settings)
+    estimate = estimate_memory(text_info, projector_info, n_ctx=args.n_ctx, **loaded)
     fit = verdict(estimate, machine)
-    largest = largest_context(text_info, projector_info, machine, **memory_settings)
-    gpu = suggest_gpu_layers(text_info, projector_info, machine, n_ctx=args.n_ctx,
-                             **{k: v for k, v in memory_settings.items() if k != "n_gpu_layers"})
+    largest = largest_context(text_info, projector_info, machine, **loaded)
+    gpu = suggest_gpu_layers(text_info, projector_info, machine, n_ctx=args.n_ctx, **loaded)
     message = budget.items[-2]
     new_tiles = sum(c.tiles for c in costs)
     report = {
