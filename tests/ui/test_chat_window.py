@@ -144,3 +144,12 @@ def test_settings_that_need_a_reload_reload_the_model(qtbot, app):
     assert app.chat.engine.n_ctx == 2048
     assert settings_module.load().for_model(app.chat.model.name).n_ctx == 2048  # kept for next time
     assert app.window.composer.meter.maximum() == 2048
+
+
+def test_the_meters_breakdown_names_the_images_share(qtbot, app, images):
+    composer = app.window.composer
+    drop(composer, urls(images["photo"]))
+    composer.edit.setPlainText("What is it?")
+    app.chat.update_meter()
+    cost = app.chat._image_cost(1024, 768)
+    assert cost.tiles == 5 and f"images {cost.tokens} " in composer.meter.toolTip()

@@ -20,8 +20,8 @@ from smolchat.budget.context import (
     plan_context,
 )
 from smolchat.budget.detail import Detail, max_tokens_for
-from smolchat.budget.fit import largest_context, suggest_gpu_layers
-from smolchat.budget.images import ImageMarkers, image_cost, prepared_size
+from smolchat.budget.fit import largest_context, memory_settings, suggest_gpu_layers
+from smolchat.budget.images import ImageCost, ImageMarkers, image_cost, prepared_size
 from smolchat.engine import Engine, ImageError, Message, TurnResult
 from smolchat.errors import SmolChatError
 from smolchat.models.library import InstalledModel
@@ -66,7 +66,7 @@ class ChatController(QObject):
         self.engine: Engine | None = None
         self.counter: PredictedCounter | None = None
         self.turn: _Turn | None = None
-        self.budget: ContextBudget | None = None
+        self._image_cost = None  # width, height -> ImageCost for the loaded model's projector
         self.read_while_typing = True  # start reading attached images before Send
         self._prefill_cancel: threading.Event | None = None
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="store")  # database writes off the UI thread
@@ -106,7 +106,7 @@ class ChatController(QObject):
 
     def load_model(self, model: InstalledModel) -> None:
         """Load in the engine's thread; the window stays usable meanwhile."""
-        self.model, self.engine, self.counter = model, None, None
+        self.model, self.engine, self.counter, self._image_cost = model, None, None, None
         ms = self.model_settings
         self.worker.load(LoadRequest(model.name, model.text, model.mmproj,
                                      ms.engine(max_tokens_for(Detail(ms.detail), model.mmproj))))
@@ -126,9 +126,10 @@ class ChatController(QObject):
         projector = engine.projector_info
         markers = ImageMarkers.from_tokenizer(engine.count_tokens)
 
-        def cost(width: int, height: int):
+        def cost(width: int, height: int) -> ImageCost:
             return image_cost(width, height, projector, detail, markers)
 
+        self._image_cost = cost if projector is not None else None
         self.counter = PredictedCounter(engine.template.render, engine.count_tokens, cost)
         reader = f" · images by {engine.vision_plan.describe()}" if engine.vision_plan else ""
         self.window.model_label.setText(f"{self.model.name if self.model else ''}{reader}")
@@ -138,11 +139,11 @@ class ChatController(QObject):
     @Slot()
     def _unloaded(self) -> None:
         if self.engine is not None and not self.engine.loaded:
-            self.engine = self.counter = None
+            self.engine = self.counter = self._image_cost = None
 
     @Slot(str)
     def _load_failed(self, message: str) -> None:
-        self.engine = self.counter = None
+        self.engine = self.counter = self._image_cost = None
         self.window.model_label.setText("No model loaded")
         self.window.show_error(message)
 
@@ -315,14 +316,12 @@ class ChatController(QObject):
     def _images_changed(self, images: list[Path]) -> None:
         """Show each image's cost, and start reading the images while the user types."""
         composer = self.window.composer
-        if self.engine is None or self.engine.projector_info is None:
+        if self.engine is None or self._image_cost is None:
             return
-        detail = Detail(self.model_settings.detail)
-        markers = ImageMarkers.from_tokenizer(self.engine.count_tokens)
         speed = self.engine.speed
         for path in images:
             try:
-                cost = image_cost(*prepared_size(path), self.engine.projector_info, detail, markers)
+                cost = self._image_cost(*prepared_size(path))
             except SmolChatError as e:
                 composer.set_cost(path, str(e))
                 continue
@@ -358,7 +357,14 @@ class ChatController(QObject):
 
     def _plan(self, history: list[Message], new: Message) -> ContextBudget:
         ms = self.model_settings
-        return plan_context(self.counter, history, new, n_ctx=ms.n_ctx, reply_tokens=ms.max_tokens)
+        image_tokens = {}
+        if self._image_cost is not None and new.images:  # the new message's share, for the meter's breakdown
+            try:
+                image_tokens[len(history)] = sum(self._image_cost(*prepared_size(p)).tokens for p in new.images)
+            except SmolChatError:
+                pass  # the count itself reports an unreadable image
+        return plan_context(self.counter, history, new, n_ctx=ms.n_ctx, reply_tokens=ms.max_tokens,
+                            image_tokens=image_tokens)
 
     def update_meter(self) -> None:
         composer = self.window.composer
@@ -367,7 +373,7 @@ class ChatController(QObject):
             return
         new = Message.user(composer.edit.toPlainText(), images=composer.images)
         try:
-            budget = self.budget = self._plan(self._history(), new)
+            budget = self._plan(self._history(), new)
         except SmolChatError as e:
             composer.set_meter(0, self.model_settings.n_ctx, "over", str(e), str(e))
             return
@@ -409,10 +415,9 @@ class ChatController(QObject):
             return None
         text, projector = self.engine.text_info, self.engine.projector_info
         machine = machine_memory()
-        plan = self.engine.vision_plan
-        vision = dict(vision_backend=plan.backend, vision_precision=plan.precision) if plan else {}
-        gpu = suggest_gpu_layers(text, projector, machine, n_ctx=self.model_settings.n_ctx, **vision)
-        largest = largest_context(text, projector, machine, n_gpu_layers=self.model_settings.n_gpu_layers, **vision)
+        loaded = memory_settings(self.engine)
+        gpu = suggest_gpu_layers(text, projector, machine, n_ctx=self.model_settings.n_ctx, **loaded)
+        largest = largest_context(text, projector, machine, **loaded)
         return SettingsDialog(self.model.name, self.model_settings, max_gpu_layers=text.max_gpu_layers,
                               gpu_note=gpu.message, largest_n_ctx=largest, n_ctx_train=text.n_ctx_train,
                               parent=self.window)
@@ -439,7 +444,7 @@ class ChatController(QObject):
         self._cancel_prefill()
         self._meter_timer.stop()
         self._save_timer.stop()
-        self.engine = self.counter = None  # the engine is about to be unloaded
+        self.engine = self.counter = self._image_cost = None  # the engine is about to be unloaded
         self._writer.shutdown(wait=True)
 
 
