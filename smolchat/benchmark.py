@@ -147,11 +147,11 @@ def measure_smolchat(config: BenchConfig, progress=None) -> EngineReport:
 
 def measure_baseline(config: BenchConfig, progress=None) -> EngineReport:
     """The same conversation through Llama.create_chat_completion + MTMDChatHandler."""
-    import llama_cpp
     from llama_cpp import Llama
     from llama_cpp.llama_chat_format import MTMDChatHandler
 
     from smolchat.engine import native
+    from smolchat.engine.backends import llama_cpp
 
     native.route_native_logs()
     settings = config.settings

@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import llama_cpp
-
+from smolchat.engine.backends import llama_cpp
 from smolchat.engine.gguf_info import ProjectorInfo, TextModelInfo
 from smolchat.models.machine import MachineMemory
 from smolchat.models.memory import Fit, estimate_memory, verdict

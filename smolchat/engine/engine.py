@@ -23,12 +23,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Union
 
-import llama_cpp
 import llama_cpp.mtmd_cpp as mtmd
 import numpy as np
 from llama_cpp import Llama
 
 from smolchat.engine import native
+from smolchat.engine.backends import llama_cpp
 from smolchat.engine.gguf_info import (
     ModelFileError,
     ProjectorInfo,

@@ -13,8 +13,9 @@ import threading
 from dataclasses import dataclass
 from typing import Sequence
 
-import llama_cpp
 import llama_cpp.mtmd_cpp as mtmd
+
+from smolchat.engine.backends import llama_cpp
 
 log = logging.getLogger("smolchat.llama")
 

@@ -15,8 +15,8 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import llama_cpp
-
+from smolchat.engine import backends
+from smolchat.engine.backends import llama_cpp
 from smolchat.errors import SmolChatError
 
 MiB = 1 << 20
@@ -153,48 +153,15 @@ def ram() -> tuple[int, int]:
     raise MemoryReadError(f"SmolChat cannot read the memory of a {platform.system()} computer.")
 
 
-# ggml's device types (ggml-backend.h)
-_DEVICE_GPU, _DEVICE_IGPU = 1, 2
-
-
-def ggml_devices() -> list[tuple[str, int, int, int]] | None:
-    """llama.cpp's compute devices: (description, ggml device type, total, free bytes); None
-    where the bindings do not reach ggml's device functions."""
-    try:
-        from llama_cpp import _ggml  # llama-cpp-python's handle on libggml
-
-        lib = _ggml.libggml
-        lib.ggml_backend_dev_count.restype = ctypes.c_size_t
-        lib.ggml_backend_dev_get.restype = ctypes.c_void_p
-        lib.ggml_backend_dev_get.argtypes = [ctypes.c_size_t]
-        lib.ggml_backend_dev_type.restype = ctypes.c_int
-        lib.ggml_backend_dev_type.argtypes = [ctypes.c_void_p]
-        lib.ggml_backend_dev_description.restype = ctypes.c_char_p
-        lib.ggml_backend_dev_description.argtypes = [ctypes.c_void_p]
-        lib.ggml_backend_dev_memory.restype = None
-        lib.ggml_backend_dev_memory.argtypes = [
-            ctypes.c_void_p, ctypes.POINTER(ctypes.c_size_t), ctypes.POINTER(ctypes.c_size_t)]
-    except (ImportError, AttributeError, OSError):
-        return None
-    devices = []
-    for i in range(lib.ggml_backend_dev_count()):
-        device = lib.ggml_backend_dev_get(i)
-        free, total = ctypes.c_size_t(), ctypes.c_size_t()
-        lib.ggml_backend_dev_memory(device, ctypes.byref(free), ctypes.byref(total))
-        name = (lib.ggml_backend_dev_description(device) or b"").decode(errors="replace")
-        devices.append((name, lib.ggml_backend_dev_type(device), total.value, free.value))
-    return devices
-
-
 def _ggml_gpus() -> tuple[str, int, int, bool] | None:
     """Name, total and free bytes of llama.cpp's GPUs, and whether they use the computer's RAM."""
-    gpus = [d for d in ggml_devices() or [] if d[1] in (_DEVICE_GPU, _DEVICE_IGPU)]
+    gpus = [d for d in backends.devices() if d.is_gpu]
     if not gpus:
         return None
     # Apple's Metal reports a GPU, but its memory is the computer's RAM
-    unified = all(kind == _DEVICE_IGPU or sys.platform == "darwin" for _, kind, _, _ in gpus)
-    return (_gpu_names([name or "GPU" for name, *_ in gpus]), sum(d[2] for d in gpus),
-            sum(d[3] for d in gpus), unified)
+    unified = all(d.kind == backends.DEVICE_IGPU or sys.platform == "darwin" for d in gpus)
+    return (_gpu_names([d.description or "GPU" for d in gpus]), sum(d.total for d in gpus),
+            sum(d.free for d in gpus), unified)
 
 
 def gpu_memory() -> tuple[str, int, int, bool] | None:

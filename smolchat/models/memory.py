@@ -30,8 +30,7 @@ import enum
 import math
 from dataclasses import asdict, dataclass
 
-import llama_cpp
-
+from smolchat.engine.backends import llama_cpp
 from smolchat.engine.gguf_info import ProjectorInfo, TextModelInfo
 from smolchat.engine.vision import cpu as cpu_report
 from smolchat.engine.vision import tuning

@@ -7,6 +7,7 @@ from dataclasses import replace
 import llama_cpp
 import pytest
 
+from smolchat.engine import backends
 from smolchat.engine.gguf_info import inspect_projector, inspect_text_model
 from smolchat.errors import SmolChatError
 from smolchat.models import machine as machine_module
@@ -296,9 +297,9 @@ def test_machine_memory_reads_this_computer():
 
 
 def test_llama_cpp_lists_its_devices_with_their_memory():
-    devices = machine_module.ggml_devices()
+    devices = backends.devices()
     assert devices, "llama-cpp-python's libggml handle is where the GPU's memory is read"
-    cpu = [d for d in devices if d[1] == 0]
-    assert cpu and cpu[0][2] > 0
+    cpu = [d for d in devices if d.backend == "CPU"]
+    assert cpu and cpu[0].total > 0 and not cpu[0].is_gpu
     if not llama_cpp.llama_supports_gpu_offload():
         assert machine_module.gpu_memory() is None

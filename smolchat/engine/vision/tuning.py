@@ -18,11 +18,11 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import llama_cpp
 import numpy as np
 from PIL import Image
 
 from smolchat import paths
+from smolchat.engine.backends import llama_cpp
 from smolchat.engine.vision import cpu as cpu_report
 from smolchat.engine.vision import openvino_encoder
 from smolchat.engine.vision.cpu import CpuReport

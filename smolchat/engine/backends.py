@@ -1,0 +1,163 @@
+"""llama.cpp's compute backends: loading them, and saying which this build has.
+
+A build of llama.cpp meant for other computers (the packaged app) carries its CPU code as
+one library per instruction-set level (``libggml-cpu-haswell.so``, ``-zen4``, ...) and GPU
+backends as libraries of their own; ggml picks the best one the computer can run, but only
+when asked to load them. A build for this computer has them built in, and loading is a
+no-op. Every SmolChat module reaches llama.cpp through ``llama_cpp`` from here, so the
+backends are loaded before anything asks llama.cpp about its devices.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import llama_cpp
+from llama_cpp import _ggml  # llama-cpp-python's handle on libggml
+from llama_cpp import llama_cpp as _llama_bindings
+
+# ggml's device types (ggml-backend.h)
+DEVICE_CPU, DEVICE_GPU, DEVICE_IGPU, DEVICE_ACCEL = 0, 1, 2, 3
+
+
+def _ggml_as_llama_sees_it() -> ctypes.CDLL:
+    """libggml, the copy llama.cpp itself uses. A wheel cannot hold symlinks, so it carries
+    libggml.so and libggml.so.0 as two copies of one file; libllama loads the .so.0 and each
+    copy keeps its own list of backends. A lookup through libllama's handle searches the
+    libraries it loaded, and so reaches its copy. (Windows looks only in the DLL itself, and
+    has one ggml.dll.)"""
+    try:
+        lib = _llama_bindings._lib
+        lib.ggml_backend_reg_count  # noqa: B018 (AttributeError where the lookup does not reach)
+        return lib
+    except AttributeError:
+        return _ggml.libggml
+
+
+_lib = _ggml_as_llama_sees_it()
+_lib.ggml_backend_reg_count.restype = ctypes.c_size_t
+_lib.ggml_backend_dev_count.restype = ctypes.c_size_t
+_lib.ggml_backend_dev_get.restype = ctypes.c_void_p
+_lib.ggml_backend_dev_get.argtypes = [ctypes.c_size_t]
+_lib.ggml_backend_dev_type.restype = ctypes.c_int
+_lib.ggml_backend_dev_type.argtypes = [ctypes.c_void_p]
+_lib.ggml_backend_dev_description.restype = ctypes.c_char_p
+_lib.ggml_backend_dev_description.argtypes = [ctypes.c_void_p]
+_lib.ggml_backend_dev_memory.restype = None
+_lib.ggml_backend_dev_memory.argtypes = [
+    ctypes.c_void_p, ctypes.POINTER(ctypes.c_size_t), ctypes.POINTER(ctypes.c_size_t)]
+_lib.ggml_backend_dev_backend_reg.restype = ctypes.c_void_p
+_lib.ggml_backend_dev_backend_reg.argtypes = [ctypes.c_void_p]
+_lib.ggml_backend_reg_name.restype = ctypes.c_char_p
+_lib.ggml_backend_reg_name.argtypes = [ctypes.c_void_p]
+_lib.ggml_backend_load_all_from_path.restype = None
+_lib.ggml_backend_load_all_from_path.argtypes = [ctypes.c_char_p]
+
+LIBRARY_DIR = Path(llama_cpp.__file__).parent / "lib"
+
+
+def load() -> None:
+    """Loads the backend libraries next to llama.cpp's own, where none is built in."""
+    if _lib.ggml_backend_reg_count() == 0:
+        _lib.ggml_backend_load_all_from_path(str(LIBRARY_DIR).encode())
+
+
+load()
+
+
+@dataclass(frozen=True)
+class Device:
+    backend: str  # ggml's name for the backend: CPU, CUDA, Vulkan, Metal, ...
+    description: str
+    kind: int  # DEVICE_*
+    total: int  # bytes
+    free: int
+
+    @property
+    def is_gpu(self) -> bool:
+        return self.kind in (DEVICE_GPU, DEVICE_IGPU)
+
+
+def devices() -> list[Device]:
+    """The devices llama.cpp can compute on, CPU included."""
+    found = []
+    for i in range(_lib.ggml_backend_dev_count()):
+        device = _lib.ggml_backend_dev_get(i)
+        free, total = ctypes.c_size_t(), ctypes.c_size_t()
+        _lib.ggml_backend_dev_memory(device, ctypes.byref(free), ctypes.byref(total))
+        backend = _lib.ggml_backend_reg_name(_lib.ggml_backend_dev_backend_reg(device)) or b"?"
+        description = _lib.ggml_backend_dev_description(device) or b""
+        found.append(Device(backend.decode(errors="replace"), description.decode(errors="replace").strip(),
+                            _lib.ggml_backend_dev_type(device), total.value, free.value))
+    return found
+
+
+@dataclass(frozen=True)
+class BuildInfo:
+    """Which llama.cpp this is and what it computes with."""
+
+    llama_cpp_python: str
+    cpu_features: tuple[str, ...]  # the instruction sets the CPU code in use was compiled for
+    cpu_variant: str | None  # which of a packaged build's CPU libraries was loaded
+    gpu_support: bool  # built with a GPU backend (CUDA, Vulkan, Metal, ...)
+    devices: tuple[Device, ...]
+
+    @property
+    def gpus(self) -> tuple[Device, ...]:
+        return tuple(d for d in self.devices if d.is_gpu)
+
+    def summary(self) -> str:
+        """One line: e.g. 'CPU (zen4 build: AVX512, AVX512_BF16, ...)' or 'CUDA: NVIDIA H100 + CPU'."""
+        cpu = "CPU"
+        details = [f"{self.cpu_variant} build"] if self.cpu_variant else []
+        if self.cpu_features:
+            details.append(", ".join(self.cpu_features))
+        if details:
+            cpu += f" ({': '.join(details)})"
+        gpus = [f"{d.backend}: {d.description}" for d in self.gpus]
+        if gpus:
+            return " + ".join([*gpus, cpu])
+        return cpu + ("" if self.gpu_support else "; no GPU support in this build")
+
+    def as_dict(self) -> dict:
+        return dict(llama_cpp_python=self.llama_cpp_python, cpu_features=list(self.cpu_features),
+                    cpu_variant=self.cpu_variant, gpu_support=self.gpu_support,
+                    devices=[dict(backend=d.backend, description=d.description, total=d.total, free=d.free,
+                                  gpu=d.is_gpu) for d in self.devices],
+                    summary=self.summary())
+
+
+# The instruction sets worth naming: the ones that set how fast llama.cpp runs on a CPU.
+_NOTABLE = ("AVX2", "AVX512", "AVX512_VNNI", "AVX512_BF16", "AVX_VNNI", "AMX_INT8", "AMX_BF16",
+            "NEON", "ARM_FMA", "DOTPROD", "MATMUL_INT8", "SVE", "SME")
+
+
+def cpu_features(system_info: str) -> tuple[str, ...]:
+    """The notable features in llama.cpp's system-info line ('CPU : AVX2 = 1 | ...')."""
+    on = {name for name, value in re.findall(r"(\w+) = (\d+)", system_info) if value != "0"}
+    return tuple(f for f in _NOTABLE if f in on)
+
+
+def loaded_cpu_variant(maps: str | None = None) -> str | None:
+    """The tag of the CPU library ggml chose (libggml-cpu-<tag>.so), read from what the
+    process has mapped; None where the CPU code is built in, or the system cannot tell."""
+    if maps is None:
+        try:
+            maps = Path("/proc/self/maps").read_text()
+        except OSError:
+            return None
+    found = re.search(r"ggml-cpu-([\w.]+?)\.(?:so|dll|dylib)", maps)
+    return found.group(1) if found else None
+
+
+def build_info() -> BuildInfo:
+    info = llama_cpp.llama_print_system_info().decode(errors="replace")
+    return BuildInfo(llama_cpp.__version__, cpu_features(info), loaded_cpu_variant(),
+                     bool(llama_cpp.llama_supports_gpu_offload()), tuple(devices()))
+
+
+__all__ = ["llama_cpp", "load", "devices", "Device", "BuildInfo", "build_info", "cpu_features",
+           "loaded_cpu_variant", "LIBRARY_DIR", "DEVICE_GPU", "DEVICE_IGPU"]
