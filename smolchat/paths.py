@@ -35,3 +35,32 @@ def config_dir() -> Path:
     """Settings."""
     home = _home()
     return home / "config" if home else Path(platformdirs.user_config_dir(_APP, appauthor=False))
+
+
+def models_dir() -> Path:
+    """Downloaded models: the Hugging Face cache shared with other tools (``HF_HUB_CACHE``)."""
+    from huggingface_hub import (
+        constants,  # reads HF_HOME / HF_HUB_CACHE as every Hub tool does
+    )
+
+    return Path(constants.HF_HUB_CACHE)
+
+
+LOCATION_LABELS = {
+    "models": "Models (Hugging Face cache)",
+    "data": "Conversations and converted models",
+    "config": "Settings",
+    "cache": "Measurements and caches",
+}
+
+
+def locations() -> dict[str, Path]:
+    """Every folder SmolChat uses, by what it holds."""
+    return {"models": models_dir(), "data": data_dir(), "config": config_dir(), "cache": cache_dir()}
+
+
+def resources_dir() -> Path:
+    """Icons and the desktop file: inside the package once installed, beside it in a checkout."""
+    package = Path(__file__).resolve().parent
+    installed = package / "resources"
+    return installed if installed.is_dir() else package.parent / "resources"

@@ -5,9 +5,10 @@ from __future__ import annotations
 import sys
 
 from PySide6.QtCore import QByteArray
+from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
-from smolchat import __version__
+from smolchat import __version__, paths
 from smolchat import settings as settings_module
 from smolchat.errors import SmolChatError
 from smolchat.ui.views.main_window import MainWindow
@@ -40,6 +41,7 @@ class App:
         self.chat = ChatController(self.window, self.store, self.worker, self.settings)
         self.models = ModelsController(self.chat, self.library)
         self.window.closing.connect(self.close)
+        self.window.about_details = about_details()
         if window is None:
             restore_geometry(self.window, self.settings)
 
@@ -66,25 +68,56 @@ class App:
         self.worker.stop()
 
 
+def about_details() -> list[str]:
+    """What the About box says of this build: llama.cpp's backend, and where files are kept."""
+    from smolchat.engine.backends import build_info
+
+    info = build_info()
+    lines = [f"llama.cpp (llama-cpp-python {info.llama_cpp_python}): {info.summary()}"]
+    lines += [f"{paths.LOCATION_LABELS[name]}: {path}" for name, path in paths.locations().items()]
+    return lines
+
+
+def app_icon() -> QIcon:
+    icon = QIcon()
+    for png in sorted((paths.resources_dir() / "icons").glob("smolchat-*.png")):
+        icon.addFile(str(png))
+    return icon
+
+
 def restore_geometry(window: MainWindow, settings: settings_module.Settings) -> None:
     if settings.window_geometry:
         window.restoreGeometry(QByteArray.fromBase64(settings.window_geometry.encode()))
 
 
-def main() -> int:
+def main(self_test: bool = False) -> int:
+    checker = None
+    if self_test:
+        from smolchat.ui.self_test import SelfTest
+
+        checker = SelfTest()  # a throwaway home, before anything reads settings
     qt = QApplication.instance() or QApplication(sys.argv)
     qt.setApplicationName("SmolChat")
     qt.setApplicationVersion(__version__)
     qt.setDesktopFileName("smolchat")
+    qt.setWindowIcon(app_icon())
     qt.setStyleSheet(STYLE)
     window = MainWindow()  # on screen first; the rest loads behind it
     restore_geometry(window, settings_module.load())
     window.show()
     qt.processEvents()
+    if checker:
+        checker.window_shown()
     try:
         app = App(window)
     except SmolChatError as e:
         print(f"smolchat: {e}", file=sys.stderr)
         return 1
-    app.start()
-    return qt.exec()
+    if checker:
+        checker.begin(app)
+    else:
+        app.start()
+    code = qt.exec()
+    if checker:
+        checker.print_report()
+    return code

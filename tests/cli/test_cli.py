@@ -21,6 +21,25 @@ def test_help_shows_what_there_is():
     assert "ask" in out.stdout and "bench" in out.stdout
 
 
+def test_info_names_the_backend_and_every_folder(tmp_path):
+    import os
+
+    from smolchat import paths
+
+    out = smolchat("info")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith("SmolChat ") and lines[1].startswith("llama.cpp (llama-cpp-python ")
+    assert "CPU" in lines[1]
+    for label in paths.LOCATION_LABELS.values():
+        assert any(line.strip().startswith(label) for line in lines[2:]), label
+    report = json.loads(smolchat("info", "--json").stdout)
+    home = os.environ["SMOLCHAT_HOME"]
+    assert report["folders"]["data"] == os.path.join(home, "data")
+    assert report["folders"]["models"] == os.environ["HF_HUB_CACHE"]
+    assert report["packaged"] is False and report["llama_cpp"]["devices"]
+
+
 def test_ask_streams_the_answer_and_ends_with_timings(tiny_pair, images):
     text, mmproj = tiny_pair
     out = smolchat("ask", "--model", str(text), "--mmproj", str(mmproj), "--image", str(images["photo"]),

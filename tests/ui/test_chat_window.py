@@ -153,3 +153,18 @@ def test_the_meters_breakdown_names_the_images_share(qtbot, app, images):
     app.chat.update_meter()
     cost = app.chat._image_cost(1024, 768)
     assert cost.tiles == 5 and f"images {cost.tokens} " in composer.meter.toolTip()
+
+
+def test_about_names_the_version_the_backend_and_the_folders(app):
+    import html
+
+    from smolchat import __version__, paths
+    from smolchat.engine.backends import build_info
+    from smolchat.ui.app import app_icon
+
+    text = app.window.about_text()
+    assert f"SmolChat {__version__}" in text
+    assert html.escape(build_info().summary()) in text
+    assert html.escape(str(paths.models_dir())) in text and html.escape(str(paths.data_dir())) in text
+    sizes = {s.width() for s in app_icon().availableSizes()}
+    assert {16, 32, 48, 256, 512} <= sizes

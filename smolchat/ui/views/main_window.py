@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
@@ -44,6 +46,7 @@ class MainWindow(QMainWindow):
         splitter.setSizes([240, 860])
         self.setCentralWidget(splitter)
 
+        self.about_details: list[str] = []  # filled in once llama.cpp is loaded
         self.model_label = QLabel("No model loaded")
         self.model_label.setAccessibleName("Model")
         self.model_label.setToolTip("The model answering, and how it reads images")
@@ -82,10 +85,13 @@ class MainWindow(QMainWindow):
         """An error the user can act on, shown as it is."""
         self.statusBar().showMessage(message, 15000)
 
+    def about_text(self) -> str:
+        details = "".join(f"<br>{html.escape(line)}" for line in self.about_details)
+        return (f"<b>SmolChat {__version__}</b><p>Chat privately with SmolVLM vision-language models "
+                f"on your own computer, through llama.cpp.</p><p>{details[4:]}</p><p>Apache License 2.0</p>")
+
     def _about(self) -> None:
-        QMessageBox.about(self, "About SmolChat",
-                          f"<b>SmolChat {__version__}</b><p>Chat privately with SmolVLM vision-language models "
-                          "on your own computer, through llama.cpp.</p>")
+        QMessageBox.about(self, "About SmolChat", self.about_text())
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
         self.closing.emit()
