@@ -8,6 +8,7 @@ from the UI thread directly: it only sets an event.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ from smolchat.engine import (
     TurnResult,
 )
 from smolchat.errors import SmolChatError
+
+log = logging.getLogger(__name__)
 
 DELTA_EVERY_S = 0.04
 
@@ -107,6 +110,10 @@ class EngineWorker(QObject):
         except SmolChatError as e:
             self.load_failed.emit(str(e))
             return
+        except Exception as e:  # a bug or a llama.cpp failure: say so rather than load forever
+            log.exception("loading %s failed", request.name)
+            self.load_failed.emit(f"{request.name} could not be loaded ({type(e).__name__}: {e}).")
+            return
         self.loaded.emit(self.engine)
 
     @Slot()
@@ -136,6 +143,9 @@ class EngineWorker(QObject):
                     self.turn_finished.emit(event)
         except SmolChatError as e:
             self.turn_failed.emit(str(e))
+        except Exception as e:  # the answer ends with a message instead of never ending
+            log.exception("the turn failed")
+            self.turn_failed.emit(f"The answer failed ({type(e).__name__}: {e}).")
 
     @Slot(object)
     def _do_prefill(self, request: PrefillRequest) -> None:
@@ -144,6 +154,7 @@ class EngineWorker(QObject):
             return
         try:
             result = self.engine.prefill(list(request.messages), cancel=request.cancel)
-        except SmolChatError:
-            result = None  # the turn itself will say what is wrong
+        except Exception:  # noqa: BLE001 (the turn itself will say what is wrong)
+            log.debug("reading ahead failed", exc_info=True)
+            result = None
         self.prefill_finished.emit(None if result is None or result.cancelled else result)
