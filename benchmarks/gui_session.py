@@ -22,14 +22,23 @@ import time
 from pathlib import Path
 
 
-def time_to_window(runs: int = 3) -> list[float]:
-    """Seconds from starting ``smolchat`` to its window on screen (xdotool watches for it)."""
+def time_to_window(runs: int = 3, command: list[str] | None = None, before_each=None) -> list[float]:
+    """Seconds from starting ``smolchat`` (or ``command``) to its window on screen (xdotool
+    watches for it); ``before_each`` runs before every start."""
     times = []
     for _ in range(runs):
+        if before_each:
+            before_each()
         started = time.perf_counter()
-        app = subprocess.Popen([sys.executable, "-m", "smolchat"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        subprocess.run(["xdotool", "search", "--sync", "--onlyvisible", "--name", "^SmolChat$"],
-                       capture_output=True, timeout=60)
+        app = subprocess.Popen(command or [sys.executable, "-m", "smolchat"], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+        # Polled every 50 ms: xdotool's own --sync looks only every half second, and polling
+        # much faster makes Xvfb turn away the app's own connection now and then.
+        while subprocess.run(["xdotool", "search", "--onlyvisible", "--name", "^SmolChat$"],
+                             capture_output=True).returncode != 0:
+            if time.perf_counter() - started > 60:
+                raise TimeoutError("no SmolChat window within 60 s")
+            time.sleep(0.05)
         times.append(round(time.perf_counter() - started, 2))
         app.terminate()
         app.wait()

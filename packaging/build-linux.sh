@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Builds the Linux app: dist/SmolChat/SmolChat (a folder that runs with no Python installed)
+# and dist/SmolChat-<version>-linux-<arch>.tar.gz (that folder, a .desktop file, icons and
+# install.sh).
+#
+#   packaging/build-linux.sh
+#
+# The first build compiles llama.cpp once per CPU level (about 15 minutes on 2 cores); the
+# result is kept in $SMOLCHAT_BUILD_CACHE (default ~/.cache/smolchat-build), so later builds
+# take about 3 minutes. SMOLCHAT_CMAKE_ARGS adds CMake options, for a GPU build:
+#   SMOLCHAT_CMAKE_ARGS="-DGGML_VULKAN=ON" packaging/build-linux.sh
+#   SMOLCHAT_CMAKE_ARGS="-DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=75;86;89" packaging/build-linux.sh
+set -euo pipefail
+source "$(dirname "$0")/common.sh"
+cd "$ROOT"
+ensure_uv
+
+build="$ROOT/build/linux"
+arch="$(uname -m)"
+wheel="$(llama_wheel "$CMAKE_ARGS_PORTABLE${SMOLCHAT_CMAKE_ARGS:+ $SMOLCHAT_CMAKE_ARGS}")"
+build_environment "$build/venv" "$wheel"
+rm -rf dist/SmolChat
+run_pyinstaller "$build/venv"
+link_duplicate_libraries dist/SmolChat/_internal/llama_cpp/lib
+
+# The tarball: the app folder, the desktop entry and icons, and an installer for them.
+name="SmolChat-$VERSION-linux-$arch"
+stage="$build/$name"
+rm -rf "$stage" && mkdir -p "$stage"
+cp -a dist/SmolChat "$stage/SmolChat"
+cp -a resources/icons "$stage/icons"
+cp resources/smolchat.desktop resources/smolchat.svg packaging/linux/install.sh packaging/linux/README.txt "$stage/"
+tar -C "$build" -czf "dist/$name.tar.gz" "$name"
+echo "Built dist/SmolChat/SmolChat ($(du -sh dist/SmolChat | cut -f1)) and dist/$name.tar.gz ($(du -sh "dist/$name.tar.gz" | cut -f1))"

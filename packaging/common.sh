@@ -1,0 +1,88 @@
+# Steps shared by build-linux.sh and build-macos.sh (sourced, not run).
+#
+# llama.cpp is compiled with its CPU code as one library per instruction-set level (ggml's
+# GGML_CPU_ALL_VARIANTS, which needs GGML_BACKEND_DL): at start ggml loads the best one the
+# CPU can run, so the app runs on any CPU of the architecture and still uses AVX2, AVX512,
+# VNNI, BF16 or AMX (Arm: dotprod, i8mm, SME) where the CPU has them. GGML_NATIVE=OFF alone
+# would build for the oldest CPU only. ggml installs those libraries into CMAKE_INSTALL_BINDIR;
+# pointing it at llama_cpp/lib puts them beside libggml, where SmolChat loads them from
+# (smolchat/engine/backends.py).
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CACHE="${SMOLCHAT_BUILD_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/smolchat-build}"
+VERSION="$(sed -n 's/^version = "\(.*\)"$/\1/p' "$ROOT/pyproject.toml" | head -n 1)"
+CMAKE_ARGS_PORTABLE="-DGGML_NATIVE=OFF -DGGML_BACKEND_DL=ON -DGGML_CPU_ALL_VARIANTS=ON -DCMAKE_INSTALL_BINDIR:STRING=llama_cpp/lib"
+export UV_PYTHON_DOWNLOADS=never  # bundle the Python that is here; it must have libpython
+
+ensure_uv() {
+    if ! command -v uv >/dev/null 2>&1; then
+        python3 -m pip install --quiet --disable-pip-version-check uv
+        PATH="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"
+        export PATH
+    fi
+}
+
+# Prints the path of a llama-cpp-python wheel built with CMake options "$1": the version
+# uv.lock pins, from the source distribution uv.lock names and hashes. Built once per
+# version, options and architecture, then kept in $CACHE.
+llama_wheel() {
+    local cmake_args="$1" version url sha256 key wheels sdist
+    read -r version url sha256 < <(cd "$ROOT" && python3 - <<'EOF'
+import tomllib
+lock = tomllib.load(open("uv.lock", "rb"))
+package = next(p for p in lock["package"] if p["name"] == "llama-cpp-python")
+print(package["version"], package["sdist"]["url"], package["sdist"]["hash"].removeprefix("sha256:"))
+EOF
+)
+    key="$(printf '%s\n' "$version" "$cmake_args" "$(uname -m)" | sha256sum | cut -c1-12)"
+    wheels="$CACHE/llama-cpp-python-$version-$key"
+    if ! ls "$wheels"/llama_cpp_python-*.whl >/dev/null 2>&1; then
+        echo "Building llama-cpp-python $version with: $cmake_args (takes a while; kept in $wheels)" >&2
+        mkdir -p "$CACHE"
+        sdist="$CACHE/$(basename "$url")"
+        if ! echo "$sha256  $sdist" | sha256sum --check --status 2>/dev/null; then
+            python3 -c 'import sys, urllib.request; urllib.request.urlretrieve(sys.argv[1], sys.argv[2])' \
+                "$url" "$sdist.part"
+            echo "$sha256  $sdist.part" | sha256sum --check --status || { echo "$url: wrong sha256" >&2; return 1; }
+            mv "$sdist.part" "$sdist"
+        fi
+        rm -rf "$wheels.part"
+        CMAKE_ARGS="$cmake_args" CMAKE_BUILD_PARALLEL_LEVEL="$(getconf _NPROCESSORS_ONLN)" \
+            uv build --wheel --out-dir "$wheels.part" "$sdist" >&2
+        rm -rf "$wheels" && mv "$wheels.part" "$wheels"
+    fi
+    ls "$wheels"/llama_cpp_python-*.whl | head -n 1
+}
+
+# Makes the environment PyInstaller reads from in "$1": exactly what uv.lock pins for the
+# app, the openvino extra and the packaging group, with the wheel "$2" as llama-cpp-python
+# and SmolChat itself installed as a wheel (so its resources travel inside the package).
+build_environment() {
+    local venv="$1" wheel="$2"
+    rm -rf "$venv"
+    uv venv --quiet --python 3.11 "$venv"
+    (cd "$ROOT" && uv export --quiet --frozen --no-hashes --no-dev --extra openvino --group packaging \
+        --no-emit-project --no-emit-package llama-cpp-python --output-file "$venv.requirements.txt")
+    VIRTUAL_ENV="$venv" uv pip install --quiet -r "$venv.requirements.txt"
+    (cd "$ROOT" && VIRTUAL_ENV="$venv" uv pip install --quiet --no-deps "$wheel" .)
+}
+
+# Runs PyInstaller with packaging/smolchat.spec from the environment "$1" into $ROOT/dist.
+run_pyinstaller() {
+    local venv="$1"
+    (cd "$ROOT" && "$venv/bin/pyinstaller" --noconfirm --log-level WARN --distpath dist \
+        --workpath "$(dirname "$venv")/pyinstaller" packaging/smolchat.spec)
+}
+
+# A wheel holds libllama.so and libllama.so.0 as two copies of one file (zip has no links).
+# In the app the short names become links, so each library is on disk, and in memory, once.
+link_duplicate_libraries() {
+    local versioned short
+    for versioned in "$1"/lib*.so.[0-9]*; do
+        [ -e "$versioned" ] || continue
+        short="${versioned%.so.*}.so"
+        if [ -f "$short" ] && [ ! -L "$short" ] && cmp -s "$versioned" "$short"; then
+            ln -sf "$(basename "$versioned")" "$short"
+        fi
+    done
+}
