@@ -11,6 +11,7 @@ backends are loaded before anything asks llama.cpp about its devices.
 from __future__ import annotations
 
 import ctypes
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,7 +63,16 @@ LIBRARY_DIR = Path(llama_cpp.__file__).parent / "lib"
 def load() -> None:
     """Loads the backend libraries next to llama.cpp's own, where none is built in."""
     if _lib.ggml_backend_reg_count() == 0:
-        _lib.ggml_backend_load_all_from_path(str(LIBRARY_DIR).encode())
+        # llama-cpp-python prints ggml's log until a model is loaded quietly, and takes ggml's
+        # info level for a warning; `info` and the About box say which library was chosen,
+        # so the 'loaded CPU backend' line is noise there.
+        llama_log = logging.getLogger("llama-cpp-python")
+        level = llama_log.level
+        llama_log.setLevel(max(level, logging.ERROR))
+        try:
+            _lib.ggml_backend_load_all_from_path(str(LIBRARY_DIR).encode())
+        finally:
+            llama_log.setLevel(level)
 
 
 load()

@@ -64,6 +64,7 @@ def test_llama_cpp_in_the_app_uses_this_cpus_fast_instructions(built, tmp_path):
                           capture_output=True, text=True, timeout=120, check=True)
     llama = json.loads(done.stdout)["llama_cpp"]
     assert llama["cpu_variant"], "a CPU library chosen for this CPU, not code built into llama.cpp"
+    assert done.stderr == "", "choosing the CPU library prints nothing"
     flags = set(Path("/proc/cpuinfo").read_text().split())
     for flag, feature in [("avx2", "AVX2"), ("avx512f", "AVX512"), ("avx512_bf16", "AVX512_BF16"),
                           ("avx512_vnni", "AVX512_VNNI")]:
