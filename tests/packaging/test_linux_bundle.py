@@ -110,3 +110,19 @@ def test_the_tarball_installs_a_menu_entry_that_starts_the_app(built, tmp_path):
     subprocess.run(["sh", str(unpacked / "install.sh"), "--uninstall"],
                    env={"HOME": str(home), "PATH": "/usr/bin:/bin"}, check=True, capture_output=True)
     assert not executable.exists() and not (home / ".local/share/applications/smolchat.desktop").exists()
+
+
+@pytest.mark.timeout(3900)
+def test_a_model_the_app_downloads_is_installed_for_the_source_install_too(built, fake_hub, tmp_path):
+    from tests.fake_hub_fixtures import REPO
+
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    env = bare_env(tmp_path, no_python=empty, HF_ENDPOINT=fake_hub.url)
+    got = subprocess.run([str(built), "models", "download", REPO], env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert got.returncode == 0, got.stderr
+    assert (tmp_path / ".cache/huggingface/hub/models--ggml-org--SmolVLM-256M-Instruct-GGUF").is_dir()
+    source = subprocess.run([sys.executable, "-m", "smolchat", "models", "installed"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=120, check=True)
+    assert f"{REPO}:Q8_0" in source.stdout
