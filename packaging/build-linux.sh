@@ -7,7 +7,7 @@
 #
 # The first build compiles llama.cpp once per CPU level (about 15 minutes on 2 cores); the
 # result is kept in $SMOLCHAT_BUILD_CACHE (default ~/.cache/smolchat-build), so later builds
-# take about 3 minutes. SMOLCHAT_CMAKE_ARGS adds CMake options, for a GPU build:
+# take about a minute. SMOLCHAT_CMAKE_ARGS adds CMake options, for a GPU build:
 #   SMOLCHAT_CMAKE_ARGS="-DGGML_VULKAN=ON" packaging/build-linux.sh
 #   SMOLCHAT_CMAKE_ARGS="-DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=75;86;89" packaging/build-linux.sh
 set -euo pipefail
