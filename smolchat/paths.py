@@ -39,9 +39,8 @@ def config_dir() -> Path:
 
 def models_dir() -> Path:
     """Downloaded models: the Hugging Face cache shared with other tools (``HF_HUB_CACHE``)."""
-    from huggingface_hub import (
-        constants,  # reads HF_HOME / HF_HUB_CACHE as every Hub tool does
-    )
+    # huggingface_hub reads HF_HOME / HF_HUB_CACHE as every Hub tool does
+    from huggingface_hub import constants
 
     return Path(constants.HF_HUB_CACHE)
 

@@ -38,8 +38,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     how = "packaged app" if info["packaged"] else f"Python {info['python']}"
     print(f"SmolChat {info['version']} ({how})")
-    llama = info["llama_cpp"]
-    print(f"llama.cpp (llama-cpp-python {llama['llama_cpp_python']}): {llama['summary']}")
+    print(info["llama_cpp"]["headline"])
     width = max(len(label) for label in paths.LOCATION_LABELS.values())
     for name, label in paths.LOCATION_LABELS.items():
         print(f"  {label:<{width}}  {info['folders'][name]}")

@@ -21,7 +21,7 @@ from llama_cpp import _ggml  # llama-cpp-python's handle on libggml
 from llama_cpp import llama_cpp as _llama_bindings
 
 # ggml's device types (ggml-backend.h)
-DEVICE_CPU, DEVICE_GPU, DEVICE_IGPU, DEVICE_ACCEL = 0, 1, 2, 3
+DEVICE_CPU, DEVICE_GPU, DEVICE_IGPU = 0, 1, 2
 
 
 def _ggml_as_llama_sees_it() -> ctypes.CDLL:
@@ -119,6 +119,10 @@ class BuildInfo:
     def gpus(self) -> tuple[Device, ...]:
         return tuple(d for d in self.devices if d.is_gpu)
 
+    def headline(self) -> str:
+        """'llama.cpp (llama-cpp-python 0.3.36): <summary>', as `info` and the About box say it."""
+        return f"llama.cpp (llama-cpp-python {self.llama_cpp_python}): {self.summary()}"
+
     def summary(self) -> str:
         """One line: e.g. 'CPU (zen4 build: AVX512, AVX512_BF16, ...)' or 'CUDA: NVIDIA H100 + CPU'."""
         cpu = "CPU"
@@ -137,7 +141,7 @@ class BuildInfo:
                     cpu_variant=self.cpu_variant, gpu_support=self.gpu_support,
                     devices=[dict(backend=d.backend, description=d.description, total=d.total, free=d.free,
                                   gpu=d.is_gpu) for d in self.devices],
-                    summary=self.summary())
+                    summary=self.summary(), headline=self.headline())
 
 
 # The instruction sets worth naming: the ones that set how fast llama.cpp runs on a CPU.

@@ -148,7 +148,7 @@ class Hub:
                  cache_dir: str | os.PathLike[str] | None = None, offline: bool | None = None) -> None:
         self.endpoint = (endpoint or constants.ENDPOINT).rstrip("/")
         self.token = token
-        self.cache_dir = Path(cache_dir or constants.HF_HUB_CACHE)
+        self.cache_dir = Path(cache_dir or paths.models_dir())
         self.offline = constants.HF_HUB_OFFLINE if offline is None else offline
 
     def list_repo(self, repo: str) -> RepoListing:

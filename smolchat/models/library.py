@@ -14,8 +14,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from huggingface_hub import constants
-
 from smolchat import paths
 from smolchat.engine.gguf_info import (
     ModelFileError,
@@ -70,7 +68,7 @@ def _format_name(filename: str) -> str:
 
 class Library:
     def __init__(self, cache_dir: str | os.PathLike[str] | None = None) -> None:
-        self.cache_dir = Path(cache_dir or constants.HF_HUB_CACHE)
+        self.cache_dir = Path(cache_dir or paths.models_dir())
 
     @property
     def _imports_file(self) -> Path:

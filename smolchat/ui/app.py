@@ -41,7 +41,7 @@ class App:
         self.chat = ChatController(self.window, self.store, self.worker, self.settings)
         self.models = ModelsController(self.chat, self.library)
         self.window.closing.connect(self.close)
-        self.window.about_details = about_details()
+        self.window.about_details = about_details  # read when the box opens: free memory is current
         if window is None:
             restore_geometry(self.window, self.settings)
 
@@ -72,8 +72,7 @@ def about_details() -> list[str]:
     """What the About box says of this build: llama.cpp's backend, and where files are kept."""
     from smolchat.engine.backends import build_info
 
-    info = build_info()
-    lines = [f"llama.cpp (llama-cpp-python {info.llama_cpp_python}): {info.summary()}"]
+    lines = [build_info().headline()]
     lines += [f"{paths.LOCATION_LABELS[name]}: {path}" for name, path in paths.locations().items()]
     return lines
 

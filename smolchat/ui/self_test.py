@@ -43,7 +43,7 @@ def python_files_in_use() -> list[str]:
         maps = Path("/proc/self/maps").read_text()
     except OSError:
         return []
-    files = {line.split(None, 5)[5] for line in maps.splitlines() if len(line.split(None, 5)) == 6}
+    files = {fields[5] for fields in (line.split(None, 5) for line in maps.splitlines()) if len(fields) == 6}
     return sorted(f for f in files if "python" in Path(f).name.lower())
 
 

@@ -30,18 +30,18 @@ def built() -> Path:
     return APP
 
 
-def bare_env(home: Path, *, no_python: Path, **extra: str) -> dict[str, str]:
+def bare_env(home: Path, **extra: str) -> dict[str, str]:
     """A user's environment with no Python anywhere: PATH is one empty folder."""
+    no_python = home / "bin"
+    no_python.mkdir(parents=True, exist_ok=True)
     return {"HOME": str(home), "PATH": str(no_python), "LANG": "C.UTF-8", "QT_QPA_PLATFORM": "offscreen",
             **extra}
 
 
 @pytest.mark.timeout(3900)
 def test_the_app_answers_an_image_question_with_no_python_of_the_systems(built, tmp_path):
-    empty = tmp_path / "bin"
-    empty.mkdir()
     # The test run's speed measurements are shared, so the bundle does not measure for 15 s again.
-    env = bare_env(tmp_path / "home", no_python=empty, SMOLCHAT_HOME=os.environ["SMOLCHAT_HOME"])
+    env = bare_env(tmp_path / "home", SMOLCHAT_HOME=os.environ["SMOLCHAT_HOME"])
     done = subprocess.run([str(built), "--self-test"], env=env, cwd=tmp_path, capture_output=True, text=True,
                           timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -58,9 +58,7 @@ def test_the_app_answers_an_image_question_with_no_python_of_the_systems(built, 
 
 @pytest.mark.timeout(3900)
 def test_llama_cpp_in_the_app_uses_this_cpus_fast_instructions(built, tmp_path):
-    empty = tmp_path / "bin"
-    empty.mkdir()
-    done = subprocess.run([str(built), "info", "--json"], env=bare_env(tmp_path, no_python=empty),
+    done = subprocess.run([str(built), "info", "--json"], env=bare_env(tmp_path),
                           capture_output=True, text=True, timeout=120, check=True)
     llama = json.loads(done.stdout)["llama_cpp"]
     assert llama["cpu_variant"], "a CPU library chosen for this CPU, not code built into llama.cpp"
@@ -74,9 +72,7 @@ def test_llama_cpp_in_the_app_uses_this_cpus_fast_instructions(built, tmp_path):
 
 @pytest.mark.timeout(3900)
 def test_the_app_keeps_models_and_data_where_the_source_install_does(built, tmp_path):
-    empty = tmp_path / "bin"
-    empty.mkdir()
-    env = bare_env(tmp_path, no_python=empty)
+    env = bare_env(tmp_path)
     packaged = subprocess.run([str(built), "info", "--json"], env=env, capture_output=True, text=True,
                               timeout=120, check=True)
     source = subprocess.run([sys.executable, "-m", "smolchat", "info", "--json"], env=env, cwd=ROOT,
@@ -116,9 +112,7 @@ def test_the_tarball_installs_a_menu_entry_that_starts_the_app(built, tmp_path):
 def test_a_model_the_app_downloads_is_installed_for_the_source_install_too(built, fake_hub, tmp_path):
     from tests.fake_hub_fixtures import REPO
 
-    empty = tmp_path / "bin"
-    empty.mkdir()
-    env = bare_env(tmp_path, no_python=empty, HF_ENDPOINT=fake_hub.url)
+    env = bare_env(tmp_path, HF_ENDPOINT=fake_hub.url)
     got = subprocess.run([str(built), "models", "download", REPO], env=env, capture_output=True, text=True,
                          timeout=300)
     assert got.returncode == 0, got.stderr

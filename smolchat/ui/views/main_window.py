@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+from collections.abc import Callable
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
@@ -46,7 +47,7 @@ class MainWindow(QMainWindow):
         splitter.setSizes([240, 860])
         self.setCentralWidget(splitter)
 
-        self.about_details: list[str] = []  # filled in once llama.cpp is loaded
+        self.about_details: Callable[[], list[str]] = lambda: []  # the build and its folders, once llama.cpp loads
         self.model_label = QLabel("No model loaded")
         self.model_label.setAccessibleName("Model")
         self.model_label.setToolTip("The model answering, and how it reads images")
@@ -86,7 +87,7 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(message, 15000)
 
     def about_text(self) -> str:
-        details = "".join(f"<br>{html.escape(line)}" for line in self.about_details)
+        details = "".join(f"<br>{html.escape(line)}" for line in self.about_details())
         return (f"<b>SmolChat {__version__}</b><p>Chat privately with SmolVLM vision-language models "
                 f"on your own computer, through llama.cpp.</p><p>{details[4:]}</p><p>Apache License 2.0</p>")
 
