@@ -56,6 +56,14 @@ _lib.ggml_backend_reg_name.restype = ctypes.c_char_p
 _lib.ggml_backend_reg_name.argtypes = [ctypes.c_void_p]
 _lib.ggml_backend_load_all_from_path.restype = None
 _lib.ggml_backend_load_all_from_path.argtypes = [ctypes.c_char_p]
+_lib.ggml_backend_dev_by_type.restype = ctypes.c_void_p
+_lib.ggml_backend_dev_by_type.argtypes = [ctypes.c_int]
+_lib.ggml_backend_reg_get_proc_address.restype = ctypes.c_void_p
+_lib.ggml_backend_reg_get_proc_address.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+_lib.ggml_backend_buft_name.restype = ctypes.c_char_p
+_lib.ggml_backend_buft_name.argtypes = [ctypes.c_void_p]
+# ggml_backend_buffer_type_t * (*)(ggml_backend_dev_t): a NULL-terminated list
+_GET_EXTRA_BUFTS = ctypes.CFUNCTYPE(ctypes.POINTER(ctypes.c_void_p), ctypes.c_void_p)
 
 LIBRARY_DIR = Path(llama_cpp.__file__).parent / "lib"
 
@@ -75,7 +83,50 @@ def load() -> None:
             llama_log.setLevel(level)
 
 
+def cpu_extra_buffer_types() -> list[str]:
+    """The CPU backend's extra weight layouts ("AMX", "CPU_REPACK", ...), in the order
+    llama.cpp prefers them."""
+    device = _lib.ggml_backend_dev_by_type(DEVICE_CPU)
+    if not device:
+        return []
+    reg = _lib.ggml_backend_dev_backend_reg(device)
+    address = _lib.ggml_backend_reg_get_proc_address(reg, b"ggml_backend_dev_get_extra_bufts")
+    if not address:
+        return []
+    bufts = _GET_EXTRA_BUFTS(address)(device)
+    names = []
+    i = 0
+    while bufts and bufts[i]:
+        names.append((_lib.ggml_backend_buft_name(bufts[i]) or b"").decode(errors="replace"))
+        i += 1
+    return names
+
+
+def _avoid_amx_weights() -> None:
+    """llama.cpp's AMX matrix kernels crash (SIGSEGV in ggml_backend_amx_mul_mat) on the first
+    token with SmolVLM's and SmolLM2's weights on Sapphire Rapids-class CPUs (seen with Q8_0
+    and Q4_1; upstream ggml-org/llama.cpp#20824, unfixed). Where the CPU backend offers AMX,
+    every model is loaded without the extra weight layouts, so the plain AVX-512 kernels run.
+    llama-cpp-python's Llama takes no such option, so its default model parameters change."""
+    if not any("AMX" in name.upper() for name in cpu_extra_buffer_types()):
+        return
+    bindings = _llama_bindings
+    defaults = bindings.llama_model_default_params
+    if getattr(defaults, "without_extra_weight_layouts", False):
+        return
+
+    def without_extra_weight_layouts():
+        params = defaults()
+        params.use_extra_bufts = False
+        return params
+
+    without_extra_weight_layouts.without_extra_weight_layouts = True
+    bindings.llama_model_default_params = without_extra_weight_layouts  # what Llama() calls
+    llama_cpp.llama_model_default_params = without_extra_weight_layouts  # the package's name for it
+
+
 load()
+_avoid_amx_weights()
 
 
 @dataclass(frozen=True)
@@ -173,5 +224,5 @@ def build_info() -> BuildInfo:
                      bool(llama_cpp.llama_supports_gpu_offload()), tuple(devices()))
 
 
-__all__ = ["llama_cpp", "load", "devices", "Device", "BuildInfo", "build_info", "cpu_features",
+__all__ = ["llama_cpp", "load", "cpu_extra_buffer_types", "devices", "Device", "BuildInfo", "build_info", "cpu_features",
            "loaded_cpu_variant", "LIBRARY_DIR", "DEVICE_GPU", "DEVICE_IGPU"]

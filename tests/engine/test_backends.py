@@ -41,3 +41,11 @@ def test_this_build_reports_its_cpu_and_what_it_can_offload():
     assert any(d.backend == "CPU" and not d.is_gpu for d in info.devices)
     assert info.gpu_support == bool(backends.llama_cpp.llama_supports_gpu_offload())
     assert info.summary().startswith(("CPU", *{f"{d.backend}:" for d in info.gpus}))
+
+
+def test_models_load_without_amx_weight_layouts_where_the_cpu_backend_offers_them():
+    # llama.cpp's AMX kernels crash on the first token of SmolVLM-shaped Q8_0 and SmolLM2 Q4_1
+    # models; on other CPUs the repacked layouts stay on for their speed.
+    amx = any("AMX" in name.upper() for name in backends.cpu_extra_buffer_types())
+    assert backends.llama_cpp.llama_cpp.llama_model_default_params().use_extra_bufts is (not amx)
+    assert backends.llama_cpp.llama_model_default_params().use_extra_bufts is (not amx)
