@@ -11,13 +11,14 @@ from __future__ import annotations
 import importlib
 
 _WHERE = {
-    "smolchat.engine.engine": ["ContextOverflowError", "Engine", "EngineError", "EngineSettings", "PrefillResult",
+    "smolchat.engine.engine": ["ContextOverflowError", "Engine", "EngineError", "EngineSettings", "ModelInfo", "PrefillResult",
                                "PromptCount", "TextDelta", "TurnEvent", "TurnResult", "TurnStats"],
     "smolchat.engine.gguf_info": ["ModelFileError", "ProjectorInfo", "TextModelInfo", "check_pair",
                                   "inspect_projector", "inspect_text_model"],
     "smolchat.engine.images": ["ImageError", "PreparedImage", "prepare_image"],
     "smolchat.engine.native": ["SamplingParams"],
     "smolchat.engine.prompt": ["Message", "PromptError"],
+    "smolchat.engine.chat_template": ["ChatTemplate", "TemplateError"],
 }
 _MODULE_OF = {name: module for module, names in _WHERE.items() for name in names}
 __all__ = sorted(_MODULE_OF)

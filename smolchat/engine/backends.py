@@ -102,13 +102,20 @@ def cpu_extra_buffer_types() -> list[str]:
     return names
 
 
+def extra_weight_layouts_safe() -> bool:
+    """Whether llama.cpp may repack weights into the CPU backend's extra layouts.
+
+    Its AMX matrix kernels crash (SIGSEGV in ggml_backend_amx_mul_mat) on the first token with
+    SmolVLM's and SmolLM2's weights on Sapphire Rapids-class CPUs (seen with Q8_0 and Q4_1;
+    upstream ggml-org/llama.cpp#20824, unfixed). Where the CPU backend offers AMX, models load
+    without the extra layouts, so the plain AVX-512 kernels run."""
+    return not any("AMX" in name.upper() for name in cpu_extra_buffer_types())
+
+
 def _avoid_amx_weights() -> None:
-    """llama.cpp's AMX matrix kernels crash (SIGSEGV in ggml_backend_amx_mul_mat) on the first
-    token with SmolVLM's and SmolLM2's weights on Sapphire Rapids-class CPUs (seen with Q8_0
-    and Q4_1; upstream ggml-org/llama.cpp#20824, unfixed). Where the CPU backend offers AMX,
-    every model is loaded without the extra weight layouts, so the plain AVX-512 kernels run.
-    llama-cpp-python's Llama takes no such option, so its default model parameters change."""
-    if not any("AMX" in name.upper() for name in cpu_extra_buffer_types()):
+    """The same for models loaded by llama-cpp-python's own ``Llama`` (the benchmark's
+    baseline), which takes no such option: its default model parameters change."""
+    if extra_weight_layouts_safe():
         return
     bindings = _llama_bindings
     defaults = bindings.llama_model_default_params
@@ -224,5 +231,5 @@ def build_info() -> BuildInfo:
                      bool(llama_cpp.llama_supports_gpu_offload()), tuple(devices()))
 
 
-__all__ = ["llama_cpp", "load", "cpu_extra_buffer_types", "devices", "Device", "BuildInfo", "build_info", "cpu_features",
+__all__ = ["llama_cpp", "load", "cpu_extra_buffer_types", "extra_weight_layouts_safe", "devices", "Device", "BuildInfo", "build_info", "cpu_features",
            "loaded_cpu_variant", "LIBRARY_DIR", "DEVICE_GPU", "DEVICE_IGPU"]

@@ -25,7 +25,6 @@ from typing import Union
 
 import llama_cpp.mtmd_cpp as mtmd
 import numpy as np
-from llama_cpp import Llama
 
 from smolchat.engine import native
 from smolchat.engine.backends import llama_cpp
@@ -39,10 +38,10 @@ from smolchat.engine.gguf_info import (
 )
 from smolchat.engine.images import DEFAULT_MAX_SIDE, ImageCache, PreparedImage
 from smolchat.engine.native import SamplingParams
+from smolchat.engine.chat_template import ChatTemplate, TemplateError
 from smolchat.engine.prompt import (
     CHATML_TEMPLATE,
     SMOLVLM_CHAT_TEMPLATE,
-    ChatTemplate,
     Message,
     PromptError,
 )
@@ -163,6 +162,26 @@ class PromptCount:
 TurnEvent = Union[TextDelta, TurnResult]
 
 
+@dataclass(frozen=True)
+class ModelInfo:
+    """What other threads may know of a loaded engine: plain values, safe to share.
+
+    The chat template renders in any thread; nothing here reaches into llama.cpp.
+    """
+
+    text_info: TextModelInfo
+    projector_info: ProjectorInfo | None
+    vision_plan: VisionPlan | None
+    settings: EngineSettings
+    template: ChatTemplate
+    template_note: str | None  # why the model's own template is not used, if it is not
+    speed: Speed
+
+    @property
+    def has_vision(self) -> bool:
+        return self.projector_info is not None
+
+
 @dataclass
 class _EvalCounters:
     reused: int = 0
@@ -191,7 +210,7 @@ class Engine:
         if settings.n_ctx < 64:
             raise EngineError(f"A context of {settings.n_ctx} tokens is too small; use 2048 or more.")
 
-        self._llama: Llama | None = None
+        self._text_model: native.TextModel | None = None
         self._mtmd_ctx = None
         self.vision_plan: VisionPlan | None = None
         self._openvino = None  # OpenVINOVisionEncoder, when images are read through OpenVINO
@@ -202,6 +221,7 @@ class Engine:
         self._units: list[Unit] = []  # what the KV cache holds, in order
         self._n_past = 0
         self._in_operation = False
+        self.template_note: str | None = None
         # Images larger than the model's preprocessing size are shrunk to it once, when read:
         # libmtmd would scale them to that size anyway.
         preproc = self.projector_info.preproc_image_size if self.projector_info else None
@@ -222,28 +242,26 @@ class Engine:
         n_threads = s.n_threads or (self.vision_plan.decode_threads if self.vision_plan else default_threads())
         self.decode_threads = n_threads
         try:
-            self._llama = Llama(
+            self._text_model = native.TextModel(
                 str(self.text_info.path),
                 n_ctx=s.n_ctx,
                 n_batch=s.n_batch,
-                n_ubatch=s.n_batch,
                 n_threads=n_threads,
                 n_threads_batch=s.n_threads_batch or default_threads(),
                 n_gpu_layers=s.n_gpu_layers,
                 flash_attn=s.flash_attn,
-                verbose=False,
             )
-        except (ValueError, RuntimeError) as e:
+        except native.LoadError as e:
             raise ModelFileError(
                 self.text_info.path,
-                f"could not be loaded by llama.cpp ({e}).",
+                f"could not be loaded: {e}.",
                 "The file may be damaged or use an architecture this build does not know; "
                 "try another download or format.",
             ) from e
-        ctx = self._llama.ctx
+        ctx = self._text_model.ctx
         llama_cpp.llama_set_abort_callback(ctx, self._abort.callback, None)
         self._memory = llama_cpp.llama_get_memory(ctx)
-        self._vocab = llama_cpp.llama_model_get_vocab(self._llama.model)
+        self._vocab = self._text_model.vocab
         self._batch = native.TokenBatch(s.n_batch)
         self._piece_buf = ctypes.create_string_buffer(256)
         self._end_tokens: list[int] | None = None  # found when first needed
@@ -271,7 +289,7 @@ class Engine:
     def _load_vision(self) -> None:
         s = self.settings
         info = self.projector_info
-        assert info is not None and self._llama is not None and self.vision_plan is not None
+        assert info is not None and self._text_model is not None and self.vision_plan is not None
         if self.vision_plan.backend == OPENVINO:
             from smolchat.engine.vision.openvino_encoder import OpenVINOVisionEncoder
 
@@ -300,7 +318,7 @@ class Engine:
             params.image_max_tokens = s.image_max_tokens
         if s.image_min_tokens is not None:
             params.image_min_tokens = s.image_min_tokens
-        self._mtmd_ctx = mtmd.mtmd_init_from_file(str(mmproj_path).encode(), self._llama.model, params)
+        self._mtmd_ctx = mtmd.mtmd_init_from_file(str(mmproj_path).encode(), self._text_model.model, params)
         if not self._mtmd_ctx:
             self._mtmd_ctx = None
             raise ModelFileError(
@@ -314,18 +332,29 @@ class Engine:
         self.vision_mmproj_path = mmproj_path
 
     def _make_template(self) -> ChatTemplate:
+        """The model's own chat template; the family's default where it has none, or where
+        its own does not parse or exceeds the rendering bounds (``template_note`` says so)."""
+        text_of = self._text_model.token_text
+        tokens = dict(bos_token=text_of(llama_cpp.llama_vocab_bos(self._vocab)),
+                      eos_token=text_of(llama_cpp.llama_vocab_eos(self._vocab)))
+        default = SMOLVLM_CHAT_TEMPLATE if self.projector_info else CHATML_TEMPLATE
+        family = "SmolVLM's" if self.projector_info else "a standard (ChatML)"
         source = self.text_info.chat_template
         if source is None:
-            source = SMOLVLM_CHAT_TEMPLATE if self.projector_info else CHATML_TEMPLATE
             log.warning("%s has no chat template; using a default one", self.text_info.path.name)
-        def text_of(token: int) -> str:
-            return llama_cpp.llama_vocab_get_text(self._vocab, token).decode() if token >= 0 else ""
+            return ChatTemplate(default, **tokens)
+        try:
+            return ChatTemplate(source, **tokens)
+        except TemplateError as e:
+            self.template_note = (f"{self.text_info.path.name}: {e} SmolChat uses {family} chat template instead; "
+                                  "answers may be worse than with the model's own.")
+            log.warning("%s", self.template_note)
+            return ChatTemplate(default, **tokens)
 
-        return ChatTemplate(
-            source,
-            bos_token=text_of(llama_cpp.llama_vocab_bos(self._vocab)),
-            eos_token=text_of(llama_cpp.llama_vocab_eos(self._vocab)),
-        )
+    def info(self) -> ModelInfo:
+        """A snapshot of what this engine is, for other threads."""
+        return ModelInfo(self.text_info, self.projector_info, self.vision_plan, self.settings, self.template,
+                         self.template_note, self.speed)
 
     @property
     def has_vision(self) -> bool:
@@ -348,9 +377,9 @@ class Engine:
         if self._batch is not None:
             self._batch.close()
             self._batch = None
-        if self._llama is not None:
-            self._llama.close()
-            self._llama = None
+        if self._text_model is not None:
+            self._text_model.close()
+            self._text_model = None
         self._units, self._n_past = [], 0
 
     def __enter__(self) -> Engine:
@@ -371,7 +400,7 @@ class Engine:
 
     @contextmanager
     def _operation(self, cancel: threading.Event | None) -> Iterator[threading.Event]:
-        if self._llama is None:
+        if self._text_model is None:
             raise EngineError("The model has been unloaded.")
         if self._in_operation:
             raise EngineError("The engine is still busy with another request.")
@@ -419,8 +448,8 @@ class Engine:
         self, sampling: SamplingParams, started: float, prompt: TokenizedPrompt,
         counters: _EvalCounters, cancelled: threading.Event,
     ) -> Iterator[TurnEvent]:
-        assert self._llama is not None and self._batch is not None
-        ctx = self._llama.ctx
+        assert self._text_model is not None and self._batch is not None
+        ctx = self._text_model.ctx
         stops = tuple(s for s in sampling.stop if s)
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         text, emitted = "", 0
@@ -566,9 +595,9 @@ class Engine:
             self._resolve_images(messages), add_generation_prompt=add_generation_prompt
         )
         if self._mtmd_ctx is None:
-            assert self._llama is not None
+            assert self._text_model is not None
             (text,) = segments
-            yield text_prompt(self._llama.tokenize(text.encode("utf-8"), add_bos=True, special=True))
+            yield text_prompt(self._text_model.tokenize(text, add_bos=True))
             return
         # First lay the prompt out with placeholder images (sizes only: no pixel work), then
         # give real pixels only to the images the KV cache does not hold yet.
@@ -599,8 +628,8 @@ class Engine:
         matched_pos = prompt.positions(matched)
         self._truncate_cache(matched, matched_pos)
         counters.reused = matched_pos
-        assert self._llama is not None and self._batch is not None
-        ctx = self._llama.ctx
+        assert self._text_model is not None and self._batch is not None
+        ctx = self._text_model.ctx
         n_batch = self._batch.capacity
         for chunk in prompt.chunks:
             start = max(chunk.first_unit, len(self._units))
@@ -629,7 +658,7 @@ class Engine:
 
     def _evaluate_image(self, prompt: TokenizedPrompt, chunk: Chunk, counters: _EvalCounters) -> None:
         unit = prompt.units[chunk.first_unit]
-        assert self._llama is not None
+        assert self._text_model is not None
         began = time.perf_counter()
         embd_ptr, _keep = self._encode_tile(prompt, chunk)
         counters.encode_s += time.perf_counter() - began
@@ -639,7 +668,7 @@ class Engine:
             return
         new_n_past = llama_cpp.llama_pos(0)
         rc = mtmd.mtmd_helper_decode_image_chunk(
-            self._mtmd_ctx, self._llama.ctx, chunk.image_ptr, embd_ptr,
+            self._mtmd_ctx, self._text_model.ctx, chunk.image_ptr, embd_ptr,
             self._n_past, 0, self._batch.capacity, ctypes.byref(new_n_past), _NO_POST_DECODE_CALLBACK, None,
         )
         if rc != 0:
@@ -671,7 +700,7 @@ class Engine:
 
     @property
     def loaded(self) -> bool:
-        return self._llama is not None
+        return self._text_model is not None
 
     @property
     def speed(self) -> Speed:
@@ -687,8 +716,8 @@ class Engine:
     def count_tokens(self, text: str, add_bos: bool = False) -> int:
         """Tokens of ``text`` in this model's vocabulary, special tokens parsed. Only reads the
         vocabulary: safe from any thread."""
-        assert self._llama is not None
-        return len(self._llama.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True))
+        assert self._text_model is not None
+        return len(self._text_model.tokenize(text, add_bos=add_bos))
 
     def encode_image(self, image: str | os.PathLike[str] | PreparedImage) -> np.ndarray:
         """The embeddings the vision encoder makes of ``image``, tile by tile (tiles, tokens,
@@ -771,6 +800,7 @@ __all__ = [
     "Engine",
     "EngineError",
     "EngineSettings",
+    "ModelInfo",
     "PrefillResult",
     "SamplingParams",
     "TextDelta",

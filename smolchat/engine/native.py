@@ -1,8 +1,10 @@
 """Thin wrappers over llama.cpp's C API (through llama-cpp-python's ctypes bindings).
 
-Only what the engine needs and llama-cpp-python's high-level ``Llama`` does not offer:
-native logs routed into Python logging, an abort flag that llama.cpp polls while it
-computes, a sampler chain, and a token batch.
+What the engine needs: a text model with its context, its tokenizer, native logs routed
+into Python logging, an abort flag that llama.cpp polls while it computes, a sampler chain
+and a token batch. llama-cpp-python's high-level ``Llama`` is not used: it compiles every
+chat template in the file with an unbounded Jinja (a template that does not parse fails the
+load), and allocates arrays the engine never reads.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Sequence
 
 import llama_cpp.mtmd_cpp as mtmd
 
+from smolchat.engine import backends
 from smolchat.engine.backends import llama_cpp
 
 log = logging.getLogger("smolchat.llama")
@@ -91,6 +94,76 @@ class AbortWatch:
 
     def is_set(self) -> bool:
         return self._event.is_set()
+
+
+_backend_ready = False
+_backend_lock = threading.Lock()
+
+
+def _init_backend() -> None:
+    global _backend_ready
+    with _backend_lock:
+        if not _backend_ready:
+            llama_cpp.llama_backend_init()
+            _backend_ready = True
+
+
+class TextModel:
+    """A text GGUF loaded in llama.cpp: its weights (or only its vocabulary) and, unless
+    ``vocab_only``, a context to evaluate in. Free it with ``close()``, from the thread that
+    uses it. Returns None-checked handles: a file llama.cpp refuses raises ``LoadError``."""
+
+    def __init__(self, path: str, *, vocab_only: bool = False, n_gpu_layers: int = 0, n_ctx: int = 0,
+                 n_batch: int = 512, n_threads: int = 1, n_threads_batch: int = 1, flash_attn: bool = True) -> None:
+        _init_backend()
+        route_native_logs()
+        self.model = self.ctx = None
+        params = llama_cpp.llama_model_default_params()
+        params.vocab_only = vocab_only
+        params.n_gpu_layers = 0x7FFFFFFF if n_gpu_layers < 0 else n_gpu_layers  # INT32_MAX: every layer
+        params.use_extra_bufts = backends.extra_weight_layouts_safe()
+        self.model = llama_cpp.llama_model_load_from_file(path.encode("utf-8"), params)
+        if not self.model:
+            self.model = None
+            raise LoadError("llama.cpp could not load the model")
+        self.vocab = llama_cpp.llama_model_get_vocab(self.model)
+        if vocab_only:
+            return
+        context = llama_cpp.llama_context_default_params()
+        context.n_ctx = n_ctx
+        context.n_batch = context.n_ubatch = n_batch
+        context.n_threads, context.n_threads_batch = n_threads, n_threads_batch
+        context.flash_attn_type = (llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED if flash_attn
+                                   else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED)
+        self.ctx = llama_cpp.llama_init_from_model(self.model, context)
+        if not self.ctx:
+            self.ctx = None
+            self.close()
+            raise LoadError("llama.cpp could not make a context for the model (out of memory?)")
+
+    def tokenize(self, text: str, *, add_bos: bool) -> list[int]:
+        """Tokens of ``text``, special tokens (``<|im_start|>``...) parsed."""
+        data = text.encode("utf-8")
+        buffer = (llama_cpp.llama_token * (len(data) + 8))()  # never more tokens than bytes, plus BOS
+        n = llama_cpp.llama_tokenize(self.vocab, data, len(data), buffer, len(buffer), add_bos, True)
+        if n < 0:
+            raise LoadError(f"llama.cpp could not tokenize the text ({n})")
+        return buffer[:n]
+
+    def token_text(self, token: int) -> str:
+        return llama_cpp.llama_vocab_get_text(self.vocab, token).decode(errors="replace") if token >= 0 else ""
+
+    def close(self) -> None:
+        if self.ctx is not None:
+            llama_cpp.llama_free(self.ctx)
+            self.ctx = None
+        if self.model is not None:
+            llama_cpp.llama_model_free(self.model)
+            self.model = None
+
+
+class LoadError(RuntimeError):
+    """llama.cpp refused a file or ran out of memory; the engine says which file."""
 
 
 @dataclass(frozen=True)

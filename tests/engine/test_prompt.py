@@ -5,7 +5,8 @@ from __future__ import annotations
 from PIL import Image
 
 from smolchat.engine import Message, prepare_image
-from smolchat.engine.prompt import SMOLVLM_CHAT_TEMPLATE, ChatTemplate
+from smolchat.engine.chat_template import ChatTemplate
+from smolchat.engine.prompt import SMOLVLM_CHAT_TEMPLATE
 
 
 def _image(tmp_path):

@@ -168,7 +168,7 @@ def test_settings_reach_llama_cpp(tiny_pair, images):
 
     settings = EngineSettings(n_ctx=1024, n_threads=1, n_threads_batch=2, image_max_tokens=8)
     with Engine(*tiny_pair, settings) as engine:
-        ctx = engine._llama.ctx
+        ctx = engine._text_model.ctx
         assert llama_cpp.llama_n_ctx(ctx) == 1024
         assert (llama_cpp.llama_n_threads(ctx), llama_cpp.llama_n_threads_batch(ctx)) == (1, 2)
         capped, _ = answer(engine, [Message.user("What is it?", images=[images["photo"]])])
