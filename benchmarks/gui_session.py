@@ -96,7 +96,7 @@ def main() -> int:
         return got
 
     loaded_at = time.perf_counter()
-    if app.chat.engine is None:
+    if app.chat.model_info is None:
         wait(app.chat.model_ready)
     load_s = time.perf_counter() - loaded_at
 
@@ -105,13 +105,14 @@ def main() -> int:
         chat.new_conversation()
         chat.read_while_typing = read_ahead
         composer.add_files([photo])
+        wait(composer.images_changed)  # checked off the UI thread, then attached
         if read_ahead:
             wait(app.worker.prefill_finished)
             time.sleep(1.0)  # the user is still typing
         composer.edit.setPlainText(question)
         sent = time.perf_counter()
         first = []
-        app.worker.delta.connect(lambda _: first.append(time.perf_counter()) if not first else None)
+        app.worker.delta.connect(lambda *_: first.append(time.perf_counter()) if not first else None)
         composer.send_requested.emit(question, composer.images)
         wait(app.chat.answered)
         stats = app.store.messages(chat.conversation_id)[-1].stats

@@ -11,7 +11,7 @@ from smolchat.models.machine import MachineMemory
 from smolchat.models.memory import Fit, estimate_memory, verdict
 
 if TYPE_CHECKING:
-    from smolchat.engine import Engine
+    from smolchat.engine import ModelInfo
 
 CONTEXT_STEP = 256  # llama.cpp pads the context to this anyway
 VRAM_BUDGET = 0.9  # of the card's free memory: the driver and other programs need the rest
@@ -19,10 +19,10 @@ NO_GPU_BUILD = ("This build of llama.cpp has no GPU support, so every layer runs
                 "Install a GPU build (see the README) to use a graphics card.")
 
 
-def memory_settings(engine: Engine) -> dict:
-    """``estimate_memory``'s settings for a loaded engine: its GPU layers, attention, image
+def memory_settings(model: ModelInfo) -> dict:
+    """``estimate_memory``'s settings for a loaded model: its GPU layers, attention, image
     cap, and how it reads images."""
-    s, plan = engine.settings, engine.vision_plan
+    s, plan = model.settings, model.vision_plan
     return dict(n_gpu_layers=s.n_gpu_layers, flash_attn=s.flash_attn, image_max_tokens=s.image_max_tokens,
                 vision_backend=plan.backend if plan else "llama.cpp",
                 vision_precision=plan.precision if plan else "F16",

@@ -83,7 +83,7 @@ class SelfTest:
         model = InstalledModel(MODEL_NAME, text, mmproj, None, text.stat().st_size + mmproj.stat().st_size)
 
         app.chat.settings = app.chat.settings.with_model_settings(MODEL_NAME, ModelSettings(max_tokens=32))
-        app.worker.load_failed.connect(self._fail)
+        app.worker.load_failed.connect(lambda _request, message: self._fail(message))
         app.chat.model_ready.connect(self._ask)
         app.chat.answered.connect(self._answered)
         QTimer.singleShot(TIME_LIMIT_S * 1000, lambda: self._fail(f"no answer within {TIME_LIMIT_S} s"))
@@ -106,7 +106,7 @@ class SelfTest:
         self.report.update(question=question.text, images=len(question.images), answer=answer.text,
                            status=answer.status, stats=answer.stats)
         self.ok = answer.status == COMPLETE and bool(answer.text) and len(question.images) == 1
-        plan = self.app.chat.engine.vision_plan if self.app.chat.engine else None
+        plan = self.app.chat.model_info.vision_plan if self.app.chat.model_info else None
         self.report["vision"] = plan.describe() if plan else "llama.cpp"
         self.report["llama_cpp"] = build_info().as_dict()
         self._finish()

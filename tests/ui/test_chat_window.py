@@ -10,7 +10,9 @@ from PySide6.QtGui import QDropEvent, QGuiApplication, QImage
 
 from smolchat import settings as settings_module
 from smolchat.budget.context import plan_context
-from smolchat.engine import Message, inspect_text_model
+from smolchat.budget.detail import Detail, max_tokens_for
+from smolchat.budget.images import image_cost
+from smolchat.engine import Engine, Message, inspect_text_model
 from smolchat.store import COMPLETE, STOPPED
 
 
@@ -26,6 +28,12 @@ def urls(*files: Path) -> QMimeData:
     return mime
 
 
+def attach(qtbot, app, *files: Path) -> None:
+    """Drop pictures on the composer and wait until they are checked and attached."""
+    with qtbot.waitSignal(app.window.composer.images_changed, timeout=30_000):
+        drop(app.window.composer, urls(*files))
+
+
 def send(qtbot, app, text: str) -> None:
     composer = app.window.composer
     composer.edit.setPlainText(text)
@@ -35,7 +43,7 @@ def send(qtbot, app, text: str) -> None:
 
 def test_dropped_images_get_thumbnails_with_their_cost(qtbot, app, images):
     composer = app.window.composer
-    with qtbot.waitSignal(composer.images_changed):
+    with qtbot.waitSignal(app.chat.costs_shown, timeout=30_000):
         drop(composer, urls(images["photo"], images["second"]))
     assert composer.images == [images["photo"], images["second"]]
     assert composer.thumbnail(images["photo"]).cost.text().startswith("5 tiles · ")  # balanced detail
@@ -61,9 +69,9 @@ def test_paste_adds_an_image(qtbot, app):
 
 
 def test_send_streams_the_answer_into_the_view_and_the_store(qtbot, app, images):
-    drop(app.window.composer, urls(images["small"]))
+    attach(qtbot, app, images["small"])
     pieces = []
-    app.worker.delta.connect(pieces.append)
+    app.worker.delta.connect(lambda _turn, piece: pieces.append(piece))
     send(qtbot, app, "What is in this picture?")
 
     question, answer = app.chat.window.chat.bubbles
@@ -81,7 +89,7 @@ def test_stop_cancels_mid_answer_and_keeps_what_was_written(qtbot, app):
     name = app.chat.model.name
     app.chat.settings = app.chat.settings.with_model_settings(
         name, app.chat.model_settings.__class__(max_tokens=3500, temperature=0.0))
-    app.worker.delta.connect(app.window.composer.stop_button.click)  # as soon as text appears
+    app.worker.delta.connect(lambda *_: app.window.composer.stop_button.click())  # as soon as text appears
     app.window.composer.edit.setPlainText("Tell me a long story.")
     with qtbot.waitSignal(app.chat.answered, timeout=60_000):
         qtbot.keyClick(app.window.composer.edit, Qt.Key.Key_Return)
@@ -103,24 +111,30 @@ def test_regenerate_writes_the_answer_again(qtbot, app):
 
 
 def test_edit_puts_the_last_question_back(qtbot, app, images):
-    drop(app.window.composer, urls(images["small"]))
+    attach(qtbot, app, images["small"])
     send(qtbot, app, "First question")
-    app.window.chat.edit_requested.emit()
     composer = app.window.composer
+    with qtbot.waitSignal(composer.images_changed, timeout=30_000):
+        app.window.chat.edit_requested.emit()
     assert composer.edit.toPlainText() == "First question" and len(composer.images) == 1
+    assert composer.images[0].read_bytes() == images["small"].read_bytes()  # the picture, kept while edited
     assert app.store.messages(app.chat.conversation_id) == [] and app.window.chat.bubbles == []
 
 
-def test_the_context_meter_shows_the_budget_modules_numbers(qtbot, app, images):
+def test_the_context_meter_shows_the_budget_modules_numbers(qtbot, app, images, tiny_model):
     send(qtbot, app, "Hello")
     composer = app.window.composer
-    drop(composer, urls(images["photo"]))
+    attach(qtbot, app, images["photo"])
     composer.edit.setPlainText("Now this one?")
-    app.chat.update_meter()
+    with qtbot.waitSignal(app.chat.meter_updated, timeout=30_000):
+        app.chat.update_meter()
     ms = app.chat.model_settings
     history = app.chat._history()
     new = Message.user("Now this one?", images=[images["photo"]])
-    expected = plan_context(app.chat.engine, history, new, n_ctx=ms.n_ctx, reply_tokens=ms.max_tokens)
+    # the meter's counts (a tokenizer of its own, pictures by their predicted cost) are the engine's exact ones
+    settings = ms.engine(max_tokens_for(Detail(ms.detail), tiny_model.mmproj))
+    with Engine(tiny_model.text, tiny_model.mmproj, settings) as engine:
+        expected = plan_context(engine, history, new, n_ctx=ms.n_ctx, reply_tokens=ms.max_tokens)
     assert composer.meter.value() == expected.used and composer.meter.maximum() == ms.n_ctx
     assert composer.meter.format() == f"{expected.used:,} / {ms.n_ctx:,} tokens"
 
@@ -141,17 +155,18 @@ def test_settings_that_need_a_reload_reload_the_model(qtbot, app):
     assert "load again" in dialog.reload_note.text()
     with qtbot.waitSignal(app.chat.model_ready, timeout=60_000):
         app.chat.apply_settings(dialog.chosen())
-    assert app.chat.engine.n_ctx == 2048
+    assert app.chat.model_info.settings.n_ctx == 2048
     assert settings_module.load().for_model(app.chat.model.name).n_ctx == 2048  # kept for next time
-    assert app.window.composer.meter.maximum() == 2048
+    qtbot.waitUntil(lambda: app.window.composer.meter.maximum() == 2048, timeout=30_000)
 
 
 def test_the_meters_breakdown_names_the_images_share(qtbot, app, images):
     composer = app.window.composer
-    drop(composer, urls(images["photo"]))
+    attach(qtbot, app, images["photo"])
     composer.edit.setPlainText("What is it?")
-    app.chat.update_meter()
-    cost = app.chat._image_cost(1024, 768)
+    with qtbot.waitSignal(app.chat.meter_updated, timeout=30_000):
+        app.chat.update_meter()
+    cost = image_cost(1024, 768, app.chat.model_info.projector_info, Detail(app.chat.model_settings.detail))
     assert cost.tiles == 5 and f"images {cost.tokens} " in composer.meter.toolTip()
 
 

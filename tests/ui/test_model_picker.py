@@ -42,7 +42,7 @@ def test_first_run_downloads_the_default_model_and_uses_it(qtbot, first_run):
     assert "Installed" in picker.notice.text()
     assert [picker.installed.item(i).data(Qt.ItemDataRole.UserRole) for i in range(picker.installed.count())] \
         == [f"{REPO}:Q8_0"]
-    assert app.chat.model.name == f"{REPO}:Q8_0" and app.chat.engine is not None
+    assert app.chat.model.name == f"{REPO}:Q8_0" and app.chat.model_info is not None
 
 
 def test_without_the_hub_the_picker_offers_import(qtbot, first_run, fake_hub, tiny_pair):

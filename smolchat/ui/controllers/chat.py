@@ -1,41 +1,50 @@
 """The chat: what happens when the user sends, stops, regenerates, edits, attaches images,
-switches conversation or model. Views report intent here; work goes to the engine's thread;
-results come back as signals and go to the views and the store."""
+switches conversation or model. Views report intent here; work goes to other threads (the
+engine's, the counting thread, a background thread for files and the database); results come
+back as signals and go to the views and the store. The UI thread never holds the engine, never
+renders a chat template, never tokenizes, hashes, copies or decodes a picture.
+
+Every request carries an id; a result whose request is no longer the one the window waits for
+(a model replaced while it loaded, a meter count overtaken by typing, an answer of a turn that
+ended) is dropped.
+"""
 
 from __future__ import annotations
 
+import shutil
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
+from PySide6.QtGui import QImage
 from PySide6.QtWidgets import QFileDialog
 
+from smolchat import paths
 from smolchat import settings as settings_module
-from smolchat.budget.context import (
-    ContextBudget,
-    PredictedCounter,
-    messages_to_send,
-    plan_context,
-)
+from smolchat.budget.context import ContextBudget, messages_to_send
 from smolchat.budget.detail import Detail, max_tokens_for
 from smolchat.budget.fit import largest_context, memory_settings, suggest_gpu_layers
-from smolchat.budget.images import ImageCost, ImageMarkers, image_cost, prepared_size
-from smolchat.engine import Engine, ImageError, Message, TurnResult
+from smolchat.budget.images import ImageCost, prepared_size
+from smolchat.engine import ImageError, Message, ModelInfo, TurnResult
+from smolchat.engine.speed import Speed
 from smolchat.errors import SmolChatError
 from smolchat.models.library import InstalledModel
 from smolchat.models.machine import machine_memory
 from smolchat.store import COMPLETE, STOPPED, STREAMING, Store, StoredMessage
-from smolchat.store.export import to_json, to_markdown
+from smolchat.store.export import suggested_file_name, to_json, to_markdown
 from smolchat.ui.views.chat_view import MessageBubble
 from smolchat.ui.views.main_window import MainWindow
 from smolchat.ui.views.settings_dialog import SettingsDialog
+from smolchat.ui.workers.background import Background
+from smolchat.ui.workers.counting import CostRequest, CountWorker, PlanRequest
 from smolchat.ui.workers.engine_worker import (
     EngineWorker,
+    LoadedModel,
     LoadRequest,
     PrefillRequest,
     TurnRequest,
+    next_request_id,
 )
 
 NEW_TITLE = "New chat"
@@ -44,8 +53,33 @@ METER_DELAY_MS = 150  # typing pauses this long before the meter is counted agai
 NEAR_LIMIT = 0.85
 
 
+def pasted_dir() -> Path:
+    """Pictures pasted as data, kept as files until sent (the store then keeps its own copy)."""
+    return paths.cache_dir() / "pasted"
+
+
+def drafts_dir() -> Path:
+    """Pictures of a question taken back for editing, until it is sent again."""
+    return paths.cache_dir() / "drafts"
+
+
+@dataclass
+class _Sending:
+    """A question on its way: counted, then its pictures kept, then stored and answered."""
+
+    id: int  # of its count request
+    cid: int
+    history: list[Message]
+    question: Message
+    text: str = ""
+    images: list[Path] = field(default_factory=list)
+    replaces: StoredMessage | None = None  # the answer Regenerate writes again
+    budget: ContextBudget | None = None
+
+
 @dataclass
 class _Turn:
+    id: int
     conversation_id: int
     message_id: int
     bubble: MessageBubble
@@ -56,6 +90,8 @@ class _Turn:
 class ChatController(QObject):
     answered = Signal()  # an answer ended (finished, stopped or failed) and is shown and saved
     model_ready = Signal()  # a model finished loading and the window shows it
+    meter_updated = Signal()  # the meter shows the count of what is in the composer now
+    costs_shown = Signal()  # the attached pictures show their cost
 
     def __init__(self, window: MainWindow, store: Store, worker: EngineWorker,
                  settings: settings_module.Settings) -> None:
@@ -63,13 +99,20 @@ class ChatController(QObject):
         self.window, self.store, self.worker, self.settings = window, store, worker, settings
         self.conversation_id: int | None = None
         self.model: InstalledModel | None = None
-        self.engine: Engine | None = None
-        self.counter: PredictedCounter | None = None
+        self.model_info: ModelInfo | None = None  # the loaded model, as a snapshot
+        self.speed = Speed()
         self.turn: _Turn | None = None
-        self._image_cost = None  # width, height -> ImageCost for the loaded model's projector
         self.read_while_typing = True  # start reading attached images before Send
-        self._prefill_cancel: threading.Event | None = None
-        self._writer = ThreadPoolExecutor(1, thread_name_prefix="store")  # database writes off the UI thread
+        self._load_id = 0  # the load the window waits for
+        self._plan_id = 0  # the newest meter count asked for
+        self._cost_id = 0
+        self._prefill: tuple[int, threading.Event] | None = None
+        self._sending: _Sending | None = None  # a Send or Regenerate waiting for its count or its pictures
+        self.counter = CountWorker()
+        self.counter.planned.connect(self._planned)
+        self.counter.costed.connect(self._costed)
+        self._writer = Background("store", self)  # database writes and picture copies, in order
+        self._files = Background("files", self)  # reading pictures' headers, saving pasted ones
         self._save_timer = QTimer(self, interval=SAVE_EVERY_MS, timeout=self._save_partial)
         self._meter_timer = QTimer(self, singleShot=True, interval=METER_DELAY_MS, timeout=self.update_meter)
 
@@ -83,6 +126,7 @@ class ChatController(QObject):
         composer.stop_requested.connect(self.stop)
         composer.images_changed.connect(self._images_changed)
         composer.files_offered.connect(self.offer_files)
+        composer.image_pasted.connect(self.keep_pasted)
         composer.refused.connect(window.show_error)
         composer.edit.textChanged.connect(self._meter_timer.start)
         window.settings_requested.connect(self.open_settings)
@@ -92,11 +136,11 @@ class ChatController(QObject):
         worker.loading.connect(self._loading)
         worker.loaded.connect(self._loaded)
         worker.load_failed.connect(self._load_failed)
-        worker.unloaded.connect(self._unloaded)
         worker.delta.connect(self._delta)
         worker.turn_finished.connect(self._finished)
         worker.turn_failed.connect(self._failed)
         worker.prefill_finished.connect(self._prefilled)
+        worker.speed_changed.connect(self._speed_changed)
 
     # -- model -----------------------------------------------------------------------------
 
@@ -106,46 +150,42 @@ class ChatController(QObject):
 
     def load_model(self, model: InstalledModel) -> None:
         """Load in the engine's thread; the window stays usable meanwhile."""
-        self.model, self.engine, self.counter, self._image_cost = model, None, None, None
+        self.model, self.model_info = model, None
+        self.counter.use_model(None, Detail.FULL)
         ms = self.model_settings
-        self.worker.load(LoadRequest(model.name, model.text, model.mmproj,
-                                     ms.engine(max_tokens_for(Detail(ms.detail), model.mmproj))))
+        self._load_id = self.worker.load(LoadRequest(model.name, model.text, model.mmproj,
+                                                     ms.engine(max_tokens_for(Detail(ms.detail), model.mmproj))))
 
-    @Slot(str)
-    def _loading(self, name: str) -> None:
-        self.window.model_label.setText(f"Loading {name}…")
-
-    @Slot(object)
-    def _prefilled(self, _result: object) -> None:
-        self.window.composer.set_reading(False)
+    @Slot(int, str)
+    def _loading(self, request_id: int, name: str) -> None:
+        if request_id == self._load_id:
+            self.window.model_label.setText(f"Loading {name}…")
 
     @Slot(object)
-    def _loaded(self, engine: Engine) -> None:
-        self.engine = engine
-        detail = Detail(self.model_settings.detail)
-        projector = engine.projector_info
-        markers = ImageMarkers.from_tokenizer(engine.count_tokens)
-
-        def cost(width: int, height: int) -> ImageCost:
-            return image_cost(width, height, projector, detail, markers)
-
-        self._image_cost = cost if projector is not None else None
-        self.counter = PredictedCounter(engine.template.render, engine.count_tokens, cost)
-        reader = f" · images by {engine.vision_plan.describe()}" if engine.vision_plan else ""
-        self.window.model_label.setText(f"{self.model.name if self.model else ''}{reader}")
+    def _loaded(self, loaded: LoadedModel) -> None:
+        if loaded.request_id != self._load_id:
+            return  # another model was chosen while this one loaded; the engine's thread replaces it
+        info = self.model_info = loaded.info
+        self.speed = info.speed
+        self.counter.use_model(info, Detail(self.model_settings.detail))
+        reader = f" · images by {info.vision_plan.describe()}" if info.vision_plan else ""
+        self.window.model_label.setText(f"{loaded.name}{reader}")
+        if info.template_note:
+            self.window.show_error(info.template_note)
         self._images_changed(self.window.composer.images)
         self.model_ready.emit()
 
-    @Slot()
-    def _unloaded(self) -> None:
-        if self.engine is not None and not self.engine.loaded:
-            self.engine = self.counter = self._image_cost = None
-
-    @Slot(str)
-    def _load_failed(self, message: str) -> None:
-        self.engine = self.counter = self._image_cost = None
+    @Slot(int, str)
+    def _load_failed(self, request_id: int, message: str) -> None:
+        if request_id != self._load_id:
+            return
+        self.model_info = None
         self.window.model_label.setText("No model loaded")
         self.window.show_error(message)
+
+    @Slot(object)
+    def _speed_changed(self, speed: Speed) -> None:
+        self.speed = speed
 
     # -- conversations ---------------------------------------------------------------------
 
@@ -171,6 +211,7 @@ class ChatController(QObject):
         if cid == self.conversation_id:
             return
         self.stop()
+        self._cancel_send()
         self._cancel_prefill()
         self.conversation_id = cid
         chat = self.window.chat
@@ -187,9 +228,13 @@ class ChatController(QObject):
     def _delete(self, cid: int) -> None:
         if self.turn and self.turn.conversation_id == cid:
             self.stop()
-        self.store.delete(cid)
         if cid == self.conversation_id:
             self.conversation_id = None
+            self.window.chat.clear()
+        self._writer.run(self.store.delete, cid, done=lambda _: self._deleted(), failed=self._store_failed)
+
+    def _deleted(self) -> None:
+        if self.conversation_id is None:
             self.start()
         else:
             self.refresh_list()
@@ -204,178 +249,284 @@ class ChatController(QObject):
         history = [Message.system(system)] if system else []
         return history + [m.to_message() for m in (self._stored() if stored is None else stored)]
 
+    def _store_failed(self, error: BaseException) -> None:
+        self.window.show_error(str(error) if isinstance(error, SmolChatError)
+                               else f"The conversation could not be saved ({type(error).__name__}: {error}).")
+
     # -- sending ---------------------------------------------------------------------------
 
     def send(self, text: str, images: list[Path]) -> None:
-        if self.turn is not None:
+        """Count the new message against the context (in the counting thread), keep its pictures
+        (copied off the UI thread), then store it and start the answer."""
+        if self.turn is not None or self._sending is not None:
             return
-        if self.engine is None or self.counter is None:
+        if self.model_info is None:
             self.window.show_error("The model is still loading; send again in a moment." if self.model
                                    else "Choose a model first (Model → Choose model…).")
             return
         history = self._history()
-        budget = self._plan(history, Message.user(text, images=images))
-        if not budget.fits:
-            self.window.show_error(budget.message())
-            return
-        question = self.store.add_message(self.conversation_id, "user", text, images=images)
-        self.window.chat.add("user", text, list(question.images))
-        if self.store.conversation(self.conversation_id).title == NEW_TITLE and text:
-            self.store.rename(self.conversation_id, _title_from(text))
-        self.window.composer.clear()
-        self._answer(history, question.to_message(), budget)
+        self._begin_send(_Sending(next_request_id(), self.conversation_id, history, Message.user(text, images=images),
+                                  text=text, images=list(images)))
 
-    def _answer(self, history: list[Message], question: Message, budget: ContextBudget) -> None:
-        answer = self.store.add_message(self.conversation_id, "assistant", "", status=STREAMING,
-                                        model=self.model.name if self.model else None)
-        bubble = self.window.chat.add("assistant", "")
-        self.turn = _Turn(self.conversation_id, answer.id, bubble)
+    def regenerate(self) -> None:
+        stored = self._stored()
+        if self.turn is not None or self._sending is not None or self.model_info is None or not stored \
+                or stored[-1].role != "assistant":
+            return
+        *earlier, question = self._history(stored[:-1])
+        self._begin_send(_Sending(next_request_id(), self.conversation_id, earlier, question, replaces=stored[-1]))
+
+    def _begin_send(self, sending: _Sending) -> None:
+        self._sending = sending
         self.window.composer.set_busy(True)
-        self.worker.run_turn(TurnRequest(tuple(messages_to_send(history, question, budget)),
-                                         self.model_settings.sampling(), self.turn.cancel))
+        self.counter.plan(self._plan_request(sending.id, sending.history, sending.question, False))
+
+    def _cancel_send(self) -> None:
+        if self._sending is not None:
+            self._sending = None
+            self.window.composer.set_busy(False)
+
+    def _send_counted(self, sending: _Sending, budget: ContextBudget | str) -> None:
+        if isinstance(budget, str) or not budget.fits:
+            self._cancel_send()
+            self.window.show_error(budget if isinstance(budget, str) else budget.message())
+            return
+        sending.budget = budget
+        if not sending.images:
+            self._send_kept(sending, [])
+            return
+        self._writer.run(lambda: [self.store.keep_image(p) for p in sending.images],
+                         done=lambda kept: self._send_kept(sending, kept), failed=self._send_failed)
+
+    def _send_kept(self, sending: _Sending, kept: list[Path]) -> None:
+        """The pictures are in the store's folder: the rows are quick to write now."""
+        if self._sending is not sending:
+            return  # cancelled (another conversation was opened); unused copies are swept at the next start
+        self._sending = None
+        cid, model = sending.cid, self.model.name if self.model else None
+        try:
+            if sending.replaces is not None:
+                self.store.delete_from(cid, sending.replaces.id)
+                self.window.chat.remove_from(len(self.window.chat.bubbles) - 1)
+                question = sending.question
+            else:
+                stored = self.store.add_message(cid, "user", sending.text, images=kept)
+                if self.store.conversation(cid).title == NEW_TITLE and sending.text:
+                    self.store.rename(cid, _title_from(sending.text))
+                self.window.chat.add("user", stored.text, list(stored.images))
+                self.window.composer.clear()
+                for image in sending.images:  # a pasted picture's file is of no use once kept
+                    if Path(image).parent == pasted_dir():
+                        Path(image).unlink(missing_ok=True)
+                question = stored.to_message()
+            answer = self.store.add_message(cid, "assistant", "", status=STREAMING, model=model)
+        except (SmolChatError, OSError) as e:
+            self._send_failed(e)
+            return
+        bubble = self.window.chat.add("assistant", "")
+        self.turn = _Turn(next_request_id(), cid, answer.id, bubble)
+        self.worker.run_turn(TurnRequest(tuple(messages_to_send(sending.history, question, sending.budget)),
+                                         self.model_settings.sampling(), self.turn.cancel, self.turn.id))
         self._save_timer.start()
         self.refresh_list()
+
+    def _send_failed(self, error: BaseException) -> None:
+        self._cancel_send()
+        self._store_failed(error)
 
     def stop(self) -> None:
         if self.turn is not None:
             self.turn.cancel.set()
 
-    def regenerate(self) -> None:
-        stored = self._stored()
-        if self.turn is not None or self.engine is None or not stored or stored[-1].role != "assistant":
-            return
-        self.store.delete_from(self.conversation_id, stored[-1].id)
-        self.window.chat.remove_from(len(stored) - 1)
-        *earlier, question = self._history(stored[:-1])
-        budget = self._plan(earlier, question)
-        if budget.fits:
-            self._answer(earlier, question, budget)
-        else:
-            self.window.show_error(budget.message())
-
     def edit_last(self) -> None:
         """Put the last question back in the composer; it and what followed leave the chat."""
         stored = self._stored()
         questions = [i for i, m in enumerate(stored) if m.role == "user"]
-        if self.turn is not None or not questions:
+        if self.turn is not None or self._sending is not None or not questions:
             return
-        index = questions[-1]
-        self.store.delete_from(self.conversation_id, stored[index].id)
-        self.window.chat.remove_from(index)
-        composer = self.window.composer
-        composer.clear()
-        composer.set_text(stored[index].text)
-        composer.add_files(list(stored[index].images))
-        composer.edit.setFocus()
+        index, cid = questions[-1], self.conversation_id
 
-    @Slot(str)
-    def _delta(self, piece: str) -> None:
-        if self.turn is None:
+        def taken_back(deleted: list[StoredMessage]) -> None:
+            if cid != self.conversation_id:
+                return
+            self.window.chat.remove_from(index)
+            composer = self.window.composer
+            composer.clear()
+            composer.set_text(deleted[0].text)
+            composer.add_files(list(deleted[0].images))
+            composer.edit.setFocus()
+            self.update_meter()
+
+        # the question's pictures stay as drafts while the composer holds them
+        self._writer.run(lambda: self.store.delete_from(cid, stored[index].id, keep_images_in=drafts_dir()),
+                         done=taken_back, failed=self._store_failed)
+
+    @Slot(int, str)
+    def _delta(self, turn_id: int, piece: str) -> None:
+        turn = self.turn
+        if turn is None or turn.id != turn_id:
             return
-        self.turn.text += piece
-        if self.turn.conversation_id == self.conversation_id:
-            self.turn.bubble.append(piece)
+        turn.text += piece
+        if turn.conversation_id == self.conversation_id:
+            turn.bubble.append(piece)
             self.window.chat.scroll_to_end()
 
     def _save_partial(self) -> None:
         if self.turn is not None:
-            self._writer.submit(self.store.update_message, self.turn.message_id, text=self.turn.text)
+            turn = self.turn
+            self._writer.run(lambda: self.store.update_message(turn.message_id, text=turn.text))
 
-    @Slot(object)
-    def _finished(self, result: TurnResult) -> None:
-        turn, self.turn = self.turn, None
-        self._save_timer.stop()
-        if turn is None:
+    @Slot(int, object)
+    def _finished(self, turn_id: int, result: TurnResult) -> None:
+        turn = self.turn
+        if turn is None or turn.id != turn_id:
             return
+        self.turn = None
+        self._save_timer.stop()
         status = STOPPED if result.stats.finish_reason == "cancelled" else COMPLETE
         stats = result.stats.as_dict()
-        # after any partial save still queued; waiting takes a millisecond and keeps the order
-        self._writer.submit(self.store.update_message, turn.message_id, text=result.text, status=status,
-                            stats=stats).result()
         if turn.conversation_id == self.conversation_id:
             turn.bubble.set_text(result.text)
             turn.bubble.set_status(status)
             turn.bubble.set_figures(stats)
         self.window.composer.set_busy(False)
         self.update_meter()
-        self.answered.emit()
+        # after any partial save still queued: the writer keeps the order
+        self._writer.run(lambda: self.store.update_message(turn.message_id, text=result.text, status=status,
+                                                           stats=stats),
+                         done=lambda _: self.answered.emit(), failed=self._answer_not_saved)
 
-    @Slot(str)
-    def _failed(self, message: str) -> None:
-        turn, self.turn = self.turn, None
+    @Slot(int, str)
+    def _failed(self, turn_id: int, message: str) -> None:
+        turn = self.turn
+        if turn is None or turn.id != turn_id:
+            return
+        self.turn = None
         self._save_timer.stop()
-        if turn is not None:
-            self._writer.submit(self.store.update_message, turn.message_id, text=turn.text, status=STOPPED).result()
+        if turn.conversation_id == self.conversation_id:
             turn.bubble.set_status(STOPPED)
         self.window.composer.set_busy(False)
         self.window.show_error(message)
+        self._writer.run(lambda: self.store.update_message(turn.message_id, text=turn.text, status=STOPPED),
+                         done=lambda _: self.answered.emit(), failed=self._answer_not_saved)
+
+    def _answer_not_saved(self, error: BaseException) -> None:
+        self._store_failed(error)
         self.answered.emit()
 
     # -- images and the meter --------------------------------------------------------------
 
     def _images_changed(self, images: list[Path]) -> None:
-        """Show each image's cost, and start reading the images while the user types."""
-        composer = self.window.composer
-        if self.engine is None or self._image_cost is None:
-            return
-        speed = self.engine.speed
-        for path in images:
-            try:
-                cost = self._image_cost(*prepared_size(path))
-            except SmolChatError as e:
-                composer.set_cost(path, str(e))
-                continue
-            wait = speed.wait_s(cost.tiles, cost.tokens)
-            composer.set_cost(path, f"{cost.tiles} tiles · {cost.tokens:,} tokens"
-                                    + (f" · ~{wait:.0f} s" if wait is not None else ""))
+        """Count each image's cost, and start reading the images while the user types."""
         self._cancel_prefill()
-        if images and self.turn is None and self.read_while_typing:
-            self._prefill_cancel = threading.Event()
-            composer.set_reading(True)
+        if self.model_info is None:
+            return
+        self._cost_id = next_request_id()
+        if images:
+            self.counter.cost(CostRequest(self._cost_id, tuple(images)))
+        if images and self.turn is None and self.read_while_typing and self.model_info.has_vision:
+            prefill = self._prefill = (next_request_id(), threading.Event())
+            self.window.composer.set_reading(True)
             self.worker.prefill(PrefillRequest((*self._history(), Message.user("", images=images)),
-                                               self._prefill_cancel))
+                                               prefill[1], prefill[0]))
         self.update_meter()
 
-    def offer_files(self, files: list[Path]) -> None:
-        """Attach the pictures among ``files``; refuse the rest, naming each."""
-        good = []
-        for path in files:
-            try:
-                prepared_size(path)  # reads the header only
-            except ImageError as e:
-                reason = str(e).split(": ", 1)[-1] if ": " in str(e) else "it is not a picture SmolChat can read."
-                self.window.composer.refused.emit(f"{path.name} was not added: {reason}")
+    @Slot(int, object)
+    def _costed(self, request_id: int, costs: dict[Path, ImageCost | str]) -> None:
+        if request_id != self._cost_id:
+            return
+        composer = self.window.composer
+        for path, cost in costs.items():
+            if isinstance(cost, str):
+                composer.set_cost(path, cost)
                 continue
-            good.append(path)
-        self.window.composer.attach(good)
+            wait = self.speed.wait_s(cost.tiles, cost.tokens)
+            composer.set_cost(path, f"{cost.tiles} tiles · {cost.tokens:,} tokens"
+                                    + (f" · ~{wait:.0f} s" if wait is not None else ""))
+        self.costs_shown.emit()
+
+    @Slot(int, object)
+    def _prefilled(self, request_id: int, _result: object) -> None:
+        if self._prefill is not None and self._prefill[0] == request_id:
+            self._prefill = None
+            self.window.composer.set_reading(False)
 
     def _cancel_prefill(self) -> None:
-        if self._prefill_cancel is not None:
-            self._prefill_cancel.set()
-            self._prefill_cancel = None
+        if self._prefill is not None:
+            self._prefill[1].set()
+            self._prefill = None
         self.window.composer.set_reading(False)
 
-    def _plan(self, history: list[Message], new: Message) -> ContextBudget:
+    def offer_files(self, files: list[Path]) -> None:
+        """Attach the pictures among ``files``; refuse the rest, naming each. Their headers are
+        read off the UI thread (a file on a slow disk, or a pipe, must not freeze the window)."""
+        def check() -> tuple[list[Path], list[str]]:
+            good, refused = [], []
+            for path in files:
+                try:
+                    prepared_size(path)  # reads the header only
+                except ImageError as e:
+                    reason = str(e).split(": ", 1)[-1] if ": " in str(e) else "it is not a picture SmolChat can read."
+                    refused.append(f"{path.name} was not added: {reason}")
+                    continue
+                good.append(path)
+            return good, refused
+
+        def checked(result: tuple[list[Path], list[str]]) -> None:
+            good, refused = result
+            for message in refused:
+                self.window.composer.refused.emit(message)
+            self.window.composer.attach(good)
+
+        self._files.run(check, done=checked)
+
+    def keep_pasted(self, image: QImage) -> None:
+        """A picture pasted or dropped as data: saved as a PNG file off the UI thread, then offered."""
+        if image.isNull():
+            self.window.composer.refused.emit("The pasted data is not a picture.")
+            return
+        image = image.copy()  # this thread's copy stays; the background one is its own
+
+        def save() -> Path:
+            import hashlib
+
+            folder = pasted_dir()
+            folder.mkdir(parents=True, exist_ok=True)
+            bits = image.constBits()
+            path = folder / f"pasted-{hashlib.sha1(bits.tobytes() if bits is not None else b'').hexdigest()[:12]}.png"
+            if not path.exists() and not image.save(str(path), "PNG"):
+                raise OSError("the PNG could not be written")
+            return path
+
+        self._files.run(save, done=lambda path: self.offer_files([path]),
+                        failed=lambda e: self.window.composer.refused.emit(
+                            f"The pasted picture could not be kept ({e}); is the disk full?"))
+
+    def _plan_request(self, request_id: int, history: list[Message], new: Message, skippable: bool) -> PlanRequest:
         ms = self.model_settings
-        image_tokens = {}
-        if self._image_cost is not None and new.images:  # the new message's share, for the meter's breakdown
-            try:
-                image_tokens[len(history)] = sum(self._image_cost(*prepared_size(p)).tokens for p in new.images)
-            except SmolChatError:
-                pass  # the count itself reports an unreadable image
-        return plan_context(self.counter, history, new, n_ctx=ms.n_ctx, reply_tokens=ms.max_tokens,
-                            image_tokens=image_tokens)
+        return PlanRequest(request_id, tuple(history), new, ms.n_ctx, ms.max_tokens, skippable)
 
     def update_meter(self) -> None:
+        """Ask the counting thread for the budget of what is in the composer now."""
         composer = self.window.composer
-        if self.counter is None or self.conversation_id is None:
+        if self.model_info is None or self.conversation_id is None:
             composer.set_meter(0, self.model_settings.n_ctx, "ok", "", "No model loaded yet")
             return
+        self._plan_id = next_request_id()
         new = Message.user(composer.edit.toPlainText(), images=composer.images)
-        try:
-            budget = self._plan(self._history(), new)
-        except SmolChatError as e:
-            composer.set_meter(0, self.model_settings.n_ctx, "over", str(e), str(e))
+        self.counter.plan(self._plan_request(self._plan_id, self._history(), new, True))
+
+    @Slot(int, object)
+    def _planned(self, request_id: int, budget: ContextBudget | str) -> None:
+        if self._sending is not None and request_id == self._sending.id:
+            self._send_counted(self._sending, budget)
+            return
+        if request_id != self._plan_id:
+            return
+        composer = self.window.composer
+        if isinstance(budget, str):
+            composer.set_meter(0, self.model_settings.n_ctx, "over", budget, budget)
+            self.meter_updated.emit()
             return
         level = "over" if not budget.fits else "near" if budget.dropped or budget.used > NEAR_LIMIT * budget.n_ctx \
             else "ok"
@@ -386,6 +537,7 @@ class ChatController(QObject):
         tooltip = (f"History {parts['history']:,} · images {parts['images']:,} · this message {parts['message']:,}"
                    f" · reply {parts['reply']:,} tokens (of {budget.n_ctx:,})")
         composer.set_meter(budget.used, budget.n_ctx, level, budget.message() or "", tooltip)
+        self.meter_updated.emit()
 
     # -- export --------------------------------------------------------------------------------
 
@@ -393,29 +545,29 @@ class ChatController(QObject):
         if self.conversation_id is None:
             return
         conversation = self.store.conversation(self.conversation_id)
-        name, chosen = QFileDialog.getSaveFileName(self.window, "Export conversation", f"{conversation.title}.md",
+        name, chosen = QFileDialog.getSaveFileName(self.window, "Export conversation",
+                                                   suggested_file_name(conversation),
                                                    "Markdown, images alongside (*.md);;JSON (*.json)")
         if not name:
             return
         path = Path(name)
         write = to_json if path.suffix.lower() == ".json" or "JSON" in chosen else to_markdown
-        try:
-            write(conversation, self.store.messages(self.conversation_id), path)
-        except OSError as e:
-            self.window.show_error(f"The conversation could not be exported: {e.strerror or e}.")
-            return
-        self.window.show_status(f"Exported to {path}")
+        messages = self.store.messages(self.conversation_id)
+        self._files.run(write, conversation, messages, path,
+                        done=lambda _: self.window.show_status(f"Exported to {path}"),
+                        failed=lambda e: self.window.show_error(
+                            f"The conversation could not be exported: {getattr(e, 'strerror', None) or e}."))
 
     # -- settings ------------------------------------------------------------------------------
 
     def settings_dialog(self) -> SettingsDialog | None:
         """The settings dialog for the loaded model (None when none is loaded)."""
-        if self.engine is None or self.model is None:
+        if self.model_info is None or self.model is None:
             self.window.show_error("Load a model first: its settings depend on it.")
             return None
-        text, projector = self.engine.text_info, self.engine.projector_info
+        text, projector = self.model_info.text_info, self.model_info.projector_info
         machine = machine_memory()
-        loaded = memory_settings(self.engine)
+        loaded = memory_settings(self.model_info)
         gpu = suggest_gpu_layers(text, projector, machine, n_ctx=self.model_settings.n_ctx, **loaded)
         largest = largest_context(text, projector, machine, **loaded)
         return SettingsDialog(self.model.name, self.model_settings, max_gpu_layers=text.max_gpu_layers,
@@ -439,15 +591,30 @@ class ChatController(QObject):
             self.load_model(self.model)
         self.update_meter()
 
+    # -- start and end -------------------------------------------------------------------------
+
+    def tidy_up(self) -> None:
+        """At start, off the UI thread: pictures left by the last run (pasted, taken back for
+        editing) and image files no message refers to any more."""
+        def tidy() -> None:
+            for folder in (pasted_dir(), drafts_dir()):
+                shutil.rmtree(folder, ignore_errors=True)
+            self.store.collect_garbage()
+
+        self._writer.run(tidy, failed=lambda e: None)  # only disk space is at stake: never an error
+
     def close(self) -> None:
         self.stop()
         self._cancel_prefill()
         self._meter_timer.stop()
         self._save_timer.stop()
-        self.engine = self.counter = self._image_cost = None  # the engine is about to be unloaded
-        self._writer.shutdown(wait=True)
+        self.model_info = None
+        self.counter.stop()
+        self._files.close()
+        self._writer.close()
 
 
 def _title_from(text: str) -> str:
     words = " ".join(text.split())
     return words if len(words) <= 48 else words[:47].rsplit(" ", 1)[0] + "…"
+

@@ -7,7 +7,6 @@ file dialog. The view offers them to the controller, which checks each one and a
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 from PySide6.QtCore import QMimeData, QSize, Qt, Signal
@@ -24,7 +23,6 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from smolchat import paths
 
 THUMB = 72
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.webp *.gif *.bmp *.tif *.tiff)"
@@ -105,6 +103,7 @@ class Composer(QWidget):
     stop_requested = Signal()
     images_changed = Signal(list)  # image paths now attached
     files_offered = Signal(list)  # paths the user dropped, pasted or chose: not checked yet
+    image_pasted = Signal(QImage)  # picture data pasted or dropped (from a browser): to keep as a file
     refused = Signal(str)  # a message for the user
 
     def __init__(self, parent: QWidget | None = None) -> None:
@@ -122,7 +121,7 @@ class Composer(QWidget):
         self.edit.setMaximumHeight(110)
         self.edit.send.connect(self._send)
         self.edit.escape.connect(self.stop_requested)
-        self.edit.pasted_image.connect(self.add_qimage)
+        self.edit.pasted_image.connect(self.image_pasted)
         self.edit.pasted_files.connect(self.take_mime)
 
         self.attach_button = QPushButton("Add image…")
@@ -187,20 +186,6 @@ class Composer(QWidget):
         if added:
             self.images_changed.emit(self.images)
 
-    def add_qimage(self, image: QImage) -> None:
-        """A picture pasted or dropped as data (from a browser): kept as a PNG file first."""
-        if image.isNull():
-            self.refused.emit("The pasted data is not a picture.")
-            return
-        folder = paths.cache_dir() / "pasted"
-        folder.mkdir(parents=True, exist_ok=True)
-        data = image.constBits().tobytes() if image.constBits() is not None else b""
-        path = folder / f"pasted-{hashlib.sha1(data).hexdigest()[:12]}.png"
-        if not path.exists() and not image.save(str(path), "PNG"):
-            self.refused.emit("The pasted picture could not be kept (is the disk full?).")
-            return
-        self.add_files([path])
-
     def remove_image(self, path: Path) -> None:
         if path in self._images:
             self._images.remove(path)
@@ -257,7 +242,7 @@ class Composer(QWidget):
         if local:
             self.add_files(local)
         elif mime.hasImage():
-            self.add_qimage(QImage(mime.imageData()))
+            self.image_pasted.emit(QImage(mime.imageData()))
         else:
             self.refused.emit("Only pictures can be added here.")
 
