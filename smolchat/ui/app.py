@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import sys
 
-from PySide6.QtCore import QByteArray
+from PySide6.QtCore import QByteArray, Qt
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
 from smolchat import __version__, paths
 from smolchat import settings as settings_module
 from smolchat.errors import SmolChatError
+from smolchat.ui.single_instance import SingleInstance
 from smolchat.ui.views.main_window import MainWindow
 
 STYLE = """
@@ -47,6 +48,7 @@ class App:
 
     def start(self) -> None:
         self.window.show()
+        self.chat.tidy_up()
         self.chat.start()
         installed = {m.name: m for m in self.library.installed()}
         chosen = installed.get(self.settings.model or "") or next(iter(installed.values()), None)
@@ -99,9 +101,16 @@ def main(self_test: bool = False) -> int:
     qt.setApplicationName("SmolChat")
     qt.setApplicationVersion(__version__)
     qt.setDesktopFileName("smolchat")
+    instance = SingleInstance(paths.data_dir())
+    if not instance.acquire():
+        shown = instance.ask_running_to_show()
+        print("smolchat: SmolChat is already running" + ("; its window was brought to the front." if shown else
+              f" (its data folder {paths.data_dir()} is in use)."), file=sys.stderr)
+        return 0
     qt.setWindowIcon(app_icon())
     qt.setStyleSheet(STYLE)
     window = MainWindow()  # on screen first; the rest loads behind it
+    instance.show_requested.connect(lambda: bring_to_front(window))
     restore_geometry(window, settings_module.load())
     window.show()
     qt.processEvents()
@@ -111,12 +120,21 @@ def main(self_test: bool = False) -> int:
         app = App(window)
     except SmolChatError as e:
         print(f"smolchat: {e}", file=sys.stderr)
+        instance.release()
         return 1
     if checker:
         checker.begin(app)
     else:
         app.start()
     code = qt.exec()
+    instance.release()
     if checker:
         checker.print_report()
     return code
+
+
+def bring_to_front(window: MainWindow) -> None:
+    window.setWindowState(window.windowState() & ~Qt.WindowState.WindowMinimized)
+    window.show()
+    window.raise_()
+    window.activateWindow()
