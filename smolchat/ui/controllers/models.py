@@ -130,7 +130,9 @@ class ModelsController(QObject):
 
     def _show_installed(self) -> None:
         current = self.chat.model.name if self.chat.model else None
-        self.picker.show_installed([m.name for m in self.library.installed()], current)
+        inventory = self.library.inventory()
+        self.picker.show_installed([m.name for m in inventory.installed], current,
+                                   [(u.model, str(u.path), u.reason) for u in inventory.unusable])
 
     def use(self, name: str) -> None:
         try:
