@@ -10,6 +10,7 @@ chats and can be cancelled; a cancelled download keeps its part for next time.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from typing import ClassVar
@@ -20,6 +21,8 @@ from smolchat.errors import SmolChatError
 from smolchat.models.download import Progress, download
 from smolchat.models.hub import Hub, RemoteFile
 from smolchat.models.library import InstalledModel
+
+log = logging.getLogger(__name__)
 
 
 class Job(QObject):
@@ -32,8 +35,9 @@ class Job(QObject):
     # Every started job until it has reported, so none is destroyed while its work runs.
     unfinished: ClassVar[set[Job]] = set()
 
-    def __init__(self, work: Callable[[], object]) -> None:
+    def __init__(self, description: str, work: Callable[[], object]) -> None:
         super().__init__()
+        self.description = description  # "Listing owner/name": what a failure message starts with
         self._work = work
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._run, name=type(self).__name__, daemon=True)
@@ -53,6 +57,9 @@ class Job(QObject):
             result = self._work()
         except SmolChatError as e:
             self._report.emit("failed", str(e))
+        except Exception as e:  # a bug, or something from outside nobody foresaw: say so, never go quiet
+            log.exception("%s failed", self.description)
+            self._report.emit("failed", f"{self.description} failed unexpectedly ({type(e).__name__}: {e}).")
         else:
             self._report.emit("finished", result)
         finally:
@@ -71,7 +78,7 @@ class ListingJob(Job):
     """A repo's files, from the Hub or as last listed."""
 
     def __init__(self, hub: Hub, repo: str) -> None:
-        super().__init__(lambda: hub.list_repo(repo))
+        super().__init__(f"Listing {repo}", lambda: hub.list_repo(repo))
 
 
 class DownloadJob(Job):
@@ -80,7 +87,7 @@ class DownloadJob(Job):
     def __init__(self, hub: Hub, repo: str, text: RemoteFile, projector: RemoteFile) -> None:
         self.cancel_event = threading.Event()
         self.hub, self.repo, self.text, self.projector = hub, repo, text, projector
-        super().__init__(self._download)
+        super().__init__(f"Downloading {text.path} from {repo}", self._download)
 
     def _download(self) -> InstalledModel:
         text_path, projector_path = download(self.hub, self.repo, [self.text, self.projector],
