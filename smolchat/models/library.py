@@ -5,18 +5,26 @@ A downloaded model is a text GGUF of a repo together with that repo's vision pro
 complete in the cache; it is named like llama.cpp names it, ``owner/name:Q8_0``. An imported
 model is a pair of files elsewhere on disk that passed the engine's checks; SmolChat records
 where they are and never moves or deletes them. Nothing here needs the network.
+
+Every file is checked as the engine would check it before loading. A file that fails (damaged,
+unreadable, gone, or a projector made for another model) is listed as unusable with the reason,
+never raised: one bad file in a shared cache must not stop the app or hide the other models.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from smolchat import paths
 from smolchat.engine.gguf_info import (
     ModelFileError,
+    ProjectorInfo,
+    TextModelInfo,
     check_pair,
     inspect_projector,
     inspect_text_model,
@@ -29,6 +37,9 @@ from smolchat.models.formats import (
     is_projector,
     parse_format,
 )
+
+
+Info = TypeVar("Info", TextModelInfo, ProjectorInfo)
 
 
 class NotInstalledError(SmolChatError):
@@ -61,6 +72,21 @@ class InstalledModel:
                 "size_bytes": self.size_bytes, "imported": self.imported}
 
 
+@dataclass(frozen=True)
+class UnusableFile:
+    """A model file on this computer that SmolChat cannot use: damaged, unreadable or gone."""
+
+    model: str  # what it belongs to: "owner/name:Q8_0", "owner/name" for a repo's projector, an imported name
+    path: Path
+    reason: str  # the file's name, what is wrong with it and what to do
+
+
+@dataclass(frozen=True)
+class Inventory:
+    installed: list[InstalledModel]
+    unusable: list[UnusableFile]
+
+
 def _format_name(filename: str) -> str:
     fmt = parse_format(filename)
     return fmt.name if fmt else "?"
@@ -69,39 +95,74 @@ def _format_name(filename: str) -> str:
 class Library:
     def __init__(self, cache_dir: str | os.PathLike[str] | None = None) -> None:
         self.cache_dir = Path(cache_dir or paths.models_dir())
+        # What the engine's checks read from each good file, while it stays unchanged: a later look
+        # at the library (the picker's, after the one at start) parses no GGUF header again.
+        self._checked: dict[tuple, TextModelInfo | ProjectorInfo] = {}
 
     @property
     def _imports_file(self) -> Path:
         return paths.data_dir() / "imported-models.json"
 
     def installed(self) -> list[InstalledModel]:
-        return self.downloaded() + self.imported()
+        return self.inventory().installed
 
-    def downloaded(self, repo: str | None = None) -> list[InstalledModel]:
-        by_repo: dict[str, list[hf_cache.CachedFile]] = {}
-        for f in hf_cache.cached_files(self.cache_dir, repo):
-            by_repo.setdefault(f.repo, []).append(f)
-        models = []
-        for name, files in by_repo.items():
-            projectors = {f.filename: f for f in files if is_projector(f.filename) and _usable_projector(f.path)}
-            chosen = default_projector_file({n: f.size for n, f in projectors.items()})
-            if chosen is None:
-                continue  # no SmolVLM projector: not a model SmolChat can run
-            mmproj = projectors[chosen]
+    def inventory(self) -> Inventory:
+        """The usable models, and every file found that cannot be used and why."""
+        found = [*self._downloaded(), *self._imported()]
+        return Inventory([f for f in found if isinstance(f, InstalledModel)],
+                         [f for f in found if isinstance(f, UnusableFile)])
+
+    def _downloaded(self) -> list[InstalledModel | UnusableFile]:
+        found: list[InstalledModel | UnusableFile] = []
+        for folder in sorted(self.cache_dir.glob("models--*")):
+            repo = hf_cache.repo_of_folder(folder)
+            if repo is None:
+                continue
+            try:
+                files = hf_cache.cached_files(self.cache_dir, repo)
+            except OSError as e:
+                found.append(UnusableFile(repo, folder, str(_unreadable(folder, e))))
+                continue
+            projectors = {}
             for f in files:
-                if not is_projector(f.filename):
-                    models.append(InstalledModel(f"{name}:{_format_name(f.filename)}", f.path, mmproj.path, name,
-                                                 f.size + mmproj.size))
-        return models
+                if is_projector(f.filename):
+                    try:
+                        self._check(f.path, inspect_projector)
+                        projectors[f.filename] = f
+                    except ModelFileError as e:
+                        found.append(UnusableFile(repo, f.path, str(e)))
+            chosen = default_projector_file({name: f.size for name, f in projectors.items()})
+            if chosen is None:
+                continue  # no usable SmolVLM projector: not a model SmolChat can run
+            found += [self._pair(f"{repo}:{_format_name(f.filename)}", f.path, projectors[chosen].path, repo)
+                      for f in files if not is_projector(f.filename)]
+        return found
 
-    def imported(self) -> list[InstalledModel]:
-        models = []
-        for entry in self._read_imports():
-            text, mmproj = Path(entry["text"]), Path(entry["mmproj"])
-            if text.is_file() and mmproj.is_file():
-                size = text.stat().st_size + mmproj.stat().st_size
-                models.append(InstalledModel(entry["name"], text, mmproj, None, size))
-        return models
+    def _imported(self) -> list[InstalledModel | UnusableFile]:
+        return [self._pair(e["name"], Path(e["text"]), Path(e["mmproj"]), None) for e in self._read_imports()]
+
+    def _pair(self, name: str, text: Path, mmproj: Path, repo: str | None) -> InstalledModel | UnusableFile:
+        """The model, once the engine's checks pass for both files and for the two together."""
+        try:
+            projector = self._check(mmproj, inspect_projector)
+            text_info = self._check(text, inspect_text_model)
+            check_pair(text_info, projector)
+        except ModelFileError as e:
+            return UnusableFile(name, e.path, str(e))
+        return InstalledModel(name, text, mmproj, repo, text_info.size_bytes + projector.size_bytes)
+
+    def _check(self, path: Path, inspect: Callable[[Path], Info]) -> Info:
+        """``inspect(path)``; what it found in a good file is remembered while the file stays unchanged."""
+        try:
+            stat = path.stat()
+            key = (path, inspect, stat.st_size, stat.st_mtime_ns)
+            if key not in self._checked:
+                self._checked[key] = inspect(path)
+            return self._checked[key]
+        except FileNotFoundError:
+            return inspect(path)  # says which file is gone, in its own words
+        except OSError as e:
+            raise _unreadable(path, e) from e
 
     def find(self, name: str, quant: str | None = None) -> InstalledModel:
         """An installed model by repo (and format) or by imported name."""
@@ -179,9 +240,5 @@ class Library:
         tmp.replace(path)
 
 
-def _usable_projector(path: Path) -> bool:
-    try:
-        inspect_projector(path)
-        return True
-    except ModelFileError:
-        return False
+def _unreadable(path: Path, error: OSError) -> ModelFileError:
+    return ModelFileError(path, f"cannot be read ({error.strerror or error}).")

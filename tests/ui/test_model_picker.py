@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from huggingface_hub import constants
 from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QPushButton
 
 from tests.fake_hub_fixtures import REPO
 
@@ -57,3 +58,26 @@ def test_without_the_hub_the_picker_offers_import(qtbot, first_run, fake_hub, ti
     with qtbot.waitSignal(app.chat.model_ready, timeout=60_000):
         app.models.import_pair(str(tiny_pair[0]), str(tiny_pair[1]))
     assert picker.installed.count() == 1
+
+
+def test_a_damaged_projector_is_shown_as_unusable_and_not_offered(qtbot, first_run, hf_cache, repo_files):
+    projector = repo_files["mmproj-SmolVLM-256M-Instruct-f16.gguf"]
+    snapshot = hf_cache / f"models--{REPO.replace('/', '--')}" / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    (snapshot / "SmolVLM-256M-Instruct-Q8_0.gguf").write_bytes(repo_files["SmolVLM-256M-Instruct-Q8_0.gguf"])
+    (snapshot / "mmproj-SmolVLM-256M-Instruct-f16.gguf").write_bytes(projector[:1000])
+    app = first_run
+    with qtbot.waitSignal(app.models.listing_shown, timeout=30_000):
+        app.start()  # the app starts; with nothing usable installed, the picker opens
+    picker = app.models.picker
+
+    [item] = [picker.installed.item(i) for i in range(picker.installed.count())]
+    assert item.text().startswith(f"✕ {REPO} — cannot be used: "
+                                  "mmproj-SmolVLM-256M-Instruct-f16.gguf: is incomplete")
+    assert str(snapshot / "mmproj-SmolVLM-256M-Instruct-f16.gguf") in item.toolTip()
+    qtbot.mouseClick(picker.installed.viewport(), Qt.MouseButton.LeftButton,
+                     pos=picker.installed.visualItemRect(item).center())
+    assert not item.isSelected()
+    use = next(b for b in picker.findChildren(QPushButton) if b.accessibleName() == "Use this model")
+    qtbot.mouseClick(use, Qt.MouseButton.LeftButton)
+    assert app.chat.model is None

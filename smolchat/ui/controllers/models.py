@@ -59,13 +59,23 @@ class ModelsController(QObject):
         if not repo.strip():
             return
         self.picker.show_listing(f"Listing {repo}…", [], [], None)
+        self.listing = None
+        # The job this replaces may still be running: it finishes on its own, and its result is
+        # dropped (see _is_current), so what the picker shows is always the repo asked for last.
         job = self._listing_job = ListingJob(self.hub, repo.strip())
         job.finished.connect(self._listed)
         job.failed.connect(self._listing_failed)
         job.start()
 
+    def _is_current(self) -> bool:
+        """Whether the listing reporting now is the one the user is waiting for."""
+        return self._listing_job is not None and self.sender() is self._listing_job
+
     @Slot(object)
     def _listed(self, listing: RepoListing) -> None:
+        if not self._is_current():
+            return
+        self._listing_job = None
         self.listing = listing
         ms = self.chat.model_settings
         rows = []
@@ -87,6 +97,9 @@ class ModelsController(QObject):
 
     @Slot(str)
     def _listing_failed(self, message: str) -> None:
+        if not self._is_current():
+            return
+        self._listing_job = None
         self.picker.show_unreachable(message)
         self.listing_shown.emit()
 
@@ -130,7 +143,9 @@ class ModelsController(QObject):
 
     def _show_installed(self) -> None:
         current = self.chat.model.name if self.chat.model else None
-        self.picker.show_installed([m.name for m in self.library.installed()], current)
+        inventory = self.library.inventory()
+        self.picker.show_installed([m.name for m in inventory.installed], current,
+                                   [(u.model, str(u.path), u.reason) for u in inventory.unusable])
 
     def use(self, name: str) -> None:
         try:
@@ -167,9 +182,10 @@ class ModelsController(QObject):
             self.chat.load_model(model)
 
     def close(self) -> None:
-        if self.download is not None:
-            self.download.cancel()
-            self.download.wait()
-        if self._listing_job is not None:
-            self._listing_job.wait()
+        self._listing_job = None  # left to end on its own, unseen: the Hub may take seconds to answer
+        job, self.download = self.download, None
+        if job is not None:
+            job.blockSignals(True)  # the window is going: nothing more to show or load
+            job.cancel()
+            job.wait()  # it stops at its next chunk, keeping its part for next time
 

@@ -109,7 +109,7 @@ class ModelPicker(QDialog):
         installed_box = QGroupBox("On this computer")
         self.installed = QListWidget()
         self.installed.setAccessibleName("Installed models")
-        self.installed.setToolTip("Models ready to use, downloaded or imported")
+        self.installed.setToolTip("Models ready to use, downloaded or imported, and files found that cannot be used")
         use = QPushButton("Use")
         use.setAccessibleName("Use this model")
         use.setToolTip("Switch to the selected model")
@@ -184,11 +184,19 @@ class ModelPicker(QDialog):
         self.download_button.setEnabled(False)
         self.import_button.setFocus()
 
-    def show_installed(self, names: list[str], current: str | None) -> None:
+    def show_installed(self, names: list[str], current: str | None,
+                       unusable: list[tuple[str, str, str]]) -> None:
+        """``unusable``: (model, path, reason) of files found that cannot be used; shown, not offered."""
         self.installed.clear()
         for name in names:
             item = QListWidgetItem(("● " if name == current else "") + name)
             item.setData(Qt.ItemDataRole.UserRole, name)
+            self.installed.addItem(item)
+        for model, path, reason in unusable:
+            item = QListWidgetItem(f"✕ {model} — cannot be used: {reason}")
+            item.setToolTip(f"{path}\n{reason}")
+            item.setForeground(QBrush(QColor(FIT_COLOURS["does not fit"])))
+            item.setFlags(Qt.ItemFlag.ItemIsEnabled)  # not selectable: there is nothing to use
             self.installed.addItem(item)
 
     def show_progress(self, done: int, total: int, text: str) -> None:
@@ -224,8 +232,9 @@ class ModelPicker(QDialog):
 
     def _with_installed(self, signal: Signal) -> None:
         item = self.installed.currentItem()
-        if item is not None:
-            signal.emit(item.data(Qt.ItemDataRole.UserRole))
+        name = item.data(Qt.ItemDataRole.UserRole) if item is not None else None
+        if name is not None:  # None: a file that cannot be used
+            signal.emit(name)
 
     def _import(self) -> None:
         text, _ = QFileDialog.getOpenFileName(self, "The text model (GGUF)", "", "GGUF (*.gguf)")

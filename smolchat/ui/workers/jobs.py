@@ -1,58 +1,84 @@
 """Background jobs for the model picker: listing a repo on the Hub, downloading a model.
 
-Each job runs in a thread of its own and reports with signals: progress while it works, then
-finished or failed (with the message to show). Downloads keep going while the user chats and
-can be cancelled; a cancelled download keeps its part for next time.
+Each job's work runs in a Python daemon thread; the job itself is a QObject of the UI thread,
+so its signals (progress, then finished or failed with the message to show) always reach the
+window there. A job stays referenced until it has reported, however many are started and
+dropped: a listing the user moved away from may finish unseen, and closing the app never
+waits for one (the Hub may take seconds to answer). Downloads keep going while the user
+chats and can be cancelled; a cancelled download keeps its part for next time.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
+from typing import ClassVar
 
-from PySide6.QtCore import QObject, QThread, Signal
+from PySide6.QtCore import QObject, Qt, Signal, Slot
 
 from smolchat.errors import SmolChatError
 from smolchat.models.download import Progress, download
 from smolchat.models.hub import Hub, RemoteFile
 from smolchat.models.library import InstalledModel
 
+log = logging.getLogger(__name__)
+
 
 class Job(QObject):
     finished = Signal(object)
     failed = Signal(str)
 
-    def __init__(self, work: Callable[[], object]) -> None:
+    # From the work's thread to the job in the UI thread: (signal name, value).
+    _report = Signal(str, object)
+
+    # Every started job until it has reported, so none is destroyed while its work runs.
+    unfinished: ClassVar[set[Job]] = set()
+
+    def __init__(self, description: str, work: Callable[[], object]) -> None:
         super().__init__()
+        self.description = description  # "Listing owner/name": what a failure message starts with
         self._work = work
-        self._thread = QThread()
-        self._thread.setObjectName(type(self).__name__)
-        self.moveToThread(self._thread)
-        self._thread.started.connect(self._run)
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=type(self).__name__, daemon=True)
+        self._report.connect(self._deliver, Qt.ConnectionType.QueuedConnection)
 
     def start(self) -> Job:
+        Job.unfinished.add(self)
         self._thread.start()
         return self
+
+    def wait(self) -> None:
+        """Wait for the work to end (its report may still be on its way to the UI thread)."""
+        self._done.wait()
 
     def _run(self) -> None:
         try:
             result = self._work()
         except SmolChatError as e:
-            self.failed.emit(str(e))
+            self._report.emit("failed", str(e))
+        except Exception as e:  # a bug, or something from outside nobody foresaw: say so, never go quiet
+            log.exception("%s failed", self.description)
+            self._report.emit("failed", f"{self.description} failed unexpectedly ({type(e).__name__}: {e}).")
         else:
-            self.finished.emit(result)
+            self._report.emit("finished", result)
         finally:
-            self._thread.quit()
+            self._done.set()
 
-    def wait(self) -> None:
-        self._thread.wait()
+    @Slot(str, object)
+    def _deliver(self, name: str, value: object) -> None:
+        try:
+            getattr(self, name).emit(value)
+        finally:
+            if name != "progress":
+                Job.unfinished.discard(self)
 
 
 class ListingJob(Job):
     """A repo's files, from the Hub or as last listed."""
 
     def __init__(self, hub: Hub, repo: str) -> None:
-        super().__init__(lambda: hub.list_repo(repo))
+        super().__init__(f"Listing {repo}", lambda: hub.list_repo(repo))
 
 
 class DownloadJob(Job):
@@ -61,16 +87,16 @@ class DownloadJob(Job):
     def __init__(self, hub: Hub, repo: str, text: RemoteFile, projector: RemoteFile) -> None:
         self.cancel_event = threading.Event()
         self.hub, self.repo, self.text, self.projector = hub, repo, text, projector
-        super().__init__(self._download)
+        super().__init__(f"Downloading {text.path} from {repo}", self._download)
 
     def _download(self) -> InstalledModel:
         text_path, projector_path = download(self.hub, self.repo, [self.text, self.projector],
-                                             on_progress=self._report, cancel=self.cancel_event)
+                                             on_progress=self._progress, cancel=self.cancel_event)
         return InstalledModel(f"{self.repo}:{self.text.format_name}", text_path, projector_path, self.repo,
                               self.text.size + self.projector.size)
 
-    def _report(self, p: Progress) -> None:
-        self.progress.emit(p)
+    def _progress(self, p: Progress) -> None:
+        self._report.emit("progress", p)
 
     def cancel(self) -> None:
         self.cancel_event.set()
