@@ -28,6 +28,7 @@ import numpy as np
 
 from smolchat.engine import native
 from smolchat.engine.backends import llama_cpp
+from smolchat.engine.chat_template import ChatTemplate, TemplateError
 from smolchat.engine.gguf_info import (
     ModelFileError,
     ProjectorInfo,
@@ -38,7 +39,6 @@ from smolchat.engine.gguf_info import (
 )
 from smolchat.engine.images import DEFAULT_MAX_SIDE, ImageCache, PreparedImage
 from smolchat.engine.native import SamplingParams
-from smolchat.engine.chat_template import ChatTemplate, TemplateError
 from smolchat.engine.prompt import (
     CHATML_TEMPLATE,
     SMOLVLM_CHAT_TEMPLATE,

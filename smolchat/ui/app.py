@@ -47,10 +47,22 @@ class App:
             restore_geometry(self.window, self.settings)
 
     def start(self) -> None:
+        from smolchat.ui.workers.background import Background
+
         self.window.show()
         self.chat.tidy_up()
         self.chat.start()
-        installed = {m.name: m for m in self.library.installed()}
+        # Every model file's header is checked before it is offered: off the UI thread.
+        self._startup = Background("library", self.window)
+        self._startup.run(self.library.inventory, done=self._models_found,
+                          failed=lambda e: self.window.show_error(f"The models on this computer could not be listed "
+                                                                  f"({type(e).__name__}: {e})."))
+
+    def _models_found(self, inventory) -> None:
+        if inventory.unusable:
+            self.window.show_error(" ".join(u.reason for u in inventory.unusable)
+                                   + " Model → Choose model… lists the files that cannot be used.")
+        installed = {m.name: m for m in inventory.installed}
         chosen = installed.get(self.settings.model or "") or next(iter(installed.values()), None)
         if chosen is not None:
             self.chat.load_model(chosen)
@@ -65,6 +77,8 @@ class App:
             settings_module.save(self.settings)
         except OSError as e:
             print(f"smolchat: settings not saved: {e}", file=sys.stderr)
+        if hasattr(self, "_startup"):
+            self._startup.close()
         self.chat.close()
         self.models.close()
         self.worker.stop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from huggingface_hub import constants
 
 from smolchat import paths
 from smolchat.models.library import InstalledModel
@@ -38,3 +39,16 @@ def app(qtbot, home, tiny_model):
         application.chat.load_model(tiny_model)
     yield application
     application.close()
+
+
+@pytest.fixture
+def first_run(qtbot, home, fake_hub, hf_cache, monkeypatch):
+    """The app with nothing installed, its Hub the fake one."""
+    monkeypatch.setattr(constants, "ENDPOINT", fake_hub.url)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(hf_cache))
+    from smolchat.ui.app import App
+
+    app = App()
+    qtbot.addWidget(app.window)
+    yield app
+    app.close()

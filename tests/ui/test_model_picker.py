@@ -2,25 +2,10 @@
 
 from __future__ import annotations
 
-import pytest
-from huggingface_hub import constants
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QPushButton
 
 from tests.fake_hub_fixtures import REPO
-
-
-@pytest.fixture
-def first_run(qtbot, home, fake_hub, hf_cache, monkeypatch):
-    """The app with nothing installed, its Hub the fake one."""
-    monkeypatch.setattr(constants, "ENDPOINT", fake_hub.url)
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(hf_cache))
-    from smolchat.ui.app import App
-
-    app = App()
-    qtbot.addWidget(app.window)
-    yield app
-    app.close()
 
 
 def test_first_run_downloads_the_default_model_and_uses_it(qtbot, first_run):

@@ -46,9 +46,12 @@ def wait_until_serving(env: dict[str, str], window: subprocess.Popen, timeout_s:
     while time.monotonic() < ends:
         assert window.poll() is None, window.communicate()
         if database.exists() and (database.parent / "smolchat.lock").exists():
-            with sqlite3.connect(database) as db:
-                if db.execute("SELECT count(*) FROM conversations").fetchone()[0]:
-                    return database
+            try:
+                with sqlite3.connect(database) as db:
+                    if db.execute("SELECT count(*) FROM conversations").fetchone()[0]:
+                        return database
+            except sqlite3.OperationalError:  # its tables are being made
+                pass
         time.sleep(0.2)
     raise AssertionError("the window did not start")
 
