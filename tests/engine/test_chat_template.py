@@ -110,3 +110,40 @@ def test_a_model_whose_template_cannot_be_used_answers_with_smolvlms_and_says_so
 
 def test_a_model_with_a_good_template_has_no_note(tiny_engine):
     assert tiny_engine.info().template_note is None
+
+
+# Pieces of templates, put together at random: loops, growth, filters and calls with values from
+# harmless to huge. Every template made of them renders, or fails with a TemplateError, quickly.
+_NUMBERS = ["0", "1", "3", "-1", "1000", "100000", "10**9", "2**31-1"]
+_VALUES = ["'x'", "'ab' * 1000", "messages", "[1, 2, 3]", "range(100000)", "ns.s", "{'a': 1}", "none", "7"]
+_PIECES = [  # <V> and <N> stand for a value and a number
+    "{{ <V> }}", "{{ <V> * <N> }}", "{{ <V> ~ <V> ~ <V> }}", "{{ <V>|join(<V>) }}", "{{ <V>|center(<N>) }}",
+    "{{ <V>|indent(<N>) }}", "{{ <V>|wordwrap(<N>) }}", "{{ <V>|replace('x', <V>) }}", "{{ <V>|list|length }}",
+    "{{ '%<N>d' % 1 }}", "{{ '{:><N>}'.format(1) }}", "{{ <V> ** <N> }}", "{% set ns.s = ns.s ~ ns.s %}",
+    "{% for i in range(<N>) %}{{ i }}{% endfor %}",
+    "{% for i in range(<N>) %}{% for j in range(<N>) %}{% endfor %}{% endfor %}",
+    "{% for m in messages %}{{ m['content'][0]['text'] * <N> }}{% endfor %}",
+    "{{ raise_exception(<V>) }}", "{{ <V>.upper() }}", "{{ <V>|tojson }}", "{{ <V>[<N>] }}",
+]
+
+
+@pytest.mark.timeout(120)
+def test_random_templates_render_or_fail_with_a_message():
+    import random
+
+    rng = random.Random(13)
+    started = time.perf_counter()
+    for _ in range(150):
+        pieces = []
+        for _ in range(rng.randint(1, 4)):
+            piece = rng.choice(_PIECES)
+            while "<V>" in piece or "<N>" in piece:
+                piece = piece.replace("<V>", rng.choice(_VALUES), 1).replace("<N>", rng.choice(_NUMBERS), 1)
+            pieces.append(piece)
+        body = "".join(pieces)
+        source = "{% set ns = namespace(s='xy') %}" + body
+        try:
+            ChatTemplate(source).render([Message.user("Hi"), Message.assistant("Hello")])
+        except TemplateError:
+            pass  # anything else is a failure of the bounds
+    assert time.perf_counter() - started < 100
