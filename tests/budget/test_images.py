@@ -12,6 +12,7 @@ from smolchat.budget.images import ImageMarkers, image_cost, prepared_size
 from smolchat.engine import (
     Engine,
     EngineSettings,
+    ImageError,
     Message,
     PreparedImage,
     inspect_projector,
@@ -75,3 +76,11 @@ def test_prepared_size_is_read_from_the_header_as_prepare_image_decodes(tmp_path
     Image.new("RGB", size, (90, 120, 200)).save(path, fmt, exif=exif)
     prepared = prepare_image(path)
     assert prepared_size(path) == (prepared.width, prepared.height)
+
+
+def test_a_data_file_without_a_picture_is_refused_before_its_cost(tmp_path):
+    # Pillow opens GRIB, BUFR and HDF5 files as pictures of 0 x 0 pixels
+    path = tmp_path / "forecast.grib"
+    path.write_bytes(b"GRIB\0\0\0\x01" + bytes(64))
+    with pytest.raises(ImageError, match="forecast.grib: is a GRIB file without a picture SmolChat can read"):
+        prepared_size(path)

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import re
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
 
+from smolchat.budget.images import prepared_size
 from smolchat.engine import ImageError, Message, PreparedImage, prepare_image
+from smolchat.engine.images import ImageCache
 from tests.helpers import answer
 
 FORMATS = {"png": "PNG", "jpg": "JPEG", "webp": "WEBP", "gif": "GIF", "bmp": "BMP", "tiff": "TIFF"}
@@ -89,3 +96,41 @@ def test_an_image_too_large_to_decode_safely(tmp_path, monkeypatch):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 50_000)
     with pytest.raises(ImageError, match="gigapixel.png: is too large to open safely"):
         prepare_image(path)
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "TIFF"])
+def test_a_rotated_photo_arrives_upright_at_the_size_the_budget_counts(tmp_path, fmt):
+    pixels = np.zeros((60, 90, 3), np.uint8)
+    pixels[:20, :20] = 255  # a white corner, top left as stored
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90° clockwise to view": the stored top left is shown top right
+    path = tmp_path / f"phone.{fmt.lower()}"
+    Image.fromarray(pixels).save(path, fmt, exif=exif)
+    prepared = prepare_image(path)
+    assert prepared_size(path) == (prepared.width, prepared.height) == (60, 90)
+    grey = np.frombuffer(prepared.rgb, np.uint8).reshape(90, 60, 3)[..., 0]
+    assert grey[5, -5] > 200 and grey[5, 5] < 50 and grey[-5, -5] < 50
+
+
+@pytest.fixture
+def pipe(tmp_path):
+    if not hasattr(os, "mkfifo"):
+        pytest.skip("named pipes are a POSIX thing")
+    path = tmp_path / "pipe.png"
+    os.mkfifo(path)
+    yield path
+    # Were a reader still blocked on it, a writer that comes and goes releases it
+    with contextlib.suppress(OSError):
+        os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+
+
+@pytest.mark.timeout(60)  # reading from the pipe would wait for a writer forever
+@pytest.mark.parametrize("read", [prepare_image, prepared_size, ImageCache().get], ids=["decode", "header", "cache"])
+@pytest.mark.parametrize("what", ["pipe", "device", "folder"])
+def test_what_is_not_a_file_is_refused_without_reading_it(request, tmp_path, read, what):
+    if what == "device" and not os.path.exists("/dev/zero"):
+        pytest.skip("no /dev/zero here")
+    path = {"pipe": lambda: request.getfixturevalue("pipe"), "device": lambda: Path("/dev/zero"),
+            "folder": lambda: tmp_path}[what]()
+    with pytest.raises(ImageError, match=f"{re.escape(path.name)}: is (not a file|a folder)"):
+        read(path)
