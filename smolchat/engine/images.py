@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+import numpy as np
 from PIL import ExifTags, Image, UnidentifiedImageError
 
 from smolchat.errors import SmolChatError
@@ -41,6 +42,9 @@ _UPRIGHT = {
     5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
     8: Image.Transpose.ROTATE_90,
 }
+
+# Grey levels deeper than 8 bits: 32-bit integers, 16-bit unsigned (any byte order), 32-bit floats
+_DEEP_GREY = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")
 
 
 class ImageError(SmolChatError):
@@ -79,7 +83,7 @@ def prepare_image(path: str | os.PathLike[str], *, max_side: int = DEFAULT_MAX_S
     with open_image(path, max_side) as opened:
         image = opened.image
         image.load()
-        image = _flatten_to_rgb(image)
+        image = _to_rgb(image)
         if opened.orientation in _UPRIGHT:
             image = image.transpose(_UPRIGHT[opened.orientation])
         if image.size != opened.size:
@@ -209,18 +213,52 @@ def _round_aspect(number: float, key: Callable[[int], float]) -> int:
     return max(min(math.floor(number), math.ceil(number), key=key), 1)
 
 
-def _flatten_to_rgb(image: Image.Image) -> Image.Image:
-    """RGB pixels; transparent areas become white (as a screenshot viewer shows them)."""
-    if image.mode == "RGB":
-        return image
-    has_alpha = image.mode in ("RGBA", "LA", "PA") or (
-        image.mode == "P" and "transparency" in image.info
-    )
-    if has_alpha:
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """8-bit RGB as a viewer shows it: deep grey levels scaled onto 8 bits, and transparent
+    areas white, whether an alpha channel, a palette entry or a colour key made them so."""
+    if image.mode in _DEEP_GREY:
+        image = _grey_to_8_bits(image)
+    elif image.mode == "La":  # premultiplied alpha: Pillow converts it to LA only
+        image = image.convert("LA")
+    if image.mode in ("RGBA", "RGBa", "LA", "PA") or "transparency" in image.info:
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
     return image.convert("RGB")
+
+
+def _grey_to_8_bits(image: Image.Image) -> Image.Image:
+    """Deep grey levels onto 0..255 as image viewers map them (Pillow's own conversion clips at
+    255, so a 16-bit picture would come out nearly white). 16-bit images span their full range;
+    32-bit integer and float images the first usual range that holds all their values (0..1
+    for floats, 0..255, 0..65535), else their own minimum to maximum. A grey colour key becomes
+    transparency, compared at full depth."""
+    values = np.asarray(image)
+    key = image.info.get("transparency")
+    transparent = values == key if isinstance(key, int) else None
+    if image.mode.startswith("I;16"):
+        low, high = 0.0, 65535.0
+    else:
+        low, high = _value_range(values, floats=image.mode == "F")
+    grey = np.nan_to_num(values.astype(np.float32), copy=False, nan=low, posinf=high, neginf=low)
+    grey -= low
+    grey *= 255 / (high - low)
+    grey = np.rint(np.clip(grey, 0, 255, out=grey), out=grey).astype(np.uint8)
+    if transparent is not None and transparent.any():
+        return Image.fromarray(np.dstack([grey, np.where(transparent, 0, 255).astype(np.uint8)]))  # LA
+    return Image.fromarray(grey)
+
+
+def _value_range(values: np.ndarray, *, floats: bool) -> tuple[float, float]:
+    finite = values[np.isfinite(values)] if floats else values
+    if finite.size == 0:
+        return 0.0, 1.0
+    lo, hi = float(finite.min()), float(finite.max())
+    usual = [(0.0, 1.0)] if floats else []
+    for low, high in [*usual, (0.0, 255.0), (0.0, 65535.0)]:
+        if low <= lo and hi <= high:
+            return low, high
+    return lo, max(hi, lo + 1)  # a single value outside the usual ranges comes out black
 
 
 class ImageCache:
