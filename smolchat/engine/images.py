@@ -109,6 +109,9 @@ def open_image(path: str | os.PathLike[str], max_side: int = DEFAULT_MAX_SIDE) -
                 if image.format in ("JPEG", "MPO"):
                     # JPEG decodes at 1/2, 1/4 or 1/8 scale directly: far faster for big photos
                     image.draft("RGB", (max_side, max_side))
+                if image.format == "EPS":  # its pixels come from running Ghostscript on the file's program
+                    raise ImageError(f"{label}: is a PostScript file, a program SmolChat does not run. "
+                                     "Export it as a PNG first.")
                 width, height = image.size
                 if width < 1 or height < 1:  # Pillow's stubs for data formats (GRIB, BUFR, HDF5) open so
                     raise ImageError(f"{label}: is a {image.format} file without a picture SmolChat can read "

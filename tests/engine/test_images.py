@@ -208,3 +208,12 @@ def test_what_is_not_a_file_is_refused_without_reading_it(request, tmp_path, rea
             "folder": lambda: tmp_path}[what]()
     with pytest.raises(ImageError, match=f"{re.escape(path.name)}: is (not a file|a folder)"):
         read(path)
+
+
+def test_a_postscript_file_is_refused_rather_than_run(tmp_path):
+    # Pillow draws EPS files by running Ghostscript on them: a file from anywhere is a program
+    path = tmp_path / "figure.eps"
+    Image.new("RGB", (40, 30), (0, 90, 0)).save(path)
+    for read in (prepare_image, prepared_size):
+        with pytest.raises(ImageError, match="figure.eps: is a PostScript file, a program SmolChat does not run"):
+            read(path)
