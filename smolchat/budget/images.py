@@ -16,16 +16,13 @@ thin for one grid tile gets the overview alone.
 from __future__ import annotations
 
 import functools
-import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from PIL import Image
-
 from smolchat.budget.detail import Detail, image_max_tokens
 from smolchat.engine.gguf_info import ProjectorInfo
-from smolchat.engine.images import DEFAULT_MAX_SIDE, ImageError
+from smolchat.engine.images import DEFAULT_MAX_SIDE, image_error, open_image
 from smolchat.engine.vision.tiles import TileGeometry, grid_size
 
 TILE_MARKER = "<fake_token_around_image><row_{row}_col_{col}>"
@@ -104,44 +101,12 @@ def prepared_size(path: str | os.PathLike[str], max_side: int = DEFAULT_MAX_SIDE
     Remembered while the file is unchanged: the context meter asks again as the user types."""
     try:
         stat = os.stat(path)
-    except FileNotFoundError as e:
-        raise ImageError(f"{path}: no such file.") from e
     except OSError as e:
-        raise ImageError(f"{path} is not an image SmolChat can read.") from e
+        raise image_error(path, e) from e
     return _header_size(str(path), stat.st_mtime_ns, stat.st_size, max_side)
 
 
 @functools.lru_cache(maxsize=256)
 def _header_size(path: str, _mtime_ns: int, _size: int, max_side: int) -> tuple[int, int]:
-    try:
-        with Image.open(path) as image:
-            if image.format == "JPEG":
-                image.draft("RGB", (max_side, max_side))  # sets the decoded size, decodes nothing
-            width, height = image.size
-            orientation = image.getexif().get(0x0112, 1)
-    except FileNotFoundError as e:
-        raise ImageError(f"{path}: no such file.") from e
-    except (OSError, ValueError, Image.DecompressionBombError) as e:
-        raise ImageError(f"{path} is not an image SmolChat can read.") from e
-    if orientation in (5, 6, 7, 8):  # rotated by 90 degrees one way or the other
-        width, height = height, width
-    return _thumbnail_size(width, height, max_side)
-
-
-def _thumbnail_size(width: int, height: int, side: int) -> tuple[int, int]:
-    """The size Pillow's ``Image.thumbnail((side, side))`` gives: aspect kept, rounded to the
-    integer closest in aspect."""
-    if width <= side and height <= side:
-        return width, height
-    aspect = width / height
-    if aspect >= 1:  # x / y >= aspect with x == y == side
-        w = side
-        h = _round_aspect(side / aspect, lambda n: 0 if n == 0 else abs(aspect - side / n))
-    else:
-        h = side
-        w = _round_aspect(side * aspect, lambda n: abs(aspect - n / side))
-    return w, h
-
-
-def _round_aspect(number: float, key) -> int:
-    return max(min(math.floor(number), math.ceil(number), key=key), 1)
+    with open_image(path, max_side) as opened:
+        return opened.size

@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
 from smolchat.budget.detail import Detail, image_max_tokens
-from smolchat.budget.images import ImageMarkers, image_cost, prepared_size
+from smolchat.budget.images import ImageMarkers, image_cost, prepared_size, tile_geometry
 from smolchat.engine import (
     Engine,
     EngineSettings,
+    ImageError,
     Message,
     PreparedImage,
+    ProjectorInfo,
     inspect_projector,
     prepare_image,
 )
+from smolchat.engine.vision.tiles import cut_tiles
 
 # The tiny fixture's projector: 32 px tiles, 128 px preprocessing size, 4 tokens a tile.
 SIZES = [
@@ -75,3 +80,25 @@ def test_prepared_size_is_read_from_the_header_as_prepare_image_decodes(tmp_path
     Image.new("RGB", size, (90, 120, 200)).save(path, fmt, exif=exif)
     prepared = prepare_image(path)
     assert prepared_size(path) == (prepared.width, prepared.height)
+
+
+def test_a_data_file_without_a_picture_is_refused_before_its_cost(tmp_path):
+    # Pillow opens GRIB, BUFR and HDF5 files as pictures of 0 x 0 pixels
+    path = tmp_path / "forecast.grib"
+    path.write_bytes(b"GRIB\0\0\0\x01" + bytes(64))
+    with pytest.raises(ImageError, match="forecast.grib: is a GRIB file without a picture SmolChat can read"):
+        prepared_size(path)
+
+
+@pytest.mark.parametrize("detail", list(Detail), ids=lambda d: d.value)
+@pytest.mark.parametrize("size", [(1, 1), (1, 4096), (4096, 1), (1, 2049), (5000, 2), (1, 1000)],
+                         ids=lambda s: f"{s[0]}x{s[1]}")
+def test_a_sliver_is_cut_into_as_many_tiles_as_it_costs(size, detail):
+    # SmolVLM-256M's projector: 512 px tiles, scaled to 2048 px first; a picture thinner than a
+    # pixel at that scale gets the overview alone, in the count and in the tiles our encoders cut
+    projector = ProjectorInfo(Path("mmproj-256m.gguf"), 0, "idefics3", 576, 768, 12, 512, 16, 4, 2048, None)
+    width, height = size
+    cost = image_cost(width, height, projector, detail)
+    tiles = cut_tiles(np.zeros((height, width, 3), np.uint8), tile_geometry(projector, detail))
+    assert len(tiles) == cost.tiles >= 1
+    assert all(tile.shape == (512, 512, 3) for tile in tiles)

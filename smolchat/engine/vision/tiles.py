@@ -156,9 +156,15 @@ def _uses_longest_edge(g: TileGeometry) -> bool:
     return bool(g.longest_edge) and not g.max_tokens and not g.min_tokens
 
 
+def _require_pixels(width: int, height: int) -> None:
+    if width < 1 or height < 1:  # ImageError refuses such files first; this keeps the arithmetic honest
+        raise ValueError(f"an image of {width} x {height} pixels has nothing to cut into tiles")
+
+
 def grid_size(width: int, height: int, g: TileGeometry) -> tuple[int, int]:
     """Columns and rows of the tile grid libmtmd cuts an image of this size into (the
-    overview tile comes on top)."""
+    overview tile comes on top). A sliver too thin for the grid has none: 0 columns or rows."""
+    _require_pixels(width, height)
     if _uses_longest_edge(g):
         _, (w, h) = _grid_from_longest_edge(width, height, g)
     else:
@@ -171,8 +177,11 @@ def cut_tiles(image: np.ndarray, g: TileGeometry) -> list[np.ndarray]:
     overview last)."""
     t = g.tile_size
     height, width = image.shape[:2]
+    _require_pixels(width, height)
     if _uses_longest_edge(g):
         resized, refined_size = _grid_from_longest_edge(width, height, g)
+        if 0 in resized:  # thinner than a pixel at the preprocessing size: no grid, the overview alone
+            return [resample(image, (t, t), "lanczos")]
         refined = resample(resample(image, resized, "lanczos"), refined_size, "lanczos")
         overview = resample(refined, (t, t), "lanczos")
     else:
