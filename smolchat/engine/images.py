@@ -48,7 +48,14 @@ _DEEP_GREY = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")
 
 
 class ImageError(SmolChatError):
-    """An image that cannot be used; the message names the file."""
+    """An image that cannot be used; the message names the file, then says why."""
+
+    def __init__(self, path: str | os.PathLike[str], reason: str) -> None:
+        self.path, self.reason = str(path), reason
+        super().__init__(f"{path}: {reason}")
+
+    def __reduce__(self):  # keep it picklable
+        return (type(self), (self.path, self.reason))
 
 
 @dataclass(frozen=True, eq=False)
@@ -110,12 +117,12 @@ def open_image(path: str | os.PathLike[str], max_side: int = DEFAULT_MAX_SIDE) -
                     # JPEG decodes at 1/2, 1/4 or 1/8 scale directly: far faster for big photos
                     image.draft("RGB", (max_side, max_side))
                 if image.format == "EPS":  # its pixels come from running Ghostscript on the file's program
-                    raise ImageError(f"{label}: is a PostScript file, a program SmolChat does not run. "
-                                     "Export it as a PNG first.")
+                    raise ImageError(label, "is a PostScript file, a program SmolChat does not run. "
+                                            "Export it as a PNG first.")
                 width, height = image.size
                 if width < 1 or height < 1:  # Pillow's stubs for data formats (GRIB, BUFR, HDF5) open so
-                    raise ImageError(f"{label}: is a {image.format} file without a picture SmolChat can read "
-                                     f"({width} x {height} pixels). {_READABLE}")
+                    raise ImageError(label, f"is a {image.format} file without a picture SmolChat can read "
+                                            f"({width} x {height} pixels). {_READABLE}")
                 orientation = _orientation(image)
                 if orientation >= 5:  # turned by 90 degrees one way or the other
                     width, height = height, width
@@ -148,7 +155,7 @@ def image_error(path: str | os.PathLike[str], error: BaseException) -> ImageErro
         why = f"cannot be read ({error.strerror or detail})."
     else:
         why = f"the image is damaged or incomplete ({detail})."
-    return ImageError(f"{path}: {why}")
+    return ImageError(path, why)
 
 
 @contextlib.contextmanager
@@ -180,8 +187,8 @@ def _regular_file(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
 
 def _not_a_file(path: str | os.PathLike[str], mode: int) -> ImageError:
     if stat.S_ISDIR(mode):
-        return ImageError(f"{path}: is a folder, not an image.")
-    return ImageError(f"{path}: is not a file but a device or a pipe; SmolChat reads pictures from files only.")
+        return ImageError(path, "is a folder, not an image.")
+    return ImageError(path, "is not a file but a device or a pipe; SmolChat reads pictures from files only.")
 
 
 def _orientation(image: Image.Image) -> int:

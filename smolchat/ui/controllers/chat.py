@@ -466,8 +466,7 @@ class ChatController(QObject):
                 try:
                     prepared_size(path)  # reads the header only
                 except ImageError as e:
-                    reason = str(e).split(": ", 1)[-1] if ": " in str(e) else "it is not a picture SmolChat can read."
-                    refused.append(f"{path.name} was not added: {reason}")
+                    refused.append(f"{path.name} was not added: {e.reason}")
                     continue
                 good.append(path)
             return good, refused
