@@ -1,5 +1,10 @@
 """The conversation: the user's messages with their pictures, the model's answers as Markdown
-with highlighted code, each answer's figures, and copy / regenerate / edit."""
+with highlighted code, each answer's figures, and copy / regenerate / edit.
+
+An answer is hostile text. Its Markdown is parsed with raw HTML off, in a document that never
+loads a resource, and each picture it names becomes text (its alt text and address), so the rich
+text handed to the label names nothing to fetch: no file, device, FIFO or server.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +16,15 @@ from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import TextLexer, get_lexer_by_name
 from pygments.util import ClassNotFound
-from PySide6.QtCore import QSize, Qt, QTimer, Signal
-from PySide6.QtGui import QGuiApplication, QPixmap, QTextDocument
+from PySide6.QtCore import QSize, Qt, QTimer, QUrl, Signal
+from PySide6.QtGui import (
+    QGuiApplication,
+    QPixmap,
+    QTextCharFormat,
+    QTextCursor,
+    QTextDocument,
+    QTextFormat,
+)
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
@@ -26,6 +38,8 @@ from PySide6.QtWidgets import (
 _FENCE = re.compile(r"^```([\w+#.-]*)[^\n]*\n(.*?)(?:^```[ \t]*$|\Z)", re.MULTILINE | re.DOTALL)
 _CODE_STYLE = HtmlFormatter(noclasses=True, style="friendly", nowrap=True)
 STATUS_NOTES = {"stopped": "stopped", "interrupted": "interrupted: SmolChat closed before the answer ended"}
+# GitHub's dialect (tables, strike-through, autolinks) with HTML shown as the text it is.
+_MARKDOWN = QTextDocument.MarkdownFeature.MarkdownDialectGitHub | QTextDocument.MarkdownFeature.MarkdownNoHTML
 
 
 def markdown_html(text: str) -> str:
@@ -39,13 +53,48 @@ def markdown_html(text: str) -> str:
     return "".join(parts)
 
 
+class _InertDocument(QTextDocument):
+    """A document that never fetches what its text names (Qt would read local files by default)."""
+
+    def loadResource(self, kind: int, name: QUrl) -> None:  # noqa: N802 (Qt's name)
+        return None
+
+
 def _prose(text: str) -> str:
     if not text.strip():
         return ""
-    doc = QTextDocument()
-    doc.setMarkdown(text)
+    doc = _InertDocument()
+    doc.setMarkdown(text, _MARKDOWN)
+    _pictures_as_text(doc)
     body = doc.toHtml()
     return body[body.find("<body"):].split(">", 1)[1].rsplit("</body>", 1)[0]
+
+
+def _pictures_as_text(doc: QTextDocument) -> None:
+    """Each picture becomes what it stands for, in italics: its alt text and its address."""
+    pictures: list[tuple[int, int, str, str]] = []  # start, end, alt text, address
+    block = doc.begin()
+    while block.isValid():
+        fragments = block.begin()
+        while not fragments.atEnd():
+            fragment = fragments.fragment()
+            if fragment.charFormat().isImageFormat():
+                image = fragment.charFormat().toImageFormat()
+                alt = image.stringProperty(QTextFormat.Property.ImageAltText)
+                start, end = fragment.position(), fragment.position() + fragment.length()
+                if pictures and pictures[-1][1] == start and pictures[-1][3] == image.name():
+                    start, _, earlier, _ = pictures.pop()  # alt text with emphasis comes in pieces
+                    alt = earlier + alt
+                pictures.append((start, end, alt, image.name()))
+            fragments += 1
+        block = block.next()
+    cursor = QTextCursor(doc)
+    italic = QTextCharFormat()
+    italic.setFontItalic(True)
+    for start, end, alt, address in reversed(pictures):
+        cursor.setPosition(start)
+        cursor.setPosition(end, QTextCursor.MoveMode.KeepAnchor)
+        cursor.insertText(f"[picture: {alt.strip()} — {address}]" if alt.strip() else f"[picture: {address}]", italic)
 
 
 def _code(code: str, language: str) -> str:
