@@ -13,9 +13,10 @@ import textwrap
 import numpy as np
 import pytest
 from PIL import Image
-from PySide6.QtCore import QCoreApplication, QEvent
+from PySide6.QtCore import QCoreApplication, QEvent, QObject, QPoint, Qt, QUrl, Slot
+from PySide6.QtGui import QDesktopServices, QGuiApplication
 
-from smolchat.ui.views.chat_view import ChatView, markdown_html
+from smolchat.ui.views.chat_view import ChatView, markdown_html, may_open
 
 # What in a tag makes Qt fetch a file or an address while it parses or lays out rich text.
 LOADS = re.compile(r"^<\s*(img|link|style)\b|\bsrc\s*=|background\s*=|url\s*\(|@import", re.IGNORECASE)
@@ -164,3 +165,91 @@ def test_fuzzed_answers_never_carry_resource_references(qtbot):
     for _ in range(300):
         text = "".join(rng.choice(pieces, size=int(rng.integers(1, 25))))
         assert resource_references(markdown_html(text)) == [], text
+
+
+# -- links ---------------------------------------------------------------------------------------
+
+
+class OpenedUrls(QObject):
+    """Stands in for the browser and every other program a link could start."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: list[str] = []
+
+    @Slot(QUrl)
+    def open(self, url: QUrl) -> None:
+        self.urls.append(url.toString())
+
+
+@pytest.fixture
+def opened():
+    """Every URL handed to QDesktopServices, whoever hands it (Qt's own label included)."""
+    recorder = OpenedUrls()
+    schemes = ["file", "http", "https", "mailto", "smb", "javascript"]
+    for scheme in schemes:
+        QDesktopServices.setUrlHandler(scheme, recorder, "open")
+    yield recorder.urls
+    for scheme in schemes:
+        QDesktopServices.unsetUrlHandler(scheme)
+
+
+def click_first_link(qtbot, bubble) -> None:
+    """A click on the first characters of the answer, where its link is."""
+    body = bubble.body
+    at = body.contentsRect().topLeft() + QPoint(4, body.fontMetrics().height() // 2)
+    qtbot.mouseClick(body, Qt.MouseButton.LeftButton, pos=at)
+
+
+@pytest.mark.parametrize(("address", "allowed"), [
+    ("https://example.org/a?b=c", True),
+    ("HTTP://example.org", True),
+    ("mailto:someone@example.org", True),
+    ("file:///usr/bin/xterm", False),
+    ("smb://host/share", False),
+    ("javascript:alert(1)", False),
+    ("https:///no-host", False),
+    ("relative/page.html", False),
+    ("", False),
+])
+def test_only_web_and_mail_links_may_open(address, allowed):
+    assert may_open(QUrl(address)) is allowed
+
+
+def test_a_file_link_is_never_opened_only_copied(qtbot, view, opened):
+    bubble = shown(qtbot, view, "[https://example.org](file:///usr/bin/xterm) is a fine page")
+    click_first_link(qtbot, bubble)
+    dialog = view.link_dialog
+    assert "file:///usr/bin/xterm" in dialog.informativeText()
+    assert dialog.open_button is None and "web" in dialog.text()  # says why it won't open
+    dialog.copy_button.click()
+    assert QGuiApplication.clipboard().text() == "file:///usr/bin/xterm"
+    assert opened == []
+
+
+def test_a_web_link_opens_only_after_confirming(qtbot, view, opened):
+    bubble = shown(qtbot, view, "[example.org](https://evil.example/path?q=1) says hi")
+    click_first_link(qtbot, bubble)
+    assert opened == []
+    assert "https://evil.example/path?q=1" in view.link_dialog.informativeText()  # not the text it hid behind
+    view.link_dialog.cancel_button.click()
+    assert opened == []
+
+    click_first_link(qtbot, bubble)
+    view.link_dialog.open_button.click()
+    assert opened == ["https://evil.example/path?q=1"]
+
+
+def test_copy_link_copies_without_opening(qtbot, view, opened):
+    bubble = shown(qtbot, view, "[mail me](mailto:someone@example.org)")
+    click_first_link(qtbot, bubble)
+    view.link_dialog.copy_button.click()
+    assert QGuiApplication.clipboard().text() == "mailto:someone@example.org" and opened == []
+
+
+def test_hovering_a_link_shows_where_it_goes(qtbot, view):
+    bubble = shown(qtbot, view, "[example.org](https://evil.example/x)")
+    bubble.body.linkHovered.emit("https://evil.example/x")
+    assert "https://evil.example/x" in bubble.body.toolTip()
+    bubble.body.linkHovered.emit("")
+    assert bubble.body.toolTip() == ""

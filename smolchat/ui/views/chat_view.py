@@ -3,7 +3,8 @@ with highlighted code, each answer's figures, and copy / regenerate / edit.
 
 An answer is hostile text. Its Markdown is parsed with raw HTML off, in a document that never
 loads a resource, and each picture it names becomes text (its alt text and address), so the rich
-text handed to the label names nothing to fetch: no file, device, FIFO or server.
+text handed to the label names nothing to fetch: no file, device, FIFO or server. Its links open
+only after the user has seen the full address, and only web and mail addresses.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pygments.lexers import TextLexer, get_lexer_by_name
 from pygments.util import ClassNotFound
 from PySide6.QtCore import QSize, Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import (
+    QDesktopServices,
     QGuiApplication,
     QPixmap,
     QTextCharFormat,
@@ -26,9 +28,11 @@ from PySide6.QtGui import (
     QTextFormat,
 )
 from PySide6.QtWidgets import (
+    QAbstractButton,
     QFrame,
     QHBoxLayout,
     QLabel,
+    QMessageBox,
     QPushButton,
     QScrollArea,
     QVBoxLayout,
@@ -40,6 +44,7 @@ _CODE_STYLE = HtmlFormatter(noclasses=True, style="friendly", nowrap=True)
 STATUS_NOTES = {"stopped": "stopped", "interrupted": "interrupted: SmolChat closed before the answer ended"}
 # GitHub's dialect (tables, strike-through, autolinks) with HTML shown as the text it is.
 _MARKDOWN = QTextDocument.MarkdownFeature.MarkdownDialectGitHub | QTextDocument.MarkdownFeature.MarkdownNoHTML
+LINK_SCHEMES = ("http", "https", "mailto")
 
 
 def markdown_html(text: str) -> str:
@@ -97,6 +102,51 @@ def _pictures_as_text(doc: QTextDocument) -> None:
         cursor.insertText(f"[picture: {alt.strip()} — {address}]" if alt.strip() else f"[picture: {address}]", italic)
 
 
+def may_open(url: QUrl) -> bool:
+    """Whether a link in an answer may go to the browser or the mail program (once the user agrees):
+    web and mail addresses only; file:, smb: and other schemes can start programs or reach shares."""
+    scheme = url.scheme().lower()
+    return url.isValid() and scheme in LINK_SCHEMES and (scheme == "mailto" or bool(url.host()))
+
+
+def link_address(address: str) -> str:
+    """A link's target as it will be opened or copied: percent-encoded, with an international domain
+    in its ASCII form, so no lookalike letter or hidden character can disguise it."""
+    url = QUrl(address)
+    return bytes(url.toEncoded()).decode("ascii") if url.isValid() else address
+
+
+class LinkDialog(QMessageBox):
+    """Where a link in an answer leads, in full, and what to do: Open (web and mail only), Copy link, Cancel."""
+
+    def __init__(self, address: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.url = QUrl(address)
+        self.address = link_address(address)
+        self.setWindowTitle("Link in the answer")
+        self.setTextFormat(Qt.TextFormat.PlainText)  # the address is the answer's text: never markup
+        self.setInformativeText(self.address)
+        self.open_button: QPushButton | None = None
+        if may_open(self.url):
+            self.setIcon(QMessageBox.Icon.Question)
+            self.setText("Open this address?")
+            self.open_button = self.addButton("Open", QMessageBox.ButtonRole.AcceptRole)
+        else:
+            self.setIcon(QMessageBox.Icon.Warning)
+            self.setText("SmolChat opens only web (http, https) and e-mail (mailto) links from an answer, "
+                         "so this one can only be copied.")
+        self.copy_button = self.addButton("Copy link", QMessageBox.ButtonRole.ActionRole)
+        self.cancel_button = self.addButton(QMessageBox.StandardButton.Cancel)
+        self.setDefaultButton(self.cancel_button)  # Enter never opens by accident
+        self.buttonClicked.connect(self._act)
+
+    def _act(self, button: QAbstractButton) -> None:
+        if button is self.open_button:
+            QDesktopServices.openUrl(self.url)
+        elif button is self.copy_button:
+            QGuiApplication.clipboard().setText(self.address)
+
+
 def _code(code: str, language: str) -> str:
     try:
         lexer = get_lexer_by_name(language) if language else TextLexer()
@@ -132,7 +182,8 @@ class MessageBubble(QFrame):
         self.body.setWordWrap(True)
         self.body.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse
                                           | Qt.TextInteractionFlag.LinksAccessibleByMouse)
-        self.body.setOpenExternalLinks(True)
+        self.body.setOpenExternalLinks(False)  # the view asks first (LinkDialog)
+        self.body.linkHovered.connect(self._show_link_target)
         self.body.setAccessibleName("Message text")
         self.figures = QLabel("")
         self.figures.setObjectName("answerFigures")
@@ -165,6 +216,10 @@ class MessageBubble(QFrame):
         if self.body.textFormat() != Qt.TextFormat.PlainText:
             self.body.setTextFormat(Qt.TextFormat.PlainText)
         self.body.setText(self.text)
+
+    def _show_link_target(self, address: str) -> None:
+        """Hovering a link shows where it really leads, whatever its text says."""
+        self.body.setToolTip(link_address(address) if address else "")
 
     def set_status(self, status: str) -> None:
         note = STATUS_NOTES.get(status, "")
@@ -203,6 +258,7 @@ class ChatView(QScrollArea):
         self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.empty.setObjectName("emptyChat")
         self.column.insertWidget(0, self.empty)
+        self.link_dialog: LinkDialog | None = None
 
     def clear(self) -> None:
         for bubble in self.bubbles:
@@ -216,11 +272,18 @@ class ChatView(QScrollArea):
         bubble = MessageBubble(role, text, list(images))
         bubble.set_status(status)
         bubble.set_figures(stats)
+        bubble.body.linkActivated.connect(self.ask_about_link)
         self.column.insertWidget(self.column.count() - 1, bubble)
         self.bubbles.append(bubble)
         self._update_actions()
         self.scroll_to_end()
         return bubble
+
+    def ask_about_link(self, address: str) -> None:
+        """A link in a message was clicked: show where it leads and let the user choose."""
+        self.link_dialog = LinkDialog(address, self)
+        self.link_dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        self.link_dialog.open()
 
     def remove_from(self, index: int) -> None:
         for bubble in self.bubbles[index:]:
