@@ -17,11 +17,10 @@ from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import TextLexer, get_lexer_by_name
 from pygments.util import ClassNotFound
-from PySide6.QtCore import QSize, Qt, QTimer, QUrl, Signal
+from PySide6.QtCore import Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import (
     QDesktopServices,
     QGuiApplication,
-    QPixmap,
     QTextCharFormat,
     QTextCursor,
     QTextDocument,
@@ -39,9 +38,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from smolchat.ui.views.picture import Picture
+
 _FENCE = re.compile(r"^```([\w+#.-]*)[^\n]*\n(.*?)(?:^```[ \t]*$|\Z)", re.MULTILINE | re.DOTALL)
 _CODE_STYLE = HtmlFormatter(noclasses=True, style="friendly", nowrap=True)
 STATUS_NOTES = {"stopped": "stopped", "interrupted": "interrupted: SmolChat closed before the answer ended"}
+PICTURE_SIDE = 160
 # GitHub's dialect (tables, strike-through, autolinks) with HTML shown as the text it is.
 _MARKDOWN = QTextDocument.MarkdownFeature.MarkdownDialectGitHub | QTextDocument.MarkdownFeature.MarkdownNoHTML
 LINK_SCHEMES = ("http", "https", "mailto")
@@ -163,6 +165,7 @@ class MessageBubble(QFrame):
         super().__init__(parent)
         self.role = role
         self.text = text
+        self.pictures: list[Picture] = []
         self.setObjectName("userBubble" if role == "user" else "answerBubble")
         self.setFrameShape(QFrame.Shape.StyledPanel)
         who = QLabel("<b>You</b>" if role == "user" else "<b>SmolChat</b>")
@@ -191,11 +194,8 @@ class MessageBubble(QFrame):
         layout.addLayout(head)
         if images:
             row = QHBoxLayout()
-            for path in images:
-                picture = QLabel()
-                picture.setPixmap(QPixmap(str(path)).scaled(QSize(160, 160), Qt.AspectRatioMode.KeepAspectRatio,
-                                                           Qt.TransformationMode.SmoothTransformation))
-                picture.setToolTip(path.name)
+            self.pictures = [Picture(path, PICTURE_SIDE) for path in images]
+            for picture in self.pictures:
                 row.addWidget(picture)
             row.addStretch(1)
             layout.addLayout(row)
