@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QMimeData, QSize, Qt, Signal
-from PySide6.QtGui import QImage, QKeyEvent, QPixmap
+from PySide6.QtCore import QMimeData, Qt, Signal
+from PySide6.QtGui import QImage, QKeyEvent
 from PySide6.QtWidgets import (
     QFileDialog,
     QHBoxLayout,
@@ -22,6 +22,8 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+
+from smolchat.ui.views.picture import Picture
 
 THUMB = 72
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.webp *.gif *.bmp *.tif *.tiff)"
@@ -64,10 +66,7 @@ class Thumbnail(QWidget):
     def __init__(self, path: Path, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.path = path
-        self.picture = QLabel()
-        self.picture.setPixmap(QPixmap(str(path)).scaled(QSize(THUMB, THUMB), Qt.AspectRatioMode.KeepAspectRatio,
-                                                         Qt.TransformationMode.SmoothTransformation))
-        self.picture.setToolTip(path.name)
+        self.picture = Picture(path, THUMB)  # decoded in a worker thread, at this size
         self.cost = QLabel("")
         self.cost.setObjectName("thumbnailCost")
         self.cost.setWordWrap(True)

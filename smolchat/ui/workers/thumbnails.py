@@ -1,0 +1,95 @@
+"""Pictures decoded at the size they are shown, in worker threads.
+
+A photo is decoded straight to thumbnail size (JPEG scales while it decodes), so a conversation
+with twenty 12-megapixel photos opens without the window freezing. Results come back to the UI
+thread as QImages; a result for a widget deleted meanwhile (the user switched conversation) is
+dropped, and a picture whose widget is gone before its turn is not decoded at all.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import stat
+from collections.abc import Callable
+from pathlib import Path
+
+from PySide6.QtCore import QCoreApplication, QFile, QIODevice, QObject, QSize, Qt, QThreadPool, Signal
+from PySide6.QtGui import QImage, QImageReader
+
+# Opening never waits on a FIFO (O_NONBLOCK); Windows has neither flag's need nor the name.
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+
+
+def decode_thumbnail(path: Path, side: int) -> QImage:
+    """The picture at ``path`` scaled down to fit a ``side`` x ``side`` square (never enlarged),
+    or a null QImage when it cannot be read. Only regular files are read: a FIFO would block and a
+    device such as /dev/zero never ends."""
+    try:
+        fd = os.open(path, _OPEN_FLAGS)
+    except OSError:
+        return QImage()
+    try:
+        file = QFile()
+        if not stat.S_ISREG(os.fstat(fd).st_mode) or not file.open(fd, QIODevice.OpenModeFlag.ReadOnly):
+            return QImage()
+        reader = QImageReader(file)
+        reader.setAutoTransform(True)  # photos taken sideways stand up
+        box = QSize(side, side)
+        size = reader.size()
+        if size.isValid() and (size.width() > side or size.height() > side):
+            reader.setScaledSize(size.scaled(box, Qt.AspectRatioMode.KeepAspectRatio).expandedTo(QSize(1, 1)))
+        image = reader.read()
+        file.close()
+    finally:
+        os.close(fd)
+    if image.width() > side or image.height() > side:  # a format that cannot tell its size before decoding
+        image = image.scaled(box, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation)
+    return image
+
+
+class ThumbnailLoader(QObject):
+    """Decodes pictures in a pool of threads and hands each QImage to its widget in the UI thread."""
+
+    _decoded = Signal(int, QImage)  # ticket, image (null when unreadable)
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._pool = QThreadPool(self)
+        self._waiting: dict[int, Callable[[QImage], None]] = {}
+        self._tickets = itertools.count()
+        self._decoded.connect(self._deliver)  # emitted in a pool thread, so queued to this (the UI) thread
+
+    def request(self, path: Path, side: int, owner: QObject, deliver: Callable[[QImage], None]) -> None:
+        """Decode ``path`` to fit ``side`` px; ``deliver`` gets the image unless ``owner`` is deleted first."""
+        ticket = next(self._tickets)
+        self._waiting[ticket] = deliver
+        owner.destroyed.connect(lambda *_: self._waiting.pop(ticket, None))
+        self._pool.start(lambda: self._decode(ticket, path, side))
+
+    def _decode(self, ticket: int, path: Path, side: int) -> None:  # in a pool thread
+        if ticket in self._waiting:
+            self._decoded.emit(ticket, decode_thumbnail(path, side))
+
+    def _deliver(self, ticket: int, image: QImage) -> None:
+        deliver = self._waiting.pop(ticket, None)
+        if deliver is not None:
+            deliver(image)
+
+    def wait(self) -> None:
+        """Drop the pictures not started yet and wait for the others (the application is ending)."""
+        self._pool.clear()
+        self._pool.waitForDone()
+
+
+_loader: ThumbnailLoader | None = None
+
+
+def thumbnail_loader() -> ThumbnailLoader:
+    """The application's loader, made on first use (in the UI thread); it ends with the application."""
+    global _loader
+    if _loader is None:
+        application = QCoreApplication.instance()
+        _loader = ThumbnailLoader(application)
+        application.aboutToQuit.connect(_loader.wait)
+    return _loader
