@@ -6,6 +6,9 @@ a partial file when a download fails and cannot resume across calls. Here the pa
 stays in the cache as ``blobs/<sha256>.incomplete``, the next attempt asks only for the rest
 with a ``Range`` request, and the file becomes a blob only after its sha256 matches the
 Hub's LFS hash.
+
+What the server says is checked before it is used: the commit id and hash that name folders
+and files in the cache.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from smolchat.errors import SmolChatError
 from smolchat.models import hf_cache
 from smolchat.models.hub import (
     Hub,
+    HubAnswerError,
     HubError,
     HubUnreachableError,
     RemoteFile,
@@ -55,6 +59,10 @@ class ChecksumMismatchError(HubError):
 
 
 class DiskFullError(SmolChatError):
+    pass
+
+
+class CacheNotWritableError(SmolChatError):
     pass
 
 
@@ -91,7 +99,23 @@ def download(hub: Hub, repo: str, files: list[RemoteFile], *, on_progress: Progr
     """Fetch ``files`` of ``repo`` into the cache (resuming any partial file) and return their
     paths in the cache. Raises a SmolChatError with a message for the user on any failure;
     a partial file is kept for the next attempt unless its bytes proved wrong."""
-    return _Download(hub, repo, files, on_progress, cancel or threading.Event()).run()
+    with _writing_to(hub.cache_dir):
+        return _Download(hub, repo, files, on_progress, cancel or threading.Event()).run()
+
+
+@contextmanager
+def _writing_to(cache_dir: Path) -> Iterator[None]:
+    """The file system's refusals (a read-only disk, a file where a folder should be, no
+    permission) as a message that names the folder."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise DiskFullError(f"The disk holding {cache_dir} is full. Free some space and download again.") from e
+        where = f" ({e.filename})" if e.filename else ""
+        raise CacheNotWritableError(
+            f"SmolChat cannot write to the model folder {cache_dir}: {e.strerror or e}{where}. Make sure it is a "
+            "folder you may write to (or point HF_HUB_CACHE at one) and download again.") from e
 
 
 class _Download:
@@ -139,14 +163,19 @@ class _Download:
         url = self.hub.file_url(self.repo, f.path)
         with hub_errors(self.repo, self.hub.endpoint, f.path):
             meta = get_hf_file_metadata(url, token=self.hub.token, endpoint=self.hub.endpoint)
-        sha256 = meta.etag if _is_sha256(meta.etag) else f.sha256
+        sha256 = meta.etag if hf_cache.is_sha256(meta.etag) else f.sha256
         if not sha256 or not meta.commit_hash:
             raise HubError(f"The Hub did not say which version of {f.path} it serves; try again later.")
+        if not hf_cache.is_commit(meta.commit_hash):
+            raise HubAnswerError(
+                f"The Hub at {self.hub.endpoint} named the version of {f.path} {meta.commit_hash!r}, which is not a "
+                "commit id (40 hexadecimal digits); SmolChat stores nothing under such a name. If HF_ENDPOINT "
+                "points at a mirror, check that mirror.")
         cache = self.hub.cache_dir
         blob = hf_cache.blob_path(cache, self.repo, sha256)
         lock = hf_cache.lock_path(cache, self.repo, sha256)
-        lock.parent.mkdir(parents=True, exist_ok=True)
-        blob.parent.mkdir(parents=True, exist_ok=True)
+        hf_cache.make_folder(cache, lock.parent)
+        hf_cache.make_folder(cache, blob.parent)
         with self._locked(filelock.FileLock(str(lock))):
             if not blob.exists():
                 self._fetch_to_blob(f, meta.location, meta.size or f.size, sha256, blob)
@@ -168,7 +197,7 @@ class _Download:
             lock.release()
 
     def _fetch_to_blob(self, f: RemoteFile, location: str, size: int, sha256: str, blob: Path) -> None:
-        partial = blob.with_name(sha256 + ".incomplete")
+        partial = hf_cache.partial_path(self.hub.cache_dir, self.repo, sha256)
         digest = hashlib.sha256()
         have = _hash_existing(partial, digest, size)
         if have < 0:  # longer than the file: not a part of it
@@ -191,6 +220,10 @@ class _Download:
                         f"The connection to the Hub was lost while downloading {f.name} "
                         f"({_mb(have)} of {_mb(size)} done). Download again to continue from there.") from e
                 self._wait(RETRY_DELAYS_S[failures - 1] if failures else 0)
+            except (httpx2.HTTPError, httpx2.InvalidURL, httpx2.StreamError) as e:
+                raise HubAnswerError(
+                    f"The Hub at {self.hub.endpoint} sent {f.name} in a form SmolChat cannot read ({e}). "
+                    "Try again later; if HF_ENDPOINT points at a mirror, check that mirror.") from e
         if digest.hexdigest() != sha256:
             partial.unlink(missing_ok=True)
             raise ChecksumMismatchError(
@@ -280,10 +313,6 @@ def _hash_existing(partial: Path, digest: hashlib._Hash, size: int) -> int:
         return n if n <= size else -1
     except FileNotFoundError:
         return 0
-
-
-def _is_sha256(value: str | None) -> bool:
-    return bool(value) and len(value) == 64 and all(c in "0123456789abcdef" for c in value.lower())
 
 
 def _mb(n: int) -> str:

@@ -3,7 +3,9 @@
 It answers what huggingface_hub asks (``/api/models/<repo>/tree/<rev>``, ``HEAD`` and ``GET``
 ``/<repo>/resolve/<rev>/<file>`` with ``Range``) with the headers the real Hub sends, and can
 misbehave on demand: drop a connection mid-file, serve slowly, serve bytes that do not match
-their sha256, refuse a gated repo. It records every request it saw.
+their sha256, refuse a gated repo, send a file list that is not one, list hostile file names
+or hashes, send hostile headers (an ``X-Repo-Commit`` that is a path, say). It listens on
+127.0.0.1 only and records every request it saw.
 
     python -m smolchat.testing.fake_hub DIR...   serves each DIR as repo <owner>/<name> (DIR
                                                  is .../<owner>/<name>) until interrupted
@@ -29,6 +31,10 @@ class FakeRepo:
     commit: str = "0123456789abcdef0123456789abcdef01234567"
     gated: bool = False
     corrupt: set[str] = field(default_factory=set)  # files served with bytes that do not match their hash
+    tree_fields: dict[str, dict] = field(default_factory=dict)  # per file: fields that replace its tree entry's
+    tree_body: bytes | None = None  # sent instead of the file list
+    tree_headers: dict[str, str] = field(default_factory=dict)  # added to the file list's answer
+    headers: dict[str, str] = field(default_factory=dict)  # replace (or add) headers of every file answer
 
     def sha256(self, path: str) -> str:
         return hashlib.sha256(self.files[path]).hexdigest()
@@ -125,13 +131,16 @@ def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
         def _tree(self, repo: FakeRepo) -> None:
             entries = [
                 {"type": "file", "oid": hashlib.sha1(data).hexdigest(), "size": len(data), "path": name,
-                 "lfs": {"oid": repo.sha256(name), "size": len(data), "pointerSize": 134}}
+                 "lfs": {"oid": repo.sha256(name), "size": len(data), "pointerSize": 134},
+                 **repo.tree_fields.get(name, {})}
                 for name, data in sorted(repo.files.items())
             ]
-            payload = json.dumps(entries).encode()
+            payload = json.dumps(entries).encode() if repo.tree_body is None else repo.tree_body
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(payload)))
+            for key, value in repo.tree_headers.items():
+                self.send_header(key, value)
             self.end_headers()
             self.wfile.write(payload)
 
@@ -146,15 +155,19 @@ def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
                 if start >= len(data):
                     self._error(416, None, "Range not satisfiable")
                     return
+            headers = {
+                "X-Repo-Commit": repo.commit,
+                "ETag": f'"{repo.sha256(name)}"',
+                "X-Linked-Etag": f'"{repo.sha256(name)}"',
+                "X-Linked-Size": str(len(repo.files[name])),
+                "Accept-Ranges": "bytes",
+                "Content-Length": str(len(data) - start),
+                **({"Content-Range": f"bytes {start}-{len(data) - 1}/{len(data)}"} if start else {}),
+                **repo.headers,
+            }
             self.send_response(206 if start else 200)
-            self.send_header("X-Repo-Commit", repo.commit)
-            self.send_header("ETag", f'"{repo.sha256(name)}"')
-            self.send_header("X-Linked-Etag", f'"{repo.sha256(name)}"')
-            self.send_header("X-Linked-Size", str(len(repo.files[name])))
-            self.send_header("Accept-Ranges", "bytes")
-            self.send_header("Content-Length", str(len(data) - start))
-            if start:
-                self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+            for key, value in headers.items():
+                self.send_header(key, value)
             self.end_headers()
             if body:
                 self._send_body(data[start:])
