@@ -12,7 +12,7 @@ and files they downloaded are reused. A blob only ever appears complete: downloa
 
 Commit ids, sha256 hashes and file names come from the Hub (or a mirror HF_ENDPOINT names) and
 are checked before they become paths; every folder made below a repo's folder must stay inside
-it (no link leads out).
+it (no link leads out), and only a repo's own ``blobs/`` are ever deleted.
 """
 
 from __future__ import annotations
@@ -186,17 +186,25 @@ def add_to_snapshot(cache_dir: Path, repo: str, commit: str, filename: str, blob
 
 
 def remove_cached(cache_dir: Path, file: CachedFile) -> None:
-    """Delete a file from every snapshot of its repo, and its blob once nothing links to it."""
+    """Delete a file from every snapshot of its repo, and its blob once nothing links to it.
+    An entry that links anywhere but the repo's own ``blobs/`` is only unlinked: what it points
+    to is not SmolChat's to delete."""
     folder = repo_folder(cache_dir, file.repo)
+    snapshots = folder / "snapshots"
+    real_snapshots = os.path.realpath(snapshots)
     blob = file.blob
-    for snapshot in (folder / "snapshots").iterdir():
+    for snapshot in snapshots.iterdir():
         entry = snapshot / file.filename
-        if entry.is_symlink() or entry.exists():
-            if entry.resolve() == blob:
-                entry.unlink()
-                _remove_empty_parents(entry.parent, folder / "snapshots")
-    still_used = any(p.is_symlink() and p.resolve() == blob for p in (folder / "snapshots").rglob("*"))
-    if not still_used and blob.exists():
+        if not (entry.is_symlink() or entry.exists()):
+            continue
+        # the entry's own folder must be inside the snapshots (a linked snapshot folder is not ours)
+        if _is_within(os.path.realpath(entry.parent), real_snapshots) and entry.resolve() == blob:
+            entry.unlink()
+            _remove_empty_parents(entry.parent, snapshots)
+    own_blobs = Path(os.path.realpath(folder / "blobs"))
+    if blob.parent != own_blobs or not blob.is_file():
+        return
+    if not any(p.is_symlink() and p.resolve() == blob for p in snapshots.rglob("*")):
         blob.unlink()
 
 

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -82,6 +83,22 @@ def test_download_then_everything_works_without_the_hub(run, fake_hub, images):
 
     removed = run("models", "remove", REPO)
     assert removed.returncode == 0 and "removed SmolVLM-256M-Instruct-Q8_0.gguf" in removed.stdout
+    assert json.loads(run("models", "installed", "--json").stdout) == []
+
+
+def test_remove_deletes_nothing_a_snapshot_links_to_outside_the_cache(run, tmp_path):
+    out = run("models", "download", REPO, "--json")
+    assert out.returncode == 0, out.stderr
+    precious = tmp_path / "beside-the-cache" / "notes.gguf"
+    precious.parent.mkdir()
+    precious.write_bytes(b"not SmolChat's")
+    (Path(json.loads(out.stdout)["text"]).parent / "Notes-Q4_0.gguf").symlink_to(precious)
+
+    removed = run("models", "remove", REPO)
+
+    assert removed.returncode == 0, removed.stderr
+    assert "removed Notes-Q4_0.gguf" in removed.stdout
+    assert precious.read_bytes() == b"not SmolChat's"
     assert json.loads(run("models", "installed", "--json").stdout) == []
 
 
