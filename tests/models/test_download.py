@@ -113,7 +113,7 @@ def test_a_lost_connection_keeps_the_part_for_next_time(hub, fake_hub, hf_cache)
 def test_a_killed_download_resumes_in_the_next_process(fake_hub, hf_cache, tmp_path):
     fake_hub.bytes_per_second = 1 << 20
     env = {**os.environ, "HF_ENDPOINT": fake_hub.url, "HF_HUB_CACHE": str(hf_cache), "HF_HUB_OFFLINE": "0",
-           "SMOLCHAT_HOME": str(tmp_path / "home")}
+           "SMOLCHAT_HOME": str(tmp_path / "home"), "HF_HOME": str(tmp_path / "hf-home")}
     command = [sys.executable, "-m", "smolchat", "models", "download", BIG_REPO, "--json"]
     child = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     sha256 = hashlib.sha256(fake_hub.repos[BIG_REPO].files[BIG_TEXT]).hexdigest()
