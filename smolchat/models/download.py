@@ -6,6 +6,10 @@ a partial file when a download fails and cannot resume across calls. Here the pa
 stays in the cache as ``blobs/<sha256>.incomplete``, the next attempt asks only for the rest
 with a ``Range`` request, and the file becomes a blob only after its sha256 matches the
 Hub's LFS hash.
+
+What the server says is checked before it is used (the commit id and hash that name folders
+and files in the cache, the size, the part of the file an answer holds), and a server that
+keeps answering without bringing the file nearer its end is given up on after a few requests.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import re
 import shutil
 import threading
 import time
@@ -30,7 +35,9 @@ from huggingface_hub.utils import build_hf_headers, hf_raise_for_status
 from smolchat.errors import SmolChatError
 from smolchat.models import hf_cache
 from smolchat.models.hub import (
+    FileGoneError,
     Hub,
+    HubAnswerError,
     HubError,
     HubUnreachableError,
     RemoteFile,
@@ -38,7 +45,8 @@ from smolchat.models.hub import (
 )
 
 REPORT_EVERY_S = 0.1  # progress reports, at most this often
-RETRY_DELAYS_S = (1.0, 2.0, 4.0)  # after a dropped connection that made no progress
+RETRY_DELAYS_S = (1.0, 2.0, 4.0)  # after an answer that brought the file no further
+MAX_REQUESTS_PER_FILE = 20  # in one download; what arrived is kept for the next one
 SPARE_DISK_BYTES = 100_000_000  # room left for the rest of the system
 
 
@@ -55,6 +63,10 @@ class ChecksumMismatchError(HubError):
 
 
 class DiskFullError(SmolChatError):
+    pass
+
+
+class CacheNotWritableError(SmolChatError):
     pass
 
 
@@ -91,7 +103,23 @@ def download(hub: Hub, repo: str, files: list[RemoteFile], *, on_progress: Progr
     """Fetch ``files`` of ``repo`` into the cache (resuming any partial file) and return their
     paths in the cache. Raises a SmolChatError with a message for the user on any failure;
     a partial file is kept for the next attempt unless its bytes proved wrong."""
-    return _Download(hub, repo, files, on_progress, cancel or threading.Event()).run()
+    with _writing_to(hub.cache_dir):
+        return _Download(hub, repo, files, on_progress, cancel or threading.Event()).run()
+
+
+@contextmanager
+def _writing_to(cache_dir: Path) -> Iterator[None]:
+    """The file system's refusals (a read-only disk, a file where a folder should be, no
+    permission) as a message that names the folder."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise DiskFullError(f"The disk holding {cache_dir} is full. Free some space and download again.") from e
+        where = f" ({e.filename})" if e.filename else ""
+        raise CacheNotWritableError(
+            f"SmolChat cannot write to the model folder {cache_dir}: {e.strerror or e}{where}. Make sure it is a "
+            "folder you may write to (or point HF_HUB_CACHE at one) and download again.") from e
 
 
 class _Download:
@@ -139,17 +167,26 @@ class _Download:
         url = self.hub.file_url(self.repo, f.path)
         with hub_errors(self.repo, self.hub.endpoint, f.path):
             meta = get_hf_file_metadata(url, token=self.hub.token, endpoint=self.hub.endpoint)
-        sha256 = meta.etag if _is_sha256(meta.etag) else f.sha256
+        sha256 = meta.etag if hf_cache.is_sha256(meta.etag) else f.sha256
         if not sha256 or not meta.commit_hash:
             raise HubError(f"The Hub did not say which version of {f.path} it serves; try again later.")
+        if not hf_cache.is_commit(meta.commit_hash):
+            raise HubAnswerError(
+                f"The Hub at {self.hub.endpoint} named the version of {f.path} {meta.commit_hash!r}, which is not a "
+                "commit id (40 hexadecimal digits); SmolChat stores nothing under such a name. If HF_ENDPOINT "
+                "points at a mirror, check that mirror.")
+        if meta.size is not None and meta.size != f.size:
+            raise FileGoneError(
+                f"{f.path} in {self.repo} is now {_mb(meta.size)}, not {_mb(f.size)} as listed: it changed on the Hub. "
+                f"List the repo again (`smolchat models list {self.repo}`) and download again.")
         cache = self.hub.cache_dir
         blob = hf_cache.blob_path(cache, self.repo, sha256)
         lock = hf_cache.lock_path(cache, self.repo, sha256)
-        lock.parent.mkdir(parents=True, exist_ok=True)
-        blob.parent.mkdir(parents=True, exist_ok=True)
+        hf_cache.make_folder(cache, lock.parent)
+        hf_cache.make_folder(cache, blob.parent)
         with self._locked(filelock.FileLock(str(lock))):
             if not blob.exists():
-                self._fetch_to_blob(f, meta.location, meta.size or f.size, sha256, blob)
+                self._fetch_to_blob(f, meta.location, sha256, blob)
             return hf_cache.add_to_snapshot(cache, self.repo, meta.commit_hash, f.path, blob)
 
     @contextmanager
@@ -167,30 +204,45 @@ class _Download:
         finally:
             lock.release()
 
-    def _fetch_to_blob(self, f: RemoteFile, location: str, size: int, sha256: str, blob: Path) -> None:
-        partial = blob.with_name(sha256 + ".incomplete")
+    def _fetch_to_blob(self, f: RemoteFile, location: str, sha256: str, blob: Path) -> None:
+        size = f.size
+        partial = hf_cache.partial_path(self.hub.cache_dir, self.repo, sha256)
         digest = hashlib.sha256()
         have = _hash_existing(partial, digest, size)
         if have < 0:  # longer than the file: not a part of it
             digest, have = hashlib.sha256(), 0
             partial.unlink(missing_ok=True)
         self._report(f, have, size)
-        failures = 0
+        requests = stalls = 0  # stalls: answers in a row that brought the file no further
         while have < size:
             self._raise_if_cancelled()
             before = have
+            requests += 1
+            lost: Exception | None = None
             try:
-                have, digest = self._stream(f, location, partial, have, size, digest)
-                failures = 0
+                have, digest, answer = self._stream(f, location, partial, have, size, digest)
             except (httpx2.TransportError, ConnectionError) as e:
                 digest = hashlib.sha256()  # start again from what reached the disk
                 have = max(_hash_existing(partial, digest, size), 0)
-                failures = 0 if have > before else failures + 1
-                if failures > len(RETRY_DELAYS_S):
+                answer, lost = "the connection dropped", e
+            except (httpx2.HTTPError, httpx2.InvalidURL, httpx2.StreamError) as e:
+                raise HubAnswerError(
+                    f"The Hub at {self.hub.endpoint} sent {f.name} in a form SmolChat cannot read ({e}). "
+                    "Try again later; if HF_ENDPOINT points at a mirror, check that mirror.") from e
+            if have >= size:
+                break
+            stalls = 0 if have > before else stalls + 1
+            if stalls > len(RETRY_DELAYS_S) or requests >= MAX_REQUESTS_PER_FILE:
+                done = f"{_mb(have)} of {_mb(size)} done"
+                if lost is not None:
                     raise DownloadInterruptedError(
-                        f"The connection to the Hub was lost while downloading {f.name} "
-                        f"({_mb(have)} of {_mb(size)} done). Download again to continue from there.") from e
-                self._wait(RETRY_DELAYS_S[failures - 1] if failures else 0)
+                        f"The connection to the Hub was lost while downloading {f.name} ({done}). "
+                        "Download again to continue from there.") from lost
+                raise HubAnswerError(
+                    f"The Hub at {self.hub.endpoint} did not send all of {f.name} in {requests} requests ({done}): "
+                    f"{answer}. SmolChat stopped asking; what arrived is kept, and downloading again continues "
+                    "from there. If HF_ENDPOINT points at a mirror, check that mirror.")
+            self._wait(RETRY_DELAYS_S[stalls - 1] if stalls else 0)
         if digest.hexdigest() != sha256:
             partial.unlink(missing_ok=True)
             raise ChecksumMismatchError(
@@ -200,7 +252,9 @@ class _Download:
         os.chmod(blob, 0o644)
 
     def _stream(self, f: RemoteFile, location: str, partial: Path, have: int, size: int,
-                digest: hashlib._Hash) -> tuple[int, hashlib._Hash]:
+                digest: hashlib._Hash) -> tuple[int, hashlib._Hash, str]:
+        """Append what one GET brings to ``partial``; the bytes now there, their hash, and what the
+        server did if the file is not complete."""
         headers = build_hf_headers(token=self.hub.token)
         headers["Accept-Encoding"] = "identity"
         if have:
@@ -210,14 +264,19 @@ class _Download:
                                   follow_redirects=True) as response:
             if response.status_code == 416:  # the partial file is longer than the file: start over
                 partial.unlink(missing_ok=True)
-                return 0, hashlib.sha256()
+                return 0, hashlib.sha256(), "it refused to send the rest of the file (416)"
             if response.status_code >= 400:
                 response.read()  # the error's details are in the body
                 with hub_errors(self.repo, self.hub.endpoint, f.path):
                     hf_raise_for_status(response)
+            answer = "its answers ended before the end of the file"
             if have and response.status_code != 206:  # the server ignored the Range: start over
                 partial.unlink(missing_ok=True)
                 have, digest = 0, hashlib.sha256()
+                answer = "it sent the start of the file again instead of the rest, and stopped short"
+            elif have and _range_start(response.headers.get("Content-Range")) != have:
+                return have, digest, "it sent another part of the file than the one asked for"
+            received = 0
             try:
                 with open(partial, "ab") as out:
                     for chunk in response.iter_bytes():  # as received: nothing held back when the line drops
@@ -225,6 +284,7 @@ class _Download:
                         out.write(chunk)
                         out.flush()  # what arrived survives a killed process
                         digest.update(chunk)
+                        received += len(chunk)
                         have += len(chunk)
                         self._fetched += len(chunk)
                         self._report(f, have, size)
@@ -239,7 +299,7 @@ class _Download:
         if have > size:
             partial.unlink(missing_ok=True)
             raise ChecksumMismatchError(f"The Hub sent more bytes than {f.name} has; download it again.")
-        return have, digest
+        return have, digest, answer if received else "its answers held no data"
 
     def _wait(self, seconds: float) -> None:
         if self.cancel.wait(seconds):
@@ -282,8 +342,10 @@ def _hash_existing(partial: Path, digest: hashlib._Hash, size: int) -> int:
         return 0
 
 
-def _is_sha256(value: str | None) -> bool:
-    return bool(value) and len(value) == 64 and all(c in "0123456789abcdef" for c in value.lower())
+def _range_start(content_range: str | None) -> int | None:
+    """Where the part a 206 answer holds begins (``Content-Range: bytes START-END/SIZE``)."""
+    m = re.fullmatch(r"bytes (\d+)-\d+/(?:\d+|\*)", (content_range or "").strip())
+    return int(m[1]) if m else None
 
 
 def _mb(n: int) -> str:

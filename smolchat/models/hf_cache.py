@@ -9,14 +9,52 @@
 Files SmolChat downloads are therefore visible to llama.cpp, huggingface_hub and other apps,
 and files they downloaded are reused. A blob only ever appears complete: downloads grow the
 ``.incomplete`` file and rename it once its sha256 has been checked.
+
+Commit ids, sha256 hashes and file names come from the Hub (or a mirror HF_ENDPOINT names) and
+are checked before they become paths; every folder made below a repo's folder must stay inside
+it (no link leads out), and only a repo's own ``blobs/`` are ever deleted.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+
+from smolchat.errors import SmolChatError
+
+_COMMIT = re.compile(r"[0-9a-f]{40}")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+class CachePathError(SmolChatError):
+    """A path that would lead outside the cache, refused before anything is written there."""
+
+
+def is_commit(value: object) -> bool:
+    return isinstance(value, str) and _COMMIT.fullmatch(value) is not None
+
+
+def is_sha256(value: object) -> bool:
+    return isinstance(value, str) and _SHA256.fullmatch(value) is not None
+
+
+def file_name_problem(name: object) -> str | None:
+    """Why ``name`` cannot be a file of a repo inside a snapshot folder, or None when it can:
+    a relative path with '/' between its parts, none of them empty, '.' or '..'."""
+    if not isinstance(name, str) or not name:
+        return "is empty"
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        return "contains a control character"
+    if "\\" in name or ":" in name:
+        return "contains a backslash or a colon (a folder or drive elsewhere on Windows)"
+    if name.startswith("/"):
+        return "is an absolute path"
+    if any(part in ("", ".", "..") for part in name.split("/")):
+        return "leaves its folder ('..', '.' or an empty part)"
+    return None
 
 
 def repo_folder(cache_dir: Path, repo: str) -> Path:
@@ -31,6 +69,9 @@ def repo_of_folder(folder: Path) -> str | None:
 
 
 def blob_path(cache_dir: Path, repo: str, sha256: str) -> Path:
+    if not is_sha256(sha256):
+        raise CachePathError(f"SmolChat refused to name a file in {cache_dir} after {sha256!r}: "
+                             "that is not a sha256 hash. Download the model again.")
     return repo_folder(cache_dir, repo) / "blobs" / sha256
 
 
@@ -39,7 +80,33 @@ def partial_path(cache_dir: Path, repo: str, sha256: str) -> Path:
 
 
 def lock_path(cache_dir: Path, repo: str, sha256: str) -> Path:
-    return cache_dir / ".locks" / repo_folder(cache_dir, repo).name / (sha256 + ".lock")
+    blob = blob_path(cache_dir, repo, sha256)  # checks the hash
+    return cache_dir / ".locks" / repo_folder(cache_dir, repo).name / (blob.name + ".lock")
+
+
+def make_folder(root: Path, path: Path) -> Path:
+    """Create ``path`` (a folder below ``root``) part by part, refusing to follow a link that
+    leads out of ``root``: nothing is created or written outside it. ``root`` itself may be a link."""
+    relative = os.path.relpath(os.path.abspath(path), os.path.abspath(root))
+    if relative == os.curdir:
+        relative = ""
+    if relative == os.pardir or relative.startswith(os.pardir + os.sep) or os.path.isabs(relative):
+        raise CachePathError(f"SmolChat refused to write to {path}: it is outside {root}.")
+    root.mkdir(parents=True, exist_ok=True)
+    real_root = os.path.realpath(root)
+    current = root
+    for part in Path(relative).parts:
+        current = current / part
+        current.mkdir(exist_ok=True)
+        if not _is_within(os.path.realpath(current), real_root):
+            raise CachePathError(
+                f"{current} is a link that leads outside {root}; SmolChat does not write through it. "
+                "Remove the link and try again.")
+    return current
+
+
+def _is_within(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
 @dataclass(frozen=True)
@@ -90,34 +157,54 @@ def _read_ref(folder: Path, ref: str = "main") -> str | None:
 
 
 def add_to_snapshot(cache_dir: Path, repo: str, commit: str, filename: str, blob: Path) -> Path:
-    """Make ``blob`` appear as ``filename`` in the snapshot of ``commit``, and point 'main' there."""
+    """Make ``blob`` appear as ``filename`` in the snapshot of ``commit``, and point 'main' there.
+    Only an entry inside that snapshot is ever replaced."""
     folder = repo_folder(cache_dir, repo)
-    pointer = folder / "snapshots" / commit / filename
-    pointer.parent.mkdir(parents=True, exist_ok=True)
-    if pointer.is_symlink() or pointer.exists():
-        pointer.unlink()
+    if not is_commit(commit):
+        raise CachePathError(f"SmolChat refused to make a snapshot folder named {commit!r} in {folder}: "
+                             "that is not a commit id (40 hexadecimal digits).")
+    if problem := file_name_problem(filename):
+        raise CachePathError(f"SmolChat refused to store a file named {filename!r} in {folder}: the name {problem}.")
+    snapshot = make_folder(folder, folder / "snapshots" / commit)
+    pointer = make_folder(snapshot, (snapshot / filename).parent) / Path(filename).name
+    link = pointer.with_name(f".{pointer.name}.{os.getpid()}.link")
+    link.unlink(missing_ok=True)
     try:
-        pointer.symlink_to(os.path.relpath(blob, pointer.parent))
+        link.symlink_to(os.path.relpath(blob, pointer.parent))
     except OSError:  # no symlinks (Windows without developer mode): the snapshot holds the file itself
         os.replace(blob, pointer)
-    refs = folder / "refs"
-    refs.mkdir(exist_ok=True)
-    (refs / "main").write_text(commit)
+    else:
+        try:
+            os.replace(link, pointer)  # replaces a link or file there, never what a link points to
+        finally:
+            link.unlink(missing_ok=True)
+    ref = make_folder(folder, folder / "refs") / "main"
+    written = ref.with_name(f".main.{os.getpid()}.tmp")
+    written.write_text(commit)
+    os.replace(written, ref)
     return pointer
 
 
 def remove_cached(cache_dir: Path, file: CachedFile) -> None:
-    """Delete a file from every snapshot of its repo, and its blob once nothing links to it."""
+    """Delete a file from every snapshot of its repo, and its blob once nothing links to it.
+    An entry that links anywhere but the repo's own ``blobs/`` is only unlinked: what it points
+    to is not SmolChat's to delete."""
     folder = repo_folder(cache_dir, file.repo)
+    snapshots = folder / "snapshots"
+    real_snapshots = os.path.realpath(snapshots)
     blob = file.blob
-    for snapshot in (folder / "snapshots").iterdir():
+    for snapshot in snapshots.iterdir():
         entry = snapshot / file.filename
-        if entry.is_symlink() or entry.exists():
-            if entry.resolve() == blob:
-                entry.unlink()
-                _remove_empty_parents(entry.parent, folder / "snapshots")
-    still_used = any(p.is_symlink() and p.resolve() == blob for p in (folder / "snapshots").rglob("*"))
-    if not still_used and blob.exists():
+        if not (entry.is_symlink() or entry.exists()):
+            continue
+        # the entry's own folder must be inside the snapshots (a linked snapshot folder is not ours)
+        if _is_within(os.path.realpath(entry.parent), real_snapshots) and entry.resolve() == blob:
+            entry.unlink()
+            _remove_empty_parents(entry.parent, snapshots)
+    own_blobs = Path(os.path.realpath(folder / "blobs"))
+    if blob.parent != own_blobs or not blob.is_file():
+        return
+    if not any(p.is_symlink() and p.resolve() == blob for p in snapshots.rglob("*")):
         blob.unlink()
 
 

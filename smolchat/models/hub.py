@@ -22,6 +22,7 @@ from huggingface_hub.utils import build_hf_headers, hf_raise_for_status
 
 from smolchat import paths
 from smolchat.errors import SmolChatError
+from smolchat.models import hf_cache
 from smolchat.models.catalog import check_repo_id
 from smolchat.models.formats import (
     Format,
@@ -32,6 +33,7 @@ from smolchat.models.formats import (
 )
 
 LISTING_TIMEOUT_S = 15.0
+MAX_LISTING_PAGES = 100  # the Hub pages a tree listing by 1000 entries; a GGUF repo needs one or two
 
 
 class HubError(SmolChatError):
@@ -54,11 +56,26 @@ class FileGoneError(HubError):
     pass
 
 
+class HubAnswerError(HubError):
+    """The Hub (or the mirror HF_ENDPOINT names) answered with something SmolChat cannot use safely."""
+
+
 @dataclass(frozen=True)
 class RemoteFile:
     path: str
     size: int
     sha256: str | None  # the LFS hash; every GGUF on the Hub is stored through LFS
+
+    @classmethod
+    def checked(cls, path: object, size: object, sha256: object) -> RemoteFile:
+        """A file as a server described it; ValueError saying what is wrong with the description."""
+        if problem := hf_cache.file_name_problem(path):
+            raise ValueError(f"a file named {path!r}, which {problem}")
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise ValueError(f"{path} with a size of {size!r}")
+        if sha256 is not None and not hf_cache.is_sha256(sha256):
+            raise ValueError(f"{path} with a hash of {sha256!r}, which is not a sha256")
+        return cls(path, size, sha256)
 
     @property
     def name(self) -> str:
@@ -133,7 +150,7 @@ class RepoListing:
 
     @classmethod
     def from_json(cls, data: dict, offline: bool = False) -> RepoListing:
-        files = tuple(RemoteFile(f["path"], int(f["size"]), f.get("sha256")) for f in data["files"])
+        files = tuple(RemoteFile.checked(f["path"], f["size"], f.get("sha256")) for f in data["files"])
         return cls(data["repo"], files, float(data["listed_at"]), offline)
 
 
@@ -167,12 +184,7 @@ class Hub:
             if remembered is None:
                 raise
             return remembered
-        files = tuple(
-            RemoteFile(e["path"], int(e["size"]), (e.get("lfs") or {}).get("oid"))
-            for e in entries
-            if e.get("type") == "file" and e["path"].lower().endswith(".gguf")
-        )
-        listing = RepoListing(repo, files)
+        listing = RepoListing(repo, self._gguf_files(repo, entries))
         self._remember(listing)
         return listing
 
@@ -181,19 +193,48 @@ class Hub:
         HF_ENDPOINT had when it was imported)."""
         return f"{self.endpoint}/{repo}/resolve/{revision}/{quote(path)}"
 
-    def _tree(self, repo: str) -> list[dict]:
+    def _tree(self, repo: str) -> list[object]:
         # One attempt with a short timeout rather than HfApi's minute of retries: a person is
         # waiting, and a remembered listing can be shown at once.
         url: str | None = f"{self.endpoint}/api/models/{repo}/tree/main"
         params: dict | None = {"recursive": "true"}
-        entries: list[dict] = []
+        entries: list[object] = []
+        pages: set[str] = set()
         while url:
+            if url in pages or len(pages) == MAX_LISTING_PAGES:
+                raise self._unreadable_listing(repo, f"it keeps sending more pages ({len(pages)} so far)")
+            pages.add(url)
             response = get_session().get(url, params=params, headers=build_hf_headers(token=self.token),
                                          timeout=LISTING_TIMEOUT_S, follow_redirects=True)
             hf_raise_for_status(response)
-            entries += response.json()
+            try:
+                page = response.json()
+            except ValueError:
+                raise self._unreadable_listing(repo, "it is not JSON") from None
+            if not isinstance(page, list):
+                raise self._unreadable_listing(repo, "it is not a list of files")
+            entries += page
             url, params = response.links.get("next", {}).get("url"), None
         return entries
+
+    def _gguf_files(self, repo: str, entries: list[object]) -> tuple[RemoteFile, ...]:
+        files = []
+        for e in entries:
+            if not isinstance(e, dict) or not isinstance(e.get("path"), str):
+                raise self._unreadable_listing(repo, f"an entry is {str(e)[:80]!r}")
+            if e.get("type") != "file" or not e["path"].lower().endswith(".gguf"):
+                continue
+            lfs = e.get("lfs") if isinstance(e.get("lfs"), dict) else {}
+            try:
+                files.append(RemoteFile.checked(e["path"], e.get("size"), lfs.get("oid")))
+            except ValueError as bad:
+                raise self._unreadable_listing(repo, f"it lists {bad}") from None
+        return tuple(files)
+
+    def _unreadable_listing(self, repo: str, why: str) -> HubAnswerError:
+        return HubAnswerError(
+            f"The Hub at {self.endpoint} sent a file list of {repo} that SmolChat cannot use: {why}. "
+            "SmolChat stored nothing from it. If HF_ENDPOINT points at a mirror, check that mirror.")
 
     def _listing_path(self, repo: str) -> Path:
         host = self.endpoint.split("://", 1)[-1].replace(":", "_").replace("/", "_")
@@ -238,6 +279,10 @@ def hub_errors(repo: str, endpoint: str, filename: str | None = None) -> Iterato
     except errors.HfHubHTTPError as e:
         status = e.response.status_code if e.response is not None else "?"
         raise HubError(f"The Hub answered with an error ({status}) for {repo}; try again in a minute.") from e
+    except (httpx2.DecodingError, httpx2.TooManyRedirects, httpx2.InvalidURL, ValueError) as e:
+        raise HubAnswerError(
+            f"The Hub at {endpoint} sent an answer about {filename or repo} that SmolChat cannot read ({e}). "
+            "Try again later; if HF_ENDPOINT points at a mirror, check that mirror.") from e
     except (httpx2.TransportError, errors.OfflineModeIsEnabled, errors.LocalEntryNotFoundError,
             ConnectionError) as e:
         raise HubUnreachableError(

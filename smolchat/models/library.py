@@ -29,6 +29,7 @@ from smolchat.engine.gguf_info import (
     inspect_projector,
     inspect_text_model,
 )
+from smolchat.engine.vision.projector_files import copies_of, remove_copies
 from smolchat.errors import SmolChatError
 from smolchat.models import hf_cache
 from smolchat.models.formats import (
@@ -184,9 +185,15 @@ class Library:
         return by_file[default_text_file({m.text.name: m.text.stat().st_size for m in matches})]
 
     def remove(self, name: str, quant: str | None = None) -> list[str]:
-        """Delete a downloaded model's files (or forget an imported one); the names removed."""
-        if any(e["name"] == name for e in self._read_imports()):
+        """Delete a downloaded model's files (or forget an imported one); the names removed.
+        The projector copies SmolChat made (converted, layout-only) go too once no installed
+        model uses their projector, and so do copies whose projector is gone."""
+        imported = next((e for e in self._read_imports() if e["name"] == name), None)
+        if imported is not None:
             self._write_imports([e for e in self._read_imports() if e["name"] != name])
+            mmproj = Path(imported["mmproj"])
+            in_use = {m.mmproj.resolve() for m in self.installed()}
+            remove_copies(copies_of(mmproj) if mmproj.resolve() not in in_use else ())
             return [name]
         files = hf_cache.cached_files(self.cache_dir, name)
         if not files:
@@ -201,12 +208,15 @@ class Library:
                 doomed += [f for f in files if is_projector(f.filename)]
         else:
             doomed = files
+        # named before the files go: a copy's name is made from its projector's path, size and time
+        copies = [c for f in doomed if is_projector(f.filename) for c in copies_of(f.path)]
         for f in doomed:
             hf_cache.remove_cached(self.cache_dir, f)
         if not quant:
             for partial in (hf_cache.repo_folder(self.cache_dir, name) / "blobs").glob("*.incomplete"):
                 partial.unlink(missing_ok=True)
         hf_cache.remove_repo_if_empty(self.cache_dir, name)
+        remove_copies(copies)
         return [f.filename for f in doomed]
 
     def import_pair(self, text: str | os.PathLike[str], mmproj: str | os.PathLike[str],

@@ -3,7 +3,12 @@
 It answers what huggingface_hub asks (``/api/models/<repo>/tree/<rev>``, ``HEAD`` and ``GET``
 ``/<repo>/resolve/<rev>/<file>`` with ``Range``) with the headers the real Hub sends, and can
 misbehave on demand: drop a connection mid-file, serve slowly, serve bytes that do not match
-their sha256, refuse a gated repo. It records every request it saw.
+their sha256, refuse a gated repo, end every answer after a few bytes, ignore ranges (so the
+same short body comes again and again), answer a range request with an empty 206 or with
+another part of the file than the one asked for, send a file
+list that is not one, list hostile file names or hashes, send hostile headers (an
+``X-Repo-Commit`` that is a path, say). Like the real Hub it answers 404 to any path it does
+not serve. It listens on 127.0.0.1 only and records every request it saw.
 
     python -m smolchat.testing.fake_hub DIR...   serves each DIR as repo <owner>/<name> (DIR
                                                  is .../<owner>/<name>) until interrupted
@@ -29,6 +34,10 @@ class FakeRepo:
     commit: str = "0123456789abcdef0123456789abcdef01234567"
     gated: bool = False
     corrupt: set[str] = field(default_factory=set)  # files served with bytes that do not match their hash
+    tree_fields: dict[str, dict] = field(default_factory=dict)  # per file: fields that replace its tree entry's
+    tree_body: bytes | None = None  # sent instead of the file list
+    tree_headers: dict[str, str] = field(default_factory=dict)  # added to the file list's answer
+    headers: dict[str, str] = field(default_factory=dict)  # replace (or add) headers of every file answer
 
     def sha256(self, path: str) -> str:
         return hashlib.sha256(self.files[path]).hexdigest()
@@ -55,6 +64,10 @@ class FakeHub:
         self.bytes_per_second: float | None = None  # serve bodies this slowly
         self.down = False  # hang up on every request, as if the network were gone
         self.down_after_drop = False  # ... from the moment drop_after has cut a download short
+        self.answer_limit: int | None = None  # end every body cleanly after this many bytes (as if that were all)
+        self.ignore_ranges = False  # answer a Range request with 200 and the file from its start
+        self.empty_ranges = False  # answer a Range request with 206 and no bytes
+        self.wrong_ranges = False  # answer a Range request with 206 and the file from its start
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
@@ -125,13 +138,16 @@ def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
         def _tree(self, repo: FakeRepo) -> None:
             entries = [
                 {"type": "file", "oid": hashlib.sha1(data).hexdigest(), "size": len(data), "path": name,
-                 "lfs": {"oid": repo.sha256(name), "size": len(data), "pointerSize": 134}}
+                 "lfs": {"oid": repo.sha256(name), "size": len(data), "pointerSize": 134},
+                 **repo.tree_fields.get(name, {})}
                 for name, data in sorted(repo.files.items())
             ]
-            payload = json.dumps(entries).encode()
+            payload = json.dumps(entries).encode() if repo.tree_body is None else repo.tree_body
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(payload)))
+            for key, value in repo.tree_headers.items():
+                self.send_header(key, value)
             self.end_headers()
             self.wfile.write(payload)
 
@@ -141,23 +157,33 @@ def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
                 return
             data = repo.served(name)
             start = 0
-            if rng := self.headers.get("Range"):
+            if (rng := self.headers.get("Range")) and not hub.ignore_ranges:
                 start = int(re.fullmatch(r"bytes=(\d+)-", rng)[1])
                 if start >= len(data):
                     self._error(416, None, "Range not satisfiable")
                     return
+            offset = 0 if hub.wrong_ranges else start  # where the bytes sent begin
+            end = len(data)
+            if start and hub.empty_ranges:
+                end = start
+            elif body and hub.answer_limit is not None:
+                end = min(offset + hub.answer_limit, len(data))
+            headers = {
+                "X-Repo-Commit": repo.commit,
+                "ETag": f'"{repo.sha256(name)}"',
+                "X-Linked-Etag": f'"{repo.sha256(name)}"',
+                "X-Linked-Size": str(len(repo.files[name])),
+                "Accept-Ranges": "bytes",
+                "Content-Length": str(end - offset),
+                **({"Content-Range": f"bytes {offset}-{max(end - 1, offset)}/{len(data)}"} if start else {}),
+                **repo.headers,
+            }
             self.send_response(206 if start else 200)
-            self.send_header("X-Repo-Commit", repo.commit)
-            self.send_header("ETag", f'"{repo.sha256(name)}"')
-            self.send_header("X-Linked-Etag", f'"{repo.sha256(name)}"')
-            self.send_header("X-Linked-Size", str(len(repo.files[name])))
-            self.send_header("Accept-Ranges", "bytes")
-            self.send_header("Content-Length", str(len(data) - start))
-            if start:
-                self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+            for key, value in headers.items():
+                self.send_header(key, value)
             self.end_headers()
             if body:
-                self._send_body(data[start:])
+                self._send_body(data[offset:end])
 
         def _send_body(self, data: bytes) -> None:
             limit, hub.drop_after = hub.drop_after, None

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -24,9 +25,14 @@ def home(tmp_path):
 
 
 @pytest.fixture
-def run(fake_hub, hf_cache, home):
-    env = {**os.environ, "HF_ENDPOINT": fake_hub.url, "HF_HUB_CACHE": str(hf_cache), "HF_HUB_OFFLINE": "0",
-           "SMOLCHAT_HOME": str(home)}
+def env(fake_hub, hf_cache, home, tmp_path) -> dict[str, str]:
+    """The fake Hub as HF_ENDPOINT; huggingface_hub's own files (HF_HOME) in a folder of this test's."""
+    return {**os.environ, "HF_ENDPOINT": fake_hub.url, "HF_HUB_CACHE": str(hf_cache), "HF_HUB_OFFLINE": "0",
+            "SMOLCHAT_HOME": str(home), "HF_HOME": str(tmp_path / "hf-home")}
+
+
+@pytest.fixture
+def run(env):
 
     def smolchat(*args: str, offline: bool = False) -> subprocess.CompletedProcess:
         extra = {"HF_HUB_OFFLINE": "1"} if offline else {}
@@ -85,6 +91,22 @@ def test_download_then_everything_works_without_the_hub(run, fake_hub, images):
     assert json.loads(run("models", "installed", "--json").stdout) == []
 
 
+def test_remove_deletes_nothing_a_snapshot_links_to_outside_the_cache(run, tmp_path):
+    out = run("models", "download", REPO, "--json")
+    assert out.returncode == 0, out.stderr
+    precious = tmp_path / "beside-the-cache" / "notes.gguf"
+    precious.parent.mkdir()
+    precious.write_bytes(b"not SmolChat's")
+    (Path(json.loads(out.stdout)["text"]).parent / "Notes-Q4_0.gguf").symlink_to(precious)
+
+    removed = run("models", "remove", REPO)
+
+    assert removed.returncode == 0, removed.stderr
+    assert "removed Notes-Q4_0.gguf" in removed.stdout
+    assert precious.read_bytes() == b"not SmolChat's"
+    assert json.loads(run("models", "installed", "--json").stdout) == []
+
+
 def test_hub_errors_are_plain_messages(run):
     out = run("models", "list", "someone/Nothing-GGUF")
     assert out.returncode == 1
@@ -107,9 +129,7 @@ def test_import_of_a_mismatched_pair_says_why(run, tiny_pair):
     assert out.returncode == 1 and "smolchat:" in out.stderr and "Traceback" not in out.stderr
 
 
-def test_download_on_a_terminal_shows_a_progress_bar(fake_hub, hf_cache, home):
-    env = {**os.environ, "HF_ENDPOINT": fake_hub.url, "HF_HUB_CACHE": str(hf_cache), "HF_HUB_OFFLINE": "0",
-           "SMOLCHAT_HOME": str(home)}
+def test_download_on_a_terminal_shows_a_progress_bar(env):
     controller, terminal = os.openpty()
     child = subprocess.Popen([sys.executable, "-m", "smolchat", "models", "download", REPO],
                              stdout=subprocess.PIPE, stderr=terminal, env=env)

@@ -21,7 +21,7 @@ from smolchat.models.download import (
     DownloadInterruptedError,
     download,
 )
-from smolchat.models.hub import FileGoneError, RemoteFile
+from smolchat.models.hub import FileGoneError, HubAnswerError, RemoteFile
 from smolchat.models.library import Library
 from tests.fake_hub_fixtures import BIG_REPO, BIG_TEXT, BIG_TEXT_SIZE, REPO
 
@@ -113,7 +113,7 @@ def test_a_lost_connection_keeps_the_part_for_next_time(hub, fake_hub, hf_cache)
 def test_a_killed_download_resumes_in_the_next_process(fake_hub, hf_cache, tmp_path):
     fake_hub.bytes_per_second = 1 << 20
     env = {**os.environ, "HF_ENDPOINT": fake_hub.url, "HF_HUB_CACHE": str(hf_cache), "HF_HUB_OFFLINE": "0",
-           "SMOLCHAT_HOME": str(tmp_path / "home")}
+           "SMOLCHAT_HOME": str(tmp_path / "home"), "HF_HOME": str(tmp_path / "hf-home")}
     command = [sys.executable, "-m", "smolchat", "models", "download", BIG_REPO, "--json"]
     child = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     sha256 = hashlib.sha256(fake_hub.repos[BIG_REPO].files[BIG_TEXT]).hexdigest()
@@ -161,3 +161,66 @@ def test_a_file_gone_from_the_repo(hub, fake_hub):
     del fake_hub.repos[REPO].files["SmolVLM-256M-Instruct-Q8_0.gguf"]
     with pytest.raises(FileGoneError, match="no longer in"):
         download(hub, REPO, [listing.default_text])
+
+
+@pytest.mark.timeout(30)
+def test_a_hub_that_sends_the_same_short_body_again_and_again_is_given_up_on(hub, fake_hub, hf_cache):
+    big = _big(hub)
+    fake_hub.answer_limit = 1000  # each answer ends cleanly after 1000 bytes ...
+    fake_hub.ignore_ranges = True  # ... always from the start of the file
+
+    with pytest.raises(HubAnswerError, match=rf"The Hub at {fake_hub.url} did not send all of {BIG_TEXT} in \d+ "
+                                             r"requests .*: it sent the start of the file again instead of the rest"):
+        download(hub, BIG_REPO, [big])
+
+    assert len(fake_hub.downloads(BIG_TEXT)) == 2 + len(download_module.RETRY_DELAYS_S)
+    assert _partial(hf_cache, BIG_REPO, big.sha256).stat().st_size == 1000  # kept for the next try
+
+
+@pytest.mark.timeout(30)
+def test_a_hub_that_answers_the_rest_of_a_file_with_an_empty_206_is_given_up_on(hub, fake_hub, hf_cache):
+    big = _big(hub)
+    fake_hub.drop_after = 1 << 20
+    fake_hub.empty_ranges = True
+
+    with pytest.raises(HubAnswerError, match=r"did not send all of .* \(1 MB of 3 MB done\): its answers held no data"):
+        download(hub, BIG_REPO, [big])
+
+    assert len(fake_hub.downloads(BIG_TEXT)) == 2 + len(download_module.RETRY_DELAYS_S)
+    assert _partial(hf_cache, BIG_REPO, big.sha256).stat().st_size == 1 << 20
+
+
+@pytest.mark.timeout(30)
+def test_a_hub_that_sends_a_file_in_tiny_pieces_is_given_up_on_after_a_bounded_number_of_requests(
+        hub, fake_hub, hf_cache):
+    big = _big(hub)
+    fake_hub.answer_limit = 4096  # every answer brings the file a little further, never to its end
+
+    with pytest.raises(HubAnswerError, match="its answers ended before the end of the file"):
+        download(hub, BIG_REPO, [big])
+
+    requests = len(fake_hub.downloads(BIG_TEXT))
+    assert requests == download_module.MAX_REQUESTS_PER_FILE
+    fake_hub.answer_limit = None
+    download(hub, BIG_REPO, [big])  # the next download continues from there
+    assert fake_hub.downloads(BIG_TEXT)[-1].range == f"bytes={requests * 4096}-"
+
+
+@pytest.mark.timeout(30)
+def test_an_answer_with_another_part_of_the_file_than_asked_for_is_not_written(hub, fake_hub, hf_cache):
+    big = _big(hub)
+    fake_hub.drop_after = 1 << 20
+    fake_hub.wrong_ranges = True
+
+    with pytest.raises(HubAnswerError, match="another part of the file than the one asked for"):
+        download(hub, BIG_REPO, [big])
+    assert _partial(hf_cache, BIG_REPO, big.sha256).stat().st_size == 1 << 20
+
+
+@pytest.mark.timeout(30)
+def test_a_size_that_differs_from_the_listing_is_refused_before_downloading(hub, fake_hub, hf_cache):
+    big = _big(hub)
+    fake_hub.repos[BIG_REPO].headers = {"X-Linked-Size": str(1 << 40)}
+    with pytest.raises(FileGoneError, match="changed on the Hub"):
+        download(hub, BIG_REPO, [big])
+    assert fake_hub.downloads(BIG_TEXT) == []

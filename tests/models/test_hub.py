@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
+import httpx2
 import pytest
 
 from smolchat.models.catalog import CATALOG, BadRepoIdError, check_repo_id
@@ -80,3 +85,20 @@ def test_without_network_the_last_listing_is_shown(fake_hub, hf_cache):
     assert Hub(endpoint=address, cache_dir=hf_cache, offline=True).list_repo(REPO).files == live.files
     with pytest.raises(HubUnreachableError, match="Cannot reach the Hugging Face Hub"):
         Hub(endpoint=address, cache_dir=hf_cache, offline=False).list_repo("someone/Never-Listed")
+
+
+@pytest.mark.parametrize("path", ["/api/agent-harnesses", "/api/whoami-v2", "/", f"/api/models/{REPO}",
+                                  f"/{REPO}/blob/main/README.md", "/api/models/someone"])
+def test_the_fake_hub_answers_404_to_what_it_does_not_serve(fake_hub, path):
+    for method in ("GET", "HEAD"):
+        assert httpx2.request(method, fake_hub.url + path, timeout=10).status_code == 404
+
+
+def test_huggingface_hub_keeps_nothing_from_the_fake_hub_in_its_home(fake_hub, tmp_path):
+    # huggingface_hub asks any endpoint for its list of agent harnesses and keeps the answer for a day
+    # under HF_HOME: an answer of the wrong shape would break it in every later process of the user.
+    env = {**os.environ, "HF_ENDPOINT": fake_hub.url, "HF_HOME": str(tmp_path), "HF_HUB_OFFLINE": "0"}
+    code = "from huggingface_hub.utils import is_agent; is_agent(); is_agent()"
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=60)
+    assert [r.path for r in fake_hub.requests] == ["/api/agent-harnesses"]
+    assert list(tmp_path.iterdir()) == []

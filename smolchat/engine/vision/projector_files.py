@@ -10,7 +10,8 @@
   copy without them saves their memory (170 MB for SmolVLM-256M, 800 MB for 2.2B).
 
 Copies are written under a temporary name and renamed into place, so a crash or a full disk
-never leaves a half-written file under the final name.
+never leaves a half-written file under the final name. Each copy records (in its metadata) the
+file it was made from, so that copies of files that are gone or changed can be found and deleted.
 """
 
 from __future__ import annotations
@@ -19,13 +20,14 @@ import hashlib
 import logging
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import gguf
 import numpy as np
 
-from smolchat.engine.gguf_info import ModelFileError
+from smolchat import paths
+from smolchat.engine.gguf_info import ModelFileError, read_metadata
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +37,9 @@ _FLOAT_TYPES = {gguf.GGMLQuantizationType.F16, gguf.GGMLQuantizationType.F32, gg
 PRECISIONS = ("F16", "BF16")
 _FILE_TYPES = {"F16": gguf.LlamaFileType.MOSTLY_F16, "BF16": gguf.LlamaFileType.MOSTLY_BF16}
 _LAYER_COUNT = "clip.vision.block_count"
+_SOURCE = "smolchat.copy_of_path"  # the path of the file a copy was made from
+LAYOUT = "layout"
+COPY_KINDS = (LAYOUT, *PRECISIONS)
 
 
 def copy_name(source: Path, kind: str) -> str:
@@ -43,6 +48,50 @@ def copy_name(source: Path, kind: str) -> str:
     tag = hashlib.sha256(f"{source.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:12]
     stem = re.sub(r"-(F16|F32|BF16|f16|f32|bf16)$", "", source.stem)
     return f"{stem}-{kind}-{tag}.gguf"
+
+
+def copy_path(source: Path, kind: str) -> Path:
+    """Where SmolChat keeps its copy of ``source`` of ``kind`` (a precision, or LAYOUT)."""
+    return _copy_folder(kind) / copy_name(source, kind)
+
+
+def _copy_folder(kind: str) -> Path:
+    # layout-only copies are quick to make again; converted ones are worth keeping
+    return paths.cache_dir() / "layout-only" if kind == LAYOUT else paths.data_dir() / "converted"
+
+
+def copies_of(source: Path) -> list[Path]:
+    """The copies SmolChat keeps of ``source`` as it is now (none once it is gone)."""
+    try:
+        return [p for kind in COPY_KINDS if (p := copy_path(source, kind)).exists()]
+    except OSError:
+        return []
+
+
+def remove_copies(copies: Iterable[Path] = ()) -> None:
+    """Delete ``copies``, and every copy kept whose source is gone or has changed since it
+    was made (nothing will ask for it again). A copy that cannot be deleted now (open on
+    Windows) is left for the next time."""
+    folders = {_copy_folder(kind) for kind in COPY_KINDS}
+    doomed = set(copies) | {copy for folder in folders for copy in folder.glob("*.gguf") if _orphaned(copy)}
+    for copy in sorted(doomed):
+        try:
+            copy.unlink(missing_ok=True)
+        except OSError as e:
+            log.info("could not delete %s now: %s", copy, e)
+
+
+def _orphaned(copy: Path) -> bool:
+    try:
+        source = read_metadata(copy).get(_SOURCE)
+    except ModelFileError:
+        return False  # not a copy SmolChat can read: leave it
+    if not isinstance(source, str):
+        return False  # made before copies recorded their source
+    try:
+        return copy.name not in {copy_name(Path(source), kind) for kind in COPY_KINDS}
+    except OSError:  # the source is gone
+        return True
 
 
 def is_converted_weight(name: str, n_dims: int) -> bool:
@@ -63,6 +112,12 @@ def _rewrite(
     except (ValueError, OSError) as e:
         raise ModelFileError(source, f"could not be read to copy it ({e}).", "Download the projector again.") from e
     arch = reader.get_field(gguf.Keys.General.ARCHITECTURE)
+    origin = os.path.abspath(source)  # as named (a snapshot's link, say): copy_name() must give the same name again
+    try:
+        origin.encode("utf-8")
+        fields = {**fields, _SOURCE: (origin, gguf.GGUFValueType.STRING)}
+    except UnicodeEncodeError:  # a path that is not UTF-8 is not recorded: the copy goes only with its model
+        pass
     partial = target.with_name(target.name + ".partial")
     target.parent.mkdir(parents=True, exist_ok=True)
     writer = gguf.GGUFWriter(partial, arch=arch.contents() if arch else "clip", endianess=reader.endianess)
