@@ -171,7 +171,10 @@ def _download(args: argparse.Namespace) -> int:
 
 
 def _installed(args: argparse.Namespace) -> int:
-    models = Library().installed()
+    inventory = Library().inventory()
+    models = inventory.installed
+    for unusable in inventory.unusable:
+        print(f"smolchat: {unusable.model} cannot be used: {unusable.reason} ({unusable.path})", file=sys.stderr)
     if args.json:
         print(json.dumps([m.as_dict() for m in models], indent=2))
         return 0

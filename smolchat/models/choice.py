@@ -19,7 +19,10 @@ from smolchat.models.memory import MemoryEstimate, Verdict, estimate_memory, ver
 def estimate_files(listing: RepoListing, cache_dir: Path, machine: MachineMemory, *, n_ctx: int,
                    n_gpu_layers: int = 0) -> list[tuple[RemoteFile, MemoryEstimate, Verdict]]:
     """Each text file of ``listing`` with the default projector: its estimate and verdict."""
-    local = {f.filename: f.path for f in hf_cache.cached_files(cache_dir, listing.repo)}
+    try:
+        local = {f.filename: f.path for f in hf_cache.cached_files(cache_dir, listing.repo)}
+    except OSError:  # an unreadable cache: estimate every file from its size
+        local = {}
     projector = listing.default_projector
 
     def known(f: RemoteFile, inspect):

@@ -39,7 +39,6 @@ from smolchat.models.formats import (
     parse_format,
 )
 
-
 Info = TypeVar("Info", TextModelInfo, ProjectorInfo)
 
 

@@ -148,3 +148,15 @@ def test_download_on_a_terminal_shows_a_progress_bar(env):
     last = [line for line in shown.decode().split("\r") if "%" in line][-1]
     assert "[" + "#" * 30 + "] 100%" in last and "/s" in last
     assert "mmproj-SmolVLM-256M-Instruct-f16.gguf" in last
+
+
+def test_installed_names_a_model_whose_file_went_bad(run, tiny_pair, tmp_path):
+    text, mmproj = (tmp_path / "copy" / p.name for p in tiny_pair)
+    text.parent.mkdir()
+    text.write_bytes(tiny_pair[0].read_bytes())
+    mmproj.write_bytes(tiny_pair[1].read_bytes())
+    assert run("models", "import", str(text), str(mmproj), "--name", "tiny").returncode == 0
+    mmproj.write_bytes(mmproj.read_bytes()[:1000])  # damaged on disk since
+    out = run("models", "installed", "--json")
+    assert out.returncode == 0 and json.loads(out.stdout) == []
+    assert f"tiny cannot be used: {mmproj.name}: is incomplete" in out.stderr and "Traceback" not in out.stderr

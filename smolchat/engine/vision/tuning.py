@@ -27,8 +27,9 @@ from smolchat.engine.vision import cpu as cpu_report
 from smolchat.engine.vision import openvino_encoder
 from smolchat.engine.vision.cpu import CpuReport
 from smolchat.engine.vision.projector_files import (
+    LAYOUT,
     convert_mmproj,
-    copy_name,
+    copy_path,
     layout_only_mmproj,
 )
 from smolchat.errors import SmolChatError
@@ -272,14 +273,14 @@ def projector_for(path: Path, file_type: int | None, plan: VisionPlan) -> tuple[
     For libmtmd itself: the file, or a copy in the plan's precision (F16 <-> BF16; quantized
     files stay as they are) kept in the data folder."""
     if plan.backend == OPENVINO:
-        target = paths.cache_dir() / "layout-only" / copy_name(path, "layout")
+        target = copy_path(path, LAYOUT)
         if not target.exists():
             layout_only_mmproj(path, target)
         return target, True
     current = {0: "F32", 1: "F16", 32: "BF16"}.get(file_type if file_type is not None else -1)
     if current is None or current == plan.precision or plan.precision not in ("F16", "BF16"):
         return path, False
-    target = paths.data_dir() / "converted" / copy_name(path, plan.precision)
+    target = copy_path(path, plan.precision)
     if not target.exists():
         log.info("converting %s to %s for this CPU (once)", path.name, plan.precision)
         convert_mmproj(path, target, plan.precision)

@@ -594,11 +594,15 @@ class ChatController(QObject):
 
     def tidy_up(self) -> None:
         """At start, off the UI thread: pictures left by the last run (pasted, taken back for
-        editing) and image files no message refers to any more."""
+        editing), image files no message refers to any more, and projector copies whose model
+        another tool removed."""
         def tidy() -> None:
+            from smolchat.engine.vision.projector_files import remove_copies
+
             for folder in (pasted_dir(), drafts_dir()):
                 shutil.rmtree(folder, ignore_errors=True)
             self.store.collect_garbage()
+            remove_copies()
 
         self._writer.run(tidy, failed=lambda e: None)  # only disk space is at stake: never an error
 

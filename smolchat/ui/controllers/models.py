@@ -8,11 +8,9 @@ from PySide6.QtCore import QObject, Signal, Slot
 
 from smolchat.errors import SmolChatError
 from smolchat.models.catalog import CATALOG, DEFAULT_REPO
-from smolchat.models.choice import estimate_files
 from smolchat.models.download import Progress
 from smolchat.models.hub import Hub, RepoListing
 from smolchat.models.library import InstalledModel, Library
-from smolchat.models.machine import machine_memory
 from smolchat.models.memory import format_bytes
 from smolchat.ui.controllers.chat import ChatController
 from smolchat.ui.views.model_picker import ModelPicker
@@ -62,7 +60,8 @@ class ModelsController(QObject):
         self.listing = None
         # The job this replaces may still be running: it finishes on its own, and its result is
         # dropped (see _is_current), so what the picker shows is always the repo asked for last.
-        job = self._listing_job = ListingJob(self.hub, repo.strip())
+        ms = self.chat.model_settings
+        job = self._listing_job = ListingJob(self.hub, repo.strip(), n_ctx=ms.n_ctx, n_gpu_layers=ms.n_gpu_layers)
         job.finished.connect(self._listed)
         job.failed.connect(self._listing_failed)
         job.start()
@@ -72,15 +71,14 @@ class ModelsController(QObject):
         return self._listing_job is not None and self.sender() is self._listing_job
 
     @Slot(object)
-    def _listed(self, listing: RepoListing) -> None:
+    def _listed(self, result: tuple[RepoListing, list]) -> None:
         if not self._is_current():
             return
-        self._listing_job = None
+        listing, estimates = result
+        n_ctx, self._listing_job = self._listing_job.n_ctx, None
         self.listing = listing
-        ms = self.chat.model_settings
         rows = []
-        for f, estimate, fit in estimate_files(listing, self.hub.cache_dir, machine_memory(),
-                                                n_ctx=ms.n_ctx, n_gpu_layers=ms.n_gpu_layers):
+        for f, estimate, fit in estimates:
             basis = "" if estimate.from_metadata else " (from file size)"
             rows.append({"path": f.path, "format": f.format_name, "size": format_bytes(f.size),
                          "memory": format_bytes(estimate.total) + basis, "fit": fit.fit.value,
@@ -91,7 +89,7 @@ class ModelsController(QObject):
         note = "Shown as last listed: the Hub cannot be reached now." if listing.offline else ""
         if not listing.projector_files:
             note = "This repo has no vision projector (mmproj): SmolChat cannot read images with it."
-        self.picker.show_listing(f"<b>{listing.repo}</b> · memory at a {ms.n_ctx:,}-token context", rows, projectors,
+        self.picker.show_listing(f"<b>{listing.repo}</b> · memory at a {n_ctx:,}-token context", rows, projectors,
                                  listing.default_projector.path if listing.default_projector else None, note)
         self.listing_shown.emit()
 

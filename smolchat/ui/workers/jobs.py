@@ -18,9 +18,11 @@ from typing import ClassVar
 from PySide6.QtCore import QObject, Qt, Signal, Slot
 
 from smolchat.errors import SmolChatError
+from smolchat.models.choice import estimate_files
 from smolchat.models.download import Progress, download
-from smolchat.models.hub import Hub, RemoteFile
+from smolchat.models.hub import Hub, RemoteFile, RepoListing
 from smolchat.models.library import InstalledModel
+from smolchat.models.machine import machine_memory
 
 log = logging.getLogger(__name__)
 
@@ -75,10 +77,18 @@ class Job(QObject):
 
 
 class ListingJob(Job):
-    """A repo's files, from the Hub or as last listed."""
+    """A repo's files, from the Hub or as last listed, each text file with what it would need
+    here at ``n_ctx`` (reading the headers of files already downloaded: off the UI thread)."""
 
-    def __init__(self, hub: Hub, repo: str) -> None:
-        super().__init__(f"Listing {repo}", lambda: hub.list_repo(repo))
+    def __init__(self, hub: Hub, repo: str, *, n_ctx: int, n_gpu_layers: int) -> None:
+        self.n_ctx = n_ctx
+
+        def work() -> tuple[RepoListing, list]:
+            listing = hub.list_repo(repo)
+            return listing, estimate_files(listing, hub.cache_dir, machine_memory(), n_ctx=n_ctx,
+                                           n_gpu_layers=n_gpu_layers)
+
+        super().__init__(f"Listing {repo}", work)
 
 
 class DownloadJob(Job):
