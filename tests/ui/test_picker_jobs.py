@@ -51,24 +51,37 @@ def test_a_listing_that_fails_unexpectedly_says_so_and_the_next_one_works(qtbot,
     assert app.models.listing.repo == REPO and app.models.picker.download_button.isEnabled()
 
 
-def test_a_download_that_fails_unexpectedly_says_so_and_the_next_one_works(qtbot, first_run, fake_hub, hf_cache,
-                                                                           tmp_path):
+class UnexpectedDownloadHub(Hub):
+    """A Hub whose file addresses break in a way SmolChat's own code does not expect."""
+
+    def file_url(self, repo: str, path: str, revision: str = "main") -> str:
+        raise KeyError(path)
+
+
+@pytest.mark.parametrize("broken", ["a file instead of the cache folder", "an error nobody foresaw"])
+def test_a_download_that_fails_says_so_and_the_next_one_works(qtbot, first_run, fake_hub, hf_cache, tmp_path, broken):
     app = first_run
-    not_a_folder = tmp_path / "not-a-folder"
-    not_a_folder.write_text("a file where the cache's parent folder should be")
-    app.models.hub = Hub(endpoint=fake_hub.url, cache_dir=not_a_folder / "hf-cache", offline=False)
+    if broken == "an error nobody foresaw":
+        app.models.hub = UnexpectedDownloadHub(endpoint=fake_hub.url, cache_dir=hf_cache, offline=False)
+        expected = f"Downloading SmolVLM-256M-Instruct-Q8_0.gguf from {REPO} failed unexpectedly (KeyError: "
+    else:
+        not_a_folder = tmp_path / "not-a-folder"
+        not_a_folder.write_text("a file where the cache's parent folder should be")
+        app.models.hub = Hub(endpoint=fake_hub.url, cache_dir=not_a_folder / "hf-cache", offline=False)
+        expected = f"SmolChat cannot write to the model folder {not_a_folder / 'hf-cache'}"
     with qtbot.waitSignal(app.models.listing_shown, timeout=30_000):
         app.start()
     picker = app.models.picker
 
     qtbot.mouseClick(picker.download_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: app.models.download is None, timeout=30_000)
-    assert picker.notice.text().startswith(
-        f"Downloading SmolVLM-256M-Instruct-Q8_0.gguf from {REPO} failed unexpectedly (NotADirectoryError: ")
+    assert picker.notice.text().startswith(expected), picker.notice.text()
     assert picker.progress.isHidden() and picker.cancel_button.isHidden()
     assert picker.download_button.isEnabled()
 
-    app.models.hub.cache_dir = hf_cache  # the cache is where it should be again: the same button works
+    app.models.hub = Hub(endpoint=fake_hub.url, cache_dir=hf_cache, offline=False)  # all well again
+    with qtbot.waitSignal(app.models.listing_shown, timeout=30_000):
+        app.models.show_repo(REPO)
     with qtbot.waitSignal(app.models.installed_changed, timeout=60_000):
         qtbot.mouseClick(picker.download_button, Qt.MouseButton.LeftButton)
     assert picker.notice.text() == f"Installed {REPO}:Q8_0."
