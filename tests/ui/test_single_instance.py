@@ -86,8 +86,10 @@ def test_a_second_start_brings_the_first_window_to_the_front_and_touches_nothing
 @pytest.mark.timeout(180)
 def test_a_window_that_crashed_does_not_lock_smolchat_out(env):
     crashed = start_window(env)
-    wait_until_serving(env, crashed)
-    stop(crashed, signal.SIGKILL)  # the lock file stays behind
+    try:
+        wait_until_serving(env, crashed)
+    finally:
+        stop(crashed, signal.SIGKILL)  # the lock file stays behind
     assert (Path(env["SMOLCHAT_HOME"]) / "data" / "smolchat.lock").exists()
     again = start_window(env)
     try:
