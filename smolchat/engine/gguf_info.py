@@ -162,6 +162,7 @@ _U64 = struct.Struct("<Q")
 _MAX_DIMS = 4
 _MAX_NAME_BYTES = 63
 _INT64_MAX = 2**63 - 1
+_INT32_MAX = 2**31 - 1
 _MIN_ALIGNMENT = 32
 _MAX_ITEMS = 2**30  # the most values in an array, and bytes in a string
 # smallest possible header entries, to bound counts by the bytes left before allocating anything
@@ -390,6 +391,12 @@ _MATRIX_TYPES = frozenset(gguf.GGMLQuantizationType) - {
 _F32 = frozenset({gguf.GGMLQuantizationType.F32})
 
 
+def _check_key_types(meta: GGUFMetadata, kinds: dict[str, frozenset[tuple[int, ...]]]) -> None:
+    for key, allowed in kinds.items():
+        if key in meta.field_types and meta.field_types[key] not in allowed:
+            raise ModelFileError(meta.path, f"stores '{key}' as the wrong kind of value.", _DAMAGED)
+
+
 def _check_norm_epsilons(meta: GGUFMetadata, prefix: str) -> None:
     """ggml's normalizations assert that their epsilon is not negative (NaN fails that too)."""
     for key, value in meta.fields.items():
@@ -410,6 +417,31 @@ def _check_tensor_type(meta: GGUFMetadata, name: str, allowed: frozenset[int], u
 LLAMA_MAX_LAYERS = 512
 LLAMA_MAX_EXPERTS = 1024
 _ROPE_SCALING_TYPES = frozenset({"none", "linear", "yarn", "longrope"})
+# llama.cpp refuses a model whose generic keys hold another kind of value: key -> the kinds it takes
+_SCALAR_U32 = frozenset({(_VT.UINT32,)})
+_PER_LAYER_U32 = frozenset({(_VT.UINT32,), (_VT.ARRAY, _VT.UINT32), (_VT.ARRAY, _VT.INT32)})
+_LLAMA_KEY_TYPES = {
+    **dict.fromkeys([f"{{arch}}.{name}" for name in (
+        "context_length", "embedding_length", "block_count", "vocab_size", "rope.dimension_count",
+        "attention.key_length", "attention.value_length", "expert_count", "expert_group_count",
+        "expert_group_used_count", "nextn_predict_layers")] + ["general.file_type"]
+        + [f"tokenizer.ggml.{name}_token_id" for name in (
+            "bos", "eos", "eot", "eom", "unknown", "seperator", "padding", "mask", "fim_pre", "fim_suf", "fim_mid",
+            "fim_pad", "fim_rep", "fim_sep", "prefix", "suffix", "middle")], _SCALAR_U32),
+    **dict.fromkeys([f"{{arch}}.{name}" for name in (
+        "feed_forward_length", "attention.head_count", "attention.head_count_kv", "expert_used_count")],
+        _PER_LAYER_U32),
+    **dict.fromkeys([f"{{arch}}.{name}" for name in (
+        "rope.freq_base", "rope.scaling.factor", "attention.layer_norm_epsilon", "attention.layer_norm_rms_epsilon")],
+        frozenset({(_VT.FLOAT32,)})),
+    **dict.fromkeys(["general.name", "{arch}.rope.scaling.type", "tokenizer.ggml.model", "tokenizer.ggml.pre",
+                     "tokenizer.chat_template"], frozenset({(_VT.STRING,)})),
+    **dict.fromkeys([f"tokenizer.ggml.add_{name}_token" for name in ("bos", "eos", "sep")],
+                    frozenset({(_VT.BOOL,)})),
+    "tokenizer.ggml.token_type": frozenset({(_VT.ARRAY, _VT.INT32)}),
+    "tokenizer.ggml.scores": frozenset({(_VT.ARRAY, _VT.FLOAT32), (_VT.ARRAY, _VT.INT32)}),
+    "tokenizer.ggml.merges": frozenset({(_VT.ARRAY, _VT.STRING)}),
+}
 # sub-stacks that must not have more layers than the model: key suffix -> what it counts
 _SUB_LAYER_COUNTS = {
     "nextn_predict_layers": "next-token prediction layers",
@@ -431,6 +463,7 @@ def inspect_text_model(path: str | os.PathLike[str]) -> TextModelInfo:
     if not isinstance(arch, str) or not arch:
         raise ModelFileError(meta.path, "does not say which architecture it is.",
                              "It is probably not a llama.cpp model.")
+    _check_key_types(meta, {key.format(arch=arch): kinds for key, kinds in _LLAMA_KEY_TYPES.items()})
     n_vocab = _check_vocabulary(meta)
     for name, shape in meta.tensors.items():
         _check_tensor_type(meta, name, _F32 if len(shape) <= 1 else _MATRIX_TYPES, "llama.cpp")
@@ -560,9 +593,11 @@ def inspect_projector(path: str | os.PathLike[str]) -> ProjectorInfo:
             "Use it as the model, and as the projector choose the file whose name starts "
             "with 'mmproj'.",
         )
-    for key, expected in _LIBMTMD_KEY_TYPES.items():
-        if key in meta.field_types and meta.field_types[key] != (expected,):
-            raise ModelFileError(meta.path, f"stores '{key}' as the wrong kind of value.", _DAMAGED)
+    _check_key_types(meta, {key: frozenset({(kind,)}) for key, kind in _LIBMTMD_KEY_TYPES.items()})
+    for key, kind in _LIBMTMD_KEY_TYPES.items():
+        if kind == _VT.UINT32:  # libmtmd reads them into signed 32-bit integers
+            meta.optional_integer(key, "value", 0, _INT32_MAX)
+    _check_libmtmd_requirements(meta)
     if meta.get("clip.has_vision_encoder") is not True:
         raise ModelFileError(meta.path, "has no vision encoder, so it cannot read images.",
                              "Choose the model's image projector.")
@@ -592,6 +627,18 @@ def inspect_projector(path: str | os.PathLike[str]) -> ProjectorInfo:
         preproc_image_size=shape.preproc_image_size or None,
         file_type=_file_type(meta),
     )
+
+
+def _check_libmtmd_requirements(meta: GGUFMetadata) -> None:
+    """What libmtmd refuses to load a vision projector without (besides the shape values)."""
+    v = "clip.vision."
+    meta.integer(v + "projection_dim", "projection width", 0)
+    if not isinstance(meta.get(v + "attention.layer_norm_epsilon"), float):
+        raise ModelFileError(meta.path, f"is missing the normalization epsilon ('{v}attention.layer_norm_epsilon').",
+                             _DAMAGED)
+    for key in (v + "image_mean", v + "image_std"):
+        if meta.field_types.get(key) != (_VT.ARRAY, _VT.FLOAT32) or len(meta.fields[key]) < 3:
+            raise ModelFileError(meta.path, f"lacks the three colour channels of '{key}'.", _DAMAGED)
 
 
 @dataclass(frozen=True)

@@ -304,6 +304,22 @@ ABORTING = {
 }
 
 
+@pytest.mark.parametrize(
+    "role, build, problem",
+    [
+        ("text", _key_type("llama.context_length", VT.INT32), "stores 'llama.context_length' as the wrong kind"),
+        ("mmproj", _set("clip.vision.projection_dim", 2**32 - 1), "'clip.vision.projection_dim' = 4294967295"),
+    ],
+    ids=["text key of another type", "projector value beyond 32-bit signed"],
+)
+def test_files_llama_cpp_would_not_load_are_refused_up_front(tiny_pair, tmp_path, role, build, problem):
+    """So the model list shows them as unusable instead of failing when they are loaded."""
+    damaged = build(tiny_pair, tmp_path)
+    inspect = inspect_text_model if role == "text" else inspect_projector
+    with pytest.raises(ModelFileError, match=f"^{damaged.name}: .*{problem}"):
+        inspect(damaged)
+
+
 @pytest.mark.parametrize("case", ABORTING)
 def test_values_that_abort_llama_cpp_are_refused(tiny_pair, tmp_path, case):
     role, build, problem = ABORTING[case]
