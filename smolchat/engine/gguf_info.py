@@ -541,8 +541,8 @@ def _check_experts(meta: GGUFMetadata, arch: str) -> None:
     n_expert = meta.optional_integer(f"{arch}.expert_count", "expert count", 0, LLAMA_MAX_EXPERTS) or 0
     used_key = f"{arch}.expert_used_count"
     used = meta.get(used_key)
-    if isinstance(used, np.ndarray) and used.dtype.kind in "iu":  # per layer: the largest counts
-        used = max(used.tolist(), default=0)
+    if isinstance(used, np.ndarray) and used.dtype.kind in "iu":  # per layer, read as unsigned: the largest
+        used = max((v % 2**32 for v in used.tolist()), default=0)
     else:
         used = meta.optional_integer(used_key, "count of experts used per token", 0) or 0
     groups = meta.optional_integer(f"{arch}.expert_group_count", "expert group count", 0) or 0
