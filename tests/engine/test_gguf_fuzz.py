@@ -218,8 +218,9 @@ def mutations(role: str, path: Path, rng: random.Random) -> list[Mutation]:
 
 # -- loading in a child process ----------------------------------------------------------------
 
-def _load_each(batch_file: str, image: str) -> None:
-    """In a child process: load each pair and run one turn with an image, saying which before trying."""
+def _load_each(batch_file: str, image: str, log_file: str) -> None:
+    """In a child process: load each pair and run one turn with an image, noting in ``log_file``
+    which pair it tries before trying it (llama.cpp may write to stdout too)."""
     faulthandler.enable()  # a crash reports where in Python it happened
     import llama_cpp
 
@@ -237,17 +238,18 @@ def _load_each(batch_file: str, image: str) -> None:
     settings = EngineSettings(n_ctx=256, n_threads=1, n_threads_batch=1, n_threads_vision=1,
                               vision_backend="llama.cpp", vision_precision="F16")
     one_token = SamplingParams(temperature=0.0, max_tokens=2, ignore_eos=True)
-    for index, text, mmproj in json.loads(Path(batch_file).read_text()):
-        print(f"TRY {index}", flush=True)
-        try:
-            with Engine(text, mmproj, settings) as engine:
-                answer(engine, [Message.user("What is it?", images=[image])], one_token)
-            outcome = "answered"
-        except SmolChatError as e:
-            outcome = f"refused: {e}"
-        except Exception as e:  # noqa: BLE001 - reported to the parent, which fails the test
-            outcome = f"raised {type(e).__name__}: {e}"
-        print(f"DONE {index} {json.dumps(outcome)}", flush=True)
+    with open(log_file, "a", encoding="utf-8") as log:
+        for index, text, mmproj in json.loads(Path(batch_file).read_text()):
+            print(f"TRY {index}", file=log, flush=True)
+            try:
+                with Engine(text, mmproj, settings) as engine:
+                    answer(engine, [Message.user("What is it?", images=[image])], one_token)
+                outcome = "answered"
+            except SmolChatError as e:
+                outcome = f"refused: {e}"
+            except Exception as e:  # noqa: BLE001 - reported to the parent, which fails the test
+                outcome = f"raised {type(e).__name__}: {e}"
+            print(f"DONE {index} {json.dumps(outcome)}", file=log, flush=True)
 
 
 def load_in_child(pairs: list[tuple[Path, Path]], image: Path, work: Path, timeout_s: float = 240,
@@ -258,20 +260,22 @@ def load_in_child(pairs: list[tuple[Path, Path]], image: Path, work: Path, timeo
     outcomes: dict[int, str] = {}
     pending = list(range(len(pairs)))
     while pending and sum(o.startswith(("crashed", "hung")) for o in outcomes.values()) < max_crashes:
-        batch = work / "batch.json"
+        batch, log = work / "batch.json", work / "batch.log"
         batch.write_text(json.dumps([(i, str(pairs[i][0]), str(pairs[i][1])) for i in pending]))
-        code = f"from tests.engine.test_gguf_fuzz import _load_each; _load_each({str(batch)!r}, {str(image)!r})"
-        child = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE,
+        log.write_text("")
+        code = (f"from tests.engine.test_gguf_fuzz import _load_each; "
+                f"_load_each({str(batch)!r}, {str(image)!r}, {str(log)!r})")
+        child = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.DEVNULL,
                                  stderr=subprocess.PIPE, text=True)
         try:
-            stdout, stderr = child.communicate(timeout=timeout_s)
+            _, stderr = child.communicate(timeout=timeout_s)
             ended = None if child.returncode == 0 else _exit_reason(child.returncode, stderr)
         except subprocess.TimeoutExpired:
             child.kill()
-            stdout, stderr = child.communicate()
+            child.communicate()
             ended = "hung"
         tried = None
-        for line in stdout.splitlines():
+        for line in log.read_text(encoding="utf-8").splitlines():
             word, _, rest = line.partition(" ")
             if word == "TRY":
                 tried = int(rest)
