@@ -154,8 +154,8 @@ _SCALARS = {
     _VT.UINT8: "B", _VT.INT8: "b", _VT.UINT16: "H", _VT.INT16: "h", _VT.UINT32: "I", _VT.INT32: "i",
     _VT.FLOAT32: "f", _VT.BOOL: "?", _VT.UINT64: "Q", _VT.INT64: "q", _VT.FLOAT64: "d",
 }
-_SCALAR_STRUCTS = {vtype: struct.Struct("<" + fmt) for vtype, fmt in _SCALARS.items()}
-_ARRAY_DTYPES = {vtype: np.dtype("<" + fmt.replace("?", "u1")) for vtype, fmt in _SCALARS.items()}
+_SCALAR_STRUCTS: dict[int, struct.Struct] = {vtype: struct.Struct("<" + fmt) for vtype, fmt in _SCALARS.items()}
+_ARRAY_DTYPES: dict[int, np.dtype] = {vtype: np.dtype("<" + fmt.replace("?", "u1")) for vtype, fmt in _SCALARS.items()}
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
 # ggml's limits: tensors have at most 4 dimensions, names fit 64 bytes with their NUL, sizes are int64
@@ -243,7 +243,7 @@ class _HeaderParser:
             values = np.frombuffer(self.buf, dtype, count, self.pos).copy()  # a copy: the file is closed after
             self.pos += count * dtype.itemsize
             return (values != 0 if etype == _VT.BOOL else values), (vtype, etype)
-        scalar = _SCALAR_STRUCTS.get(vtype)  # type: ignore[call-overload]
+        scalar = _SCALAR_STRUCTS.get(vtype)
         if scalar is None:
             raise _Damaged(f"a value has unknown type {vtype}")
         return self.unpack(scalar), (vtype,)
@@ -414,8 +414,8 @@ def _check_tensor_type(meta: GGUFMetadata, name: str, allowed: frozenset[int], u
 # -- text models -------------------------------------------------------------------------------
 
 # llama.cpp asserts on these for any architecture while it reads the hyperparameters
-LLAMA_MAX_LAYERS = 512
-LLAMA_MAX_EXPERTS = 1024
+_LLAMA_MAX_LAYERS = 512
+_LLAMA_MAX_EXPERTS = 1024
 _ROPE_SCALING_TYPES = frozenset({"none", "linear", "yarn", "longrope"})
 # llama.cpp refuses a model whose generic keys hold another kind of value: key -> the kinds it takes
 _SCALAR_U32 = frozenset({(_VT.UINT32,)})
@@ -467,7 +467,7 @@ def inspect_text_model(path: str | os.PathLike[str]) -> TextModelInfo:
     n_vocab = _check_vocabulary(meta)
     for name, shape in meta.tensors.items():
         _check_tensor_type(meta, name, _F32 if len(shape) <= 1 else _MATRIX_TYPES, "llama.cpp")
-    n_layer = meta.integer(f"{arch}.block_count", "layer count", 1, LLAMA_MAX_LAYERS)
+    n_layer = meta.integer(f"{arch}.block_count", "layer count", 1, _LLAMA_MAX_LAYERS)
     n_embd = meta.integer(f"{arch}.embedding_length", "embedding width", 1)
     n_head, n_head_kv = _attention_heads(meta, arch, n_embd, n_layer)
     for suffix, what in _SUB_LAYER_COUNTS.items():
@@ -538,7 +538,7 @@ def _attention_heads(meta: GGUFMetadata, arch: str, n_embd: int, n_layer: int) -
 
 def _check_experts(meta: GGUFMetadata, arch: str) -> None:
     """Mixture-of-experts counts, as llama.cpp asserts on them for every architecture."""
-    n_expert = meta.optional_integer(f"{arch}.expert_count", "expert count", 0, LLAMA_MAX_EXPERTS) or 0
+    n_expert = meta.optional_integer(f"{arch}.expert_count", "expert count", 0, _LLAMA_MAX_EXPERTS) or 0
     used_key = f"{arch}.expert_used_count"
     used = meta.get(used_key)
     if isinstance(used, np.ndarray) and used.dtype.kind in "iu":  # per layer, read as unsigned: the largest
@@ -577,9 +577,9 @@ _LIBMTMD_KEY_TYPES = {
     "clip.minicpmv_version": _VT.INT32,
 }
 # libmtmd refuses larger tiles (the patch count per tile would overflow)
-MAX_TILE_SIZE = 8192
+_MAX_TILE_SIZE = 8192
 # a preprocessing size cuts an image into at most this many tiles per side
-MAX_TILES_PER_SIDE = 16
+_MAX_TILES_PER_SIDE = 16
 _CONV_TYPES = frozenset({gguf.GGMLQuantizationType.F32, gguf.GGMLQuantizationType.F16})
 
 
@@ -671,7 +671,7 @@ def _vision_shape(meta: GGUFMetadata) -> _VisionShape:
     if n_head % n_head_kv:
         raise ModelFileError(meta.path, f"has {n_head_kv} vision key/value heads, which do not divide its "
                              f"{n_head} attention heads.", _DAMAGED)
-    image_size = meta.integer(v + "image_size", "tile size", 1, MAX_TILE_SIZE)
+    image_size = meta.integer(v + "image_size", "tile size", 1, _MAX_TILE_SIZE)
     patch_size = meta.integer(v + "patch_size", "patch size", 1, image_size)
     scale_factor = meta.integer(v + "projector.scale_factor", "projector scale factor", 2)
     # Patches per side need not fill the tile (SmolVLM-2.2B: 384 px, patch 14, so 27 patches and
@@ -685,7 +685,7 @@ def _vision_shape(meta: GGUFMetadata) -> _VisionShape:
         )
     # images are scaled to this size, then cut into tiles; 0 (or no key): by their own size
     preproc = meta.optional_integer(v + "preproc_image_size", "preprocessing size", 0) or 0
-    largest = min(MAX_TILE_SIZE, MAX_TILES_PER_SIDE * image_size)
+    largest = min(_MAX_TILE_SIZE, _MAX_TILES_PER_SIDE * image_size)
     if preproc and not image_size <= preproc <= largest:
         raise ModelFileError(
             meta.path,
