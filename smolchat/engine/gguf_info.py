@@ -476,7 +476,7 @@ def inspect_text_model(path: str | os.PathLike[str]) -> TextModelInfo:
     _check_norm_epsilons(meta, f"{arch}.")
     rope_scaling = meta.get(f"{arch}.rope.scaling.type")
     if rope_scaling is not None and rope_scaling not in _ROPE_SCALING_TYPES:
-        raise ModelFileError(meta.path, f"asks for an unknown RoPE scaling ({rope_scaling!r}).", _DAMAGED)
+        raise ModelFileError(meta.path, f"asks for an unknown RoPE scaling ('{_shown(rope_scaling)}').", _DAMAGED)
     n_ctx_train = meta.get(f"{arch}.context_length")
     template = meta.get(gguf.Keys.Tokenizer.CHAT_TEMPLATE)
     name = meta.get(gguf.Keys.General.NAME)
@@ -589,7 +589,7 @@ def inspect_projector(path: str | os.PathLike[str]) -> ProjectorInfo:
     if arch != PROJECTOR_ARCHITECTURE:
         raise ModelFileError(
             meta.path,
-            f"is a text model ({arch}), not a vision projector (mmproj).",
+            f"is a text model ({_shown(arch)}), not a vision projector (mmproj).",
             "Use it as the model, and as the projector choose the file whose name starts "
             "with 'mmproj'.",
         )
@@ -608,7 +608,7 @@ def inspect_projector(path: str | os.PathLike[str]) -> ProjectorInfo:
     if projector not in SUPPORTED_PROJECTORS:
         raise ModelFileError(
             meta.path,
-            f"uses the projector type '{projector}', which SmolChat does not support.",
+            f"uses the projector type '{_shown(projector)}', which SmolChat does not support.",
             "SmolChat runs SmolVLM and SmolVLM2 models (projector type idefics3).",
         )
     shape = _vision_shape(meta)
@@ -763,6 +763,12 @@ def check_pair(text: TextModelInfo, projector: ProjectorInfo) -> None:
             f"embeddings, but {text.path.name} expects {text.n_embd}.",
             "Use the mmproj file from the same repository as the text model.",
         )
+
+
+def _shown(value: object) -> str:
+    """A name from the file as a message shows it: short, whatever the file holds."""
+    text = value if isinstance(value, str) else "none" if value is None else "not a name"
+    return text if len(text) <= 40 else text[:40] + "…"
 
 
 def _megabytes(n: int) -> str:

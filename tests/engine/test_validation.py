@@ -105,6 +105,13 @@ def test_unsupported_projector(tmp_path):
         inspect_projector(gemma)
 
 
+def test_names_from_a_file_are_shortened_in_messages(tmp_path):
+    odd = write_mmproj(tmp_path / "mmproj-odd.gguf", TINY.vision, output_width=64, projector_type="x" * 100_000)
+    with pytest.raises(ModelFileError, match="projector type 'x{40}…'") as info:
+        inspect_projector(odd)
+    assert len(str(info.value)) < 300
+
+
 def test_projector_settings_that_would_abort_llama_cpp(tmp_path):
     # llama.cpp aborts the whole process on a scale factor of 1: it must never get there
     bad = VisionShape(n_embd=32, n_layer=1, n_head=4, n_ff=48, image_size=32, patch_size=8,
