@@ -313,7 +313,7 @@ def _parse(path: Path, buf: mmap.mmap) -> tuple[GGUFMetadata, int]:
     for _ in range(n_kv):
         raw_key = p.raw_string()
         if not raw_key or raw_key in seen:
-            raise _Damaged("an empty key" if not raw_key else f"the key '{_text(raw_key)}' appears twice")
+            raise _Damaged("an empty key" if not raw_key else f"the key '{_shown(_text(raw_key))}' appears twice")
         seen.add(raw_key)
         key = _text(raw_key)
         fields[key], field_types[key] = p.value(p.unpack(_U32))
@@ -326,7 +326,7 @@ def _parse(path: Path, buf: mmap.mmap) -> tuple[GGUFMetadata, int]:
         raw_name = p.raw_string()
         name = _text(raw_name)
         if len(raw_name) > _MAX_NAME_BYTES:
-            raise _Damaged(f"the tensor name '{name}' is too long")
+            raise _Damaged(f"the tensor name '{_shown(name)}' is too long")
         if raw_name in seen:
             raise _Damaged(f"the tensor '{name}' appears twice")
         seen.add(raw_name)
@@ -401,7 +401,8 @@ def _check_norm_epsilons(meta: GGUFMetadata, prefix: str) -> None:
     """ggml's normalizations assert that their epsilon is not negative (NaN fails that too)."""
     for key, value in meta.fields.items():
         if key.startswith(prefix) and key.endswith("_epsilon") and isinstance(value, float) and not value >= 0:
-            raise ModelFileError(meta.path, f"has an invalid normalization epsilon ('{key}' = {value}).", _DAMAGED)
+            raise ModelFileError(meta.path, f"has an invalid normalization epsilon ('{_shown(key)}' = {value}).",
+                                 _DAMAGED)
 
 
 def _check_tensor_type(meta: GGUFMetadata, name: str, allowed: frozenset[int], user: str) -> None:

@@ -105,11 +105,21 @@ def test_unsupported_projector(tmp_path):
         inspect_projector(gemma)
 
 
-def test_names_from_a_file_are_shortened_in_messages(tmp_path):
+def test_names_from_a_file_are_shortened_in_messages(tiny_pair, tmp_path):
     odd = write_mmproj(tmp_path / "mmproj-odd.gguf", TINY.vision, output_width=64, projector_type="x" * 100_000)
     with pytest.raises(ModelFileError, match="projector type 'x{40}…'") as info:
         inspect_projector(odd)
     assert len(str(info.value)) < 300
+    long_key = "clip.vision." + "k" * 100_000 + "_epsilon"
+    once, twice = tmp_path / "mmproj-once.gguf", tmp_path / "mmproj-twice.gguf"
+    for source, target in ((tiny_pair[1], once), (once, twice)):
+        data = source.read_bytes()
+        target.write_bytes(with_key(data, layout(data, source), long_key, VT.FLOAT32, struct.pack("<f", -1)))
+    for damaged, problem in ((once, "normalization epsilon \\('clip.vision.k{28}…' = -1.0\\)"),
+                             (twice, "the key 'clip.vision.k{28}…' appears twice")):
+        with pytest.raises(ModelFileError, match=problem) as info:
+            inspect_projector(damaged)
+        assert len(str(info.value)) < 300
 
 
 def test_projector_settings_that_would_abort_llama_cpp(tmp_path):
