@@ -355,8 +355,6 @@ def test_files_the_checks_let_through_neither_crash_nor_hang(fuzz):
     assert any(outcome == "answered" for outcome in fuzz.loading.values())  # the loading itself works
 
 
-@pytest.mark.xfail(strict=True, reason="a chat template with a syntax error escapes the Engine as a jinja2 "
-                   "exception instead of a SmolChatError (smolchat/engine/prompt.py, ChatTemplate)")
 def test_files_the_checks_let_through_fail_only_with_our_errors(fuzz):
     failures = [f"{name}: {outcome}" for name, outcome in fuzz.loading.items() if outcome.startswith("raised")]
     assert not failures, "\n".join(failures)
