@@ -28,6 +28,17 @@ from smolchat.testing.gguf_pair import TINY, write_pair  # noqa: E402
 from tests.fake_hub_fixtures import fake_hub, hf_cache, hub, repo_files  # noqa: E402, F401
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "real_model: runs SmolLM2 (marked by itself); these also run under llama.cpp's AVX2 CPU library")
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "smollm2_path" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.real_model)
+
+
 @pytest.fixture(scope="session")
 def tiny_pair(tmp_path_factory) -> tuple[Path, Path]:
     """A SmolVLM-shaped text model + idefics3 mmproj with random weights (~260 KB)."""
