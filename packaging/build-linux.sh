@@ -17,7 +17,7 @@ ensure_uv
 
 build="$ROOT/build/linux"
 arch="$(uname -m)"
-wheel="$(llama_wheel "$CMAKE_ARGS_PORTABLE${SMOLCHAT_CMAKE_ARGS:+ $SMOLCHAT_CMAKE_ARGS}")"
+wheel="$(portable_llama_wheel)"
 build_environment "$build/venv" "$wheel"
 rm -rf dist/SmolChat
 run_pyinstaller "$build/venv"

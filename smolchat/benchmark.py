@@ -15,15 +15,16 @@ Each engine is measured in a fresh process so that its peak memory is its own.
 from __future__ import annotations
 
 import multiprocessing
-import resource
 import statistics
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from smolchat.engine.engine import EngineSettings, default_threads
+if TYPE_CHECKING:  # llama.cpp loads only when something is measured
+    from smolchat.engine import EngineSettings
 
 DEFAULT_PROMPT = "What is in this picture?"
 FOLLOW_UPS = (
@@ -37,12 +38,12 @@ FOLLOW_UPS = (
 class BenchConfig:
     model: Path
     mmproj: Path | None
+    settings: EngineSettings
     images: tuple[Path, ...] = ()
     prompt: str = DEFAULT_PROMPT
     max_tokens: int = 64
     runs: int = 5
     turns: int = 2
-    settings: EngineSettings = field(default_factory=EngineSettings)
 
 
 @dataclass
@@ -76,8 +77,32 @@ def question(turn: int, config: BenchConfig) -> str:
 
 
 def _peak_rss_mb() -> float:
+    """The most memory this process has held in RAM, in MiB."""
+    if sys.platform == "win32":
+        return _windows_peak_working_set()
+    import resource  # Unix only
+
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 1024 if sys.platform != "darwin" else peak / 2**20
+
+
+def _windows_peak_working_set() -> float:
+    import ctypes
+    from ctypes import wintypes
+
+    class ProcessMemoryCounters(ctypes.Structure):
+        _fields_ = [("cb", wintypes.DWORD), ("PageFaultCount", wintypes.DWORD),
+                    *((name, ctypes.c_size_t) for name in (
+                        "PeakWorkingSetSize", "WorkingSetSize", "QuotaPeakPagedPoolUsage", "QuotaPagedPoolUsage",
+                        "QuotaPeakNonPagedPoolUsage", "QuotaNonPagedPoolUsage", "PagefileUsage", "PeakPagefileUsage"))]
+
+    kernel32 = ctypes.WinDLL("kernel32")  # type: ignore[attr-defined]
+    kernel32.GetCurrentProcess.restype = wintypes.HANDLE
+    kernel32.K32GetProcessMemoryInfo.argtypes = [wintypes.HANDLE, ctypes.c_void_p, wintypes.DWORD]
+    counters = ProcessMemoryCounters(cb=ctypes.sizeof(ProcessMemoryCounters))
+    if not kernel32.K32GetProcessMemoryInfo(kernel32.GetCurrentProcess(), ctypes.byref(counters), counters.cb):
+        raise ctypes.WinError()  # type: ignore[attr-defined]
+    return counters.PeakWorkingSetSize / 2**20
 
 
 def _median_figures(samples: list[dict]) -> TurnFigures:
@@ -152,6 +177,7 @@ def measure_baseline(config: BenchConfig, progress=None) -> EngineReport:
 
     from smolchat.engine import native
     from smolchat.engine.backends import llama_cpp
+    from smolchat.engine.engine import default_threads
 
     native.route_native_logs()
     settings = config.settings

@@ -1,12 +1,15 @@
 """Where SmolChat keeps its files.
 
 ``SMOLCHAT_HOME`` puts everything under one folder (a portable install, or a test run);
-otherwise the platform's usual places are used.
+otherwise the platform's usual places are used. ``SMOLCHAT_DATA_DIR``, ``SMOLCHAT_CONFIG_DIR``
+and ``SMOLCHAT_CACHE_DIR`` move one folder each and win over both: the self-test keeps its
+conversation and settings apart that way, and still uses the computer's measurements.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import platformdirs
@@ -14,27 +17,27 @@ import platformdirs
 _APP = "SmolChat"
 
 
-def _home() -> Path | None:
+def _folder(kind: str, platform_dir: Callable[..., str]) -> Path:
+    own = os.environ.get(f"SMOLCHAT_{kind.upper()}_DIR")
+    if own:
+        return Path(own)
     home = os.environ.get("SMOLCHAT_HOME")
-    return Path(home) if home else None
+    return Path(home) / kind if home else Path(platform_dir(_APP, appauthor=False))
 
 
 def data_dir() -> Path:
-    """Files worth keeping: converted models."""
-    home = _home()
-    return home / "data" if home else Path(platformdirs.user_data_dir(_APP, appauthor=False))
+    """Files worth keeping: conversations, converted models."""
+    return _folder("data", platformdirs.user_data_dir)
 
 
 def cache_dir() -> Path:
     """Files that can be made again: measurements, compiled encoders, probe models."""
-    home = _home()
-    return home / "cache" if home else Path(platformdirs.user_cache_dir(_APP, appauthor=False))
+    return _folder("cache", platformdirs.user_cache_dir)
 
 
 def config_dir() -> Path:
     """Settings."""
-    home = _home()
-    return home / "config" if home else Path(platformdirs.user_config_dir(_APP, appauthor=False))
+    return _folder("config", platformdirs.user_config_dir)
 
 
 def models_dir() -> Path:

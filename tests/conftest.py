@@ -12,16 +12,31 @@ import pytest
 from PIL import Image
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-# Nothing in the tests may reach the Hugging Face Hub.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-# Converted models, measurements and compiled encoders go to a folder of the test run's own,
-# and so does the Hugging Face cache.
+# The test run keeps its files in a home of its own, Hugging Face's included (its cache, token,
+# and what huggingface_hub remembers between runs): nothing of the user's is read or written.
+# huggingface_hub reads its variables once, when imported, so they are set before anything is.
+for name in [n for n in os.environ if n.startswith(("HF_", "HUGGINGFACE_"))] + [
+        "SMOLCHAT_DATA_DIR", "SMOLCHAT_CONFIG_DIR", "SMOLCHAT_CACHE_DIR"]:
+    os.environ.pop(name, None)
 os.environ["SMOLCHAT_HOME"] = tempfile.mkdtemp(prefix="smolchat-tests-")
-os.environ["HF_HUB_CACHE"] = os.path.join(os.environ["SMOLCHAT_HOME"], "hf-cache")
+os.environ["HF_HOME"] = os.path.join(os.environ["SMOLCHAT_HOME"], "huggingface")
+os.environ["HF_HUB_CACHE"] = os.path.join(os.environ["HF_HOME"], "hub")
+os.environ["HF_HUB_OFFLINE"] = "1"  # nothing in the tests may reach the Hugging Face Hub
 
 from smolchat.engine import Engine, EngineSettings  # noqa: E402
 from smolchat.testing.gguf_pair import TINY, write_pair  # noqa: E402
 from tests.fake_hub_fixtures import fake_hub, hf_cache, hub, repo_files  # noqa: E402, F401
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "real_model: runs SmolLM2 (marked by itself); these also run under llama.cpp's AVX2 CPU library")
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "smollm2_path" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.real_model)
 
 
 @pytest.fixture(scope="session")

@@ -8,16 +8,12 @@ import queue
 import sys
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from smolchat.cli.options import add_model_options, engine_settings, model_files
-from smolchat.engine import (
-    Engine,
-    Message,
-    SamplingParams,
-    TextDelta,
-    TurnResult,
-    TurnStats,
-)
+
+if TYPE_CHECKING:
+    from smolchat.engine import Engine, Message, SamplingParams, TurnResult, TurnStats
 
 HELP = "ask a question about images (or just text)"
 
@@ -42,6 +38,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from smolchat.engine import Engine, Message, SamplingParams  # loads llama.cpp
+
     messages = ([Message.system(args.system)] if args.system else []) + [
         Message.user(args.prompt, images=args.image)
     ]
@@ -64,6 +62,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _answer(engine: Engine, messages: list[Message], sampling: SamplingParams, *, stream: bool) -> TurnResult:
     """Run the turn on a worker thread so that Ctrl+C can cancel it at once."""
+    from smolchat.engine import TextDelta, TurnResult
+
     events: queue.Queue = queue.Queue()
 
     def work() -> None:

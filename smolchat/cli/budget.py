@@ -5,15 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from smolchat.budget.context import plan_context
 from smolchat.budget.detail import Detail
-from smolchat.budget.fit import largest_context, memory_settings, suggest_gpu_layers
-from smolchat.budget.images import ImageCost, ImageMarkers, image_cost, prepared_size
 from smolchat.cli.options import add_model_options, engine_settings, model_files
-from smolchat.engine import Engine, Message
-from smolchat.models.machine import machine_memory
-from smolchat.models.memory import estimate_memory, verdict
+
+if TYPE_CHECKING:
+    from smolchat.budget.images import ImageCost
 
 HELP = "show what a message with images costs: tokens, context, wait and memory"
 
@@ -30,6 +28,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # llama.cpp and the image readers load only when a budget is asked for
+    from smolchat.budget.context import plan_context
+    from smolchat.budget.fit import largest_context, memory_settings, suggest_gpu_layers
+    from smolchat.budget.images import ImageMarkers, image_cost, prepared_size
+    from smolchat.engine import Engine, Message
+    from smolchat.models.machine import machine_memory
+    from smolchat.models.memory import estimate_memory, verdict
+
     model, mmproj = model_files(args)
     settings = engine_settings(args, mmproj)
     detail = Detail(args.detail)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from smolchat.budget.detail import DEFAULT_DETAIL, Detail, max_tokens_for
-from smolchat.engine import EngineSettings
 from smolchat.errors import SmolChatError
-from smolchat.models.library import Library, NotInstalledError
+from smolchat.settings import ModelSettings
+
+if TYPE_CHECKING:
+    from smolchat.engine import EngineSettings
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -24,7 +27,7 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
                             "(without it the model answers text only)")
     group.add_argument("--quant", "-q", metavar="FORMAT",
                        help="with --repo: the text model's format, e.g. Q8_0 or Q4_K_M (default: the repo's default)")
-    default_ctx = EngineSettings().n_ctx
+    default_ctx = ModelSettings().n_ctx  # the window's default too
     group.add_argument("--n-ctx", type=int, default=default_ctx, metavar="N",
                        help=f"context size in tokens (default {default_ctx})")
     group.add_argument("--threads", type=int, metavar="N",
@@ -56,6 +59,8 @@ def model_files(args: argparse.Namespace) -> tuple[Path, Path | None]:
         return args.model, args.mmproj
     if args.mmproj:
         raise SmolChatError("--mmproj goes with --model; with --repo, the repo's projector is used.")
+    from smolchat.models.library import Library, NotInstalledError
+
     library = Library()
     try:
         model = library.find(args.repo, args.quant)
@@ -69,6 +74,8 @@ def model_files(args: argparse.Namespace) -> tuple[Path, Path | None]:
 
 
 def engine_settings(args: argparse.Namespace, mmproj: Path | None) -> EngineSettings:
+    from smolchat.engine import EngineSettings  # loads llama.cpp
+
     cap = args.image_max_tokens
     if cap is None:
         cap = max_tokens_for(Detail(args.detail), mmproj)

@@ -6,19 +6,28 @@ backends as libraries of their own; ggml picks the best one the computer can run
 when asked to load them. A build for this computer has them built in, and loading is a
 no-op. Every SmolChat module reaches llama.cpp through ``llama_cpp`` from here, so the
 backends are loaded before anything asks llama.cpp about its devices.
+
+``SMOLCHAT_CPU_VARIANT=haswell`` (or any other tag of such a build) loads exactly that CPU
+library instead: it runs SmolChat as on a computer with only that instruction set (haswell:
+AVX2), to check or compare, and leaves the GPU backends out.
 """
 
 from __future__ import annotations
 
 import ctypes
 import logging
+import os
 import re
+import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import llama_cpp
 from llama_cpp import _ggml  # llama-cpp-python's handle on libggml
 from llama_cpp import llama_cpp as _llama_bindings
+
+from smolchat.errors import SmolChatError
 
 # ggml's device types (ggml-backend.h)
 DEVICE_CPU, DEVICE_GPU, DEVICE_IGPU = 0, 1, 2
@@ -56,6 +65,8 @@ _lib.ggml_backend_reg_name.restype = ctypes.c_char_p
 _lib.ggml_backend_reg_name.argtypes = [ctypes.c_void_p]
 _lib.ggml_backend_load_all_from_path.restype = None
 _lib.ggml_backend_load_all_from_path.argtypes = [ctypes.c_char_p]
+_lib.ggml_backend_load.restype = ctypes.c_void_p
+_lib.ggml_backend_load.argtypes = [ctypes.c_char_p]
 _lib.ggml_backend_dev_by_type.restype = ctypes.c_void_p
 _lib.ggml_backend_dev_by_type.argtypes = [ctypes.c_int]
 _lib.ggml_backend_reg_get_proc_address.restype = ctypes.c_void_p
@@ -66,21 +77,68 @@ _lib.ggml_backend_buft_name.argtypes = [ctypes.c_void_p]
 _GET_EXTRA_BUFTS = ctypes.CFUNCTYPE(ctypes.POINTER(ctypes.c_void_p), ctypes.c_void_p)
 
 LIBRARY_DIR = Path(llama_cpp.__file__).parent / "lib"
+CPU_VARIANT_VARIABLE = "SMOLCHAT_CPU_VARIANT"
+_forced_cpu_variant: str | None = None  # the CPU library SMOLCHAT_CPU_VARIANT had loaded
+
+
+class CpuVariantError(SmolChatError):
+    """The CPU library SMOLCHAT_CPU_VARIANT names cannot be loaded."""
+
+
+def _library_file(backend: str) -> str:
+    """ggml's file name for a backend library: libggml-cpu-haswell.so, ggml-cpu-haswell.dll."""
+    return f"ggml-{backend}.dll" if sys.platform == "win32" else f"libggml-{backend}.so"
+
+
+def cpu_variants() -> list[str]:
+    """The tags of the CPU libraries beside llama.cpp (haswell, zen4, ...); none where the
+    CPU code is built in."""
+    head, tail = _library_file("cpu-*").split("*")
+    return sorted(p.name[len(head):-len(tail)] for p in LIBRARY_DIR.glob(f"{head}*{tail}"))
+
+
+@contextmanager
+def _quiet_backend_log():
+    """llama-cpp-python prints ggml's log until a model is loaded quietly, and takes ggml's
+    info level for a warning; `info` and the About box say which library was chosen, so the
+    'loaded CPU backend' line is noise there."""
+    llama_log = logging.getLogger("llama-cpp-python")
+    level = llama_log.level
+    llama_log.setLevel(max(level, logging.ERROR))
+    try:
+        yield
+    finally:
+        llama_log.setLevel(level)
 
 
 def load() -> None:
-    """Loads the backend libraries next to llama.cpp's own, where none is built in."""
-    if _lib.ggml_backend_reg_count() == 0:
-        # llama-cpp-python prints ggml's log until a model is loaded quietly, and takes ggml's
-        # info level for a warning; `info` and the About box say which library was chosen,
-        # so the 'loaded CPU backend' line is noise there.
-        llama_log = logging.getLogger("llama-cpp-python")
-        level = llama_log.level
-        llama_log.setLevel(max(level, logging.ERROR))
-        try:
-            _lib.ggml_backend_load_all_from_path(str(LIBRARY_DIR).encode())
-        finally:
-            llama_log.setLevel(level)
+    """Loads the backend libraries next to llama.cpp's own, where none is built in: the best
+    CPU library for this CPU, or the one SMOLCHAT_CPU_VARIANT names."""
+    global _forced_cpu_variant
+    forced = os.environ.get(CPU_VARIANT_VARIABLE, "").strip()
+    if not forced:
+        if _lib.ggml_backend_reg_count() == 0:
+            with _quiet_backend_log():
+                _lib.ggml_backend_load_all_from_path(str(LIBRARY_DIR).encode())
+        return
+    variants = cpu_variants()
+    if not variants:
+        raise CpuVariantError(
+            f"{CPU_VARIANT_VARIABLE} asks for llama.cpp's '{forced}' CPU library, but this build of llama.cpp has "
+            f"its CPU code built in. Unset {CPU_VARIANT_VARIABLE}; it works with builds made for other computers, "
+            "such as the packaged app's.")
+    if forced not in variants:
+        raise CpuVariantError(f"{CPU_VARIANT_VARIABLE}={forced}: this build of llama.cpp has no such CPU library. "
+                              f"It has: {', '.join(variants)}.")
+    if _forced_cpu_variant == forced:
+        return
+    with _quiet_backend_log():
+        loaded = _lib.ggml_backend_load(str(LIBRARY_DIR / _library_file(f"cpu-{forced}")).encode())
+    if not loaded:
+        raise CpuVariantError(
+            f"{CPU_VARIANT_VARIABLE}={forced}: llama.cpp could not load that CPU library; this CPU may lack the "
+            f"instructions it was built for. Choose another ({', '.join(variants)}) or unset {CPU_VARIANT_VARIABLE}.")
+    _forced_cpu_variant = forced
 
 
 def cpu_extra_buffer_types() -> list[str]:
@@ -172,6 +230,7 @@ class BuildInfo:
     cpu_variant: str | None  # which of a packaged build's CPU libraries was loaded
     gpu_support: bool  # built with a GPU backend (CUDA, Vulkan, Metal, ...)
     devices: tuple[Device, ...]
+    cpu_variant_forced: bool = False  # chosen by SMOLCHAT_CPU_VARIANT rather than for this CPU
 
     @property
     def gpus(self) -> tuple[Device, ...]:
@@ -184,7 +243,10 @@ class BuildInfo:
     def summary(self) -> str:
         """One line: e.g. 'CPU (zen4 build: AVX512, AVX512_BF16, ...)' or 'CUDA: NVIDIA H100 + CPU'."""
         cpu = "CPU"
-        details = [f"{self.cpu_variant} build"] if self.cpu_variant else []
+        details = []
+        if self.cpu_variant:
+            forced = f" chosen by {CPU_VARIANT_VARIABLE}" if self.cpu_variant_forced else ""
+            details.append(f"{self.cpu_variant} build{forced}")
         if self.cpu_features:
             details.append(", ".join(self.cpu_features))
         if details:
@@ -196,7 +258,8 @@ class BuildInfo:
 
     def as_dict(self) -> dict:
         return dict(llama_cpp_python=self.llama_cpp_python, cpu_features=list(self.cpu_features),
-                    cpu_variant=self.cpu_variant, gpu_support=self.gpu_support,
+                    cpu_variant=self.cpu_variant, cpu_variant_forced=self.cpu_variant_forced,
+                    gpu_support=self.gpu_support,
                     devices=[dict(backend=d.backend, description=d.description, total=d.total, free=d.free,
                                   gpu=d.is_gpu) for d in self.devices],
                     summary=self.summary(), headline=self.headline())
@@ -227,9 +290,11 @@ def loaded_cpu_variant(maps: str | None = None) -> str | None:
 
 def build_info() -> BuildInfo:
     info = llama_cpp.llama_print_system_info().decode(errors="replace")
-    return BuildInfo(llama_cpp.__version__, cpu_features(info), loaded_cpu_variant(),
-                     bool(llama_cpp.llama_supports_gpu_offload()), tuple(devices()))
+    return BuildInfo(llama_cpp.__version__, cpu_features(info), _forced_cpu_variant or loaded_cpu_variant(),
+                     bool(llama_cpp.llama_supports_gpu_offload()), tuple(devices()),
+                     cpu_variant_forced=_forced_cpu_variant is not None)
 
 
-__all__ = ["llama_cpp", "load", "cpu_extra_buffer_types", "extra_weight_layouts_safe", "devices", "Device", "BuildInfo", "build_info", "cpu_features",
+__all__ = ["llama_cpp", "load", "cpu_variants", "CPU_VARIANT_VARIABLE", "CpuVariantError", "cpu_extra_buffer_types",
+           "extra_weight_layouts_safe", "devices", "Device", "BuildInfo", "build_info", "cpu_features",
            "loaded_cpu_variant", "LIBRARY_DIR", "DEVICE_GPU", "DEVICE_IGPU"]

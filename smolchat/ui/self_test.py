@@ -20,7 +20,7 @@ from pathlib import Path
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
 
-from smolchat import __version__, paths
+from smolchat import __version__
 
 QUESTION = "What is in this picture?"
 MODEL_NAME = "SmolChat self-test"
@@ -56,12 +56,12 @@ class SelfTest:
         self.report: dict = {"version": __version__, "packaged": bool(getattr(sys, "frozen", False)),
                              "executable": sys.executable}
         self.ok = False
-        measurements = paths.cache_dir()
-        measurements.mkdir(parents=True, exist_ok=True)
         self._folder = tempfile.TemporaryDirectory(prefix="smolchat-self-test-")
         self.home = Path(self._folder.name)
-        (self.home / "cache").symlink_to(measurements, target_is_directory=True)
-        os.environ["SMOLCHAT_HOME"] = str(self.home)
+        # Conversations and settings go to the throwaway folder; the cache folder, where the
+        # measurements are, stays where it is.
+        os.environ["SMOLCHAT_DATA_DIR"] = str(self.home / "data")
+        os.environ["SMOLCHAT_CONFIG_DIR"] = str(self.home / "config")
 
     def _mark(self, name: str) -> None:
         self.report[name] = round(time.monotonic() - self.started, 3)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 from smolchat.engine import backends
 from smolchat.engine.backends import BuildInfo, Device, cpu_features, loaded_cpu_variant
 
@@ -49,3 +53,16 @@ def test_models_load_without_amx_weight_layouts_where_the_cpu_backend_offers_the
     amx = any("AMX" in name.upper() for name in backends.cpu_extra_buffer_types())
     assert backends.llama_cpp.llama_cpp.llama_model_default_params().use_extra_bufts is (not amx)
     assert backends.llama_cpp.llama_model_default_params().use_extra_bufts is (not amx)
+
+
+def test_a_cpu_library_that_cannot_be_loaded_is_named_in_the_message():
+    env = {**os.environ, backends.CPU_VARIANT_VARIABLE: "pentium4"}
+    done = subprocess.run([sys.executable, "-m", "smolchat", "info"], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr.startswith("smolchat: SMOLCHAT_CPU_VARIANT") and "Traceback" not in done.stderr
+    variants = backends.cpu_variants()
+    if variants:  # a build for other computers: the message lists its libraries
+        assert all(variant in done.stderr for variant in variants)
+    else:
+        assert "built in" in done.stderr

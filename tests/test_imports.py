@@ -1,0 +1,60 @@
+"""SmolChat starts where Python has no Unix-only modules (Windows): none is imported when a
+module is, and every way of starting it (the window, each command's help) gets that far."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import smolchat
+from smolchat.cli import COMMANDS
+
+UNIX_ONLY = ("resource", "fcntl", "termios", "pwd", "grp")
+
+# Prepended to the code run in a fresh interpreter: importing any of these fails there, as on
+# Windows, also where something imported it at start-up.
+WITHOUT_UNIX_MODULES = f"import sys\nfor name in {UNIX_ONLY!r}:\n    sys.modules[name] = None\n"
+
+
+def python_without_unix_modules(code: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", WITHOUT_UNIX_MODULES + code, *args],
+                          capture_output=True, text=True, timeout=300)
+
+
+def smolchat_modules() -> list[str]:
+    package = Path(smolchat.__file__).parent
+    names = []
+    for file in sorted(package.rglob("*.py")):
+        parts = file.relative_to(package.parent).with_suffix("").parts
+        names.append(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
+    return names
+
+
+def test_every_module_imports_without_unix_only_modules():
+    modules = smolchat_modules()
+    assert "smolchat.benchmark" in modules and "smolchat.ui.self_test" in modules
+    code = f"""
+import importlib, json
+failed = {{}}
+for name in {modules!r}:
+    try:
+        importlib.import_module(name)
+    except Exception as e:
+        failed[name] = f"{{type(e).__name__}}: {{e}}"
+print(json.dumps(failed))
+"""
+    done = python_without_unix_modules(code)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.splitlines()[-1]) == {}
+
+
+@pytest.mark.parametrize("command", [None, *COMMANDS])
+def test_the_command_line_starts_without_unix_only_modules(command):
+    args = ["--help"] if command is None else [command, "--help"]
+    done = python_without_unix_modules("import runpy; runpy.run_module('smolchat', run_name='__main__')", *args)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"usage: smolchat {command or ''}".rstrip())
