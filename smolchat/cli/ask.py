@@ -38,8 +38,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from smolchat.budget.images import prepared_size
     from smolchat.engine import Engine, Message, SamplingParams  # loads llama.cpp
 
+    for image in args.image:  # a file that is not a picture is refused before the model loads
+        prepared_size(image)
     messages = ([Message.system(args.system)] if args.system else []) + [
         Message.user(args.prompt, images=args.image)
     ]
@@ -50,6 +53,8 @@ def run(args: argparse.Namespace) -> int:
     )
     model, mmproj = model_files(args)
     with Engine(model, mmproj, engine_settings(args, mmproj)) as engine:
+        if engine.template_note:
+            print(f"smolchat: {engine.template_note}", file=sys.stderr)
         result = _answer(engine, messages, sampling, stream=not args.json)
         vision = engine.vision_plan.describe() if engine.vision_plan else None
     if args.json:

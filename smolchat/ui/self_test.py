@@ -93,7 +93,12 @@ class SelfTest:
     def _ask(self) -> None:
         self._mark("model_loaded_s")
         composer = self.app.window.composer
+        composer.images_changed.connect(self._send)  # the picture is checked off the UI thread, then attached
         composer.add_files([self.picture])
+
+    def _send(self) -> None:
+        composer = self.app.window.composer
+        composer.images_changed.disconnect(self._send)
         composer.edit.setPlainText(QUESTION)
         composer.send_button.click()
 

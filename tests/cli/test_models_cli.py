@@ -19,8 +19,6 @@ def home(tmp_path):
     """A SmolChat home of its own (imported models), sharing the test run's measurements."""
     home = tmp_path / "home"
     home.mkdir()
-    paths.cache_dir().mkdir(parents=True, exist_ok=True)
-    (home / "cache").symlink_to(paths.cache_dir())
     return home
 
 
@@ -28,7 +26,8 @@ def home(tmp_path):
 def env(fake_hub, hf_cache, home, tmp_path) -> dict[str, str]:
     """The fake Hub as HF_ENDPOINT; huggingface_hub's own files (HF_HOME) in a folder of this test's."""
     return {**os.environ, "HF_ENDPOINT": fake_hub.url, "HF_HUB_CACHE": str(hf_cache), "HF_HUB_OFFLINE": "0",
-            "SMOLCHAT_HOME": str(home), "HF_HOME": str(tmp_path / "hf-home")}
+            "SMOLCHAT_HOME": str(home), "SMOLCHAT_CACHE_DIR": str(paths.cache_dir()),
+            "HF_HOME": str(tmp_path / "hf-home")}
 
 
 @pytest.fixture

@@ -16,8 +16,8 @@ def home(tmp_path, monkeypatch):
     shared_cache.mkdir(parents=True, exist_ok=True)
     home = tmp_path / "home"
     home.mkdir()
-    (home / "cache").symlink_to(shared_cache)
     monkeypatch.setenv("SMOLCHAT_HOME", str(home))
+    monkeypatch.setenv("SMOLCHAT_CACHE_DIR", str(shared_cache))
     return home
 
 

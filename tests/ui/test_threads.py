@@ -8,7 +8,7 @@ import threading
 import time
 
 import pytest
-from PySide6.QtCore import QMimeData, Qt
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QGuiApplication, QImage
 
 from smolchat.engine import Engine
@@ -89,14 +89,12 @@ def test_templates_tokens_and_pictures_are_handled_off_the_ui_thread(qtbot, app,
     monkeypatch.setattr(ChatTemplate, "render", log.wrap("template", ChatTemplate.render))
     monkeypatch.setattr(conversations.hashlib, "sha256", log.wrap("hash", conversations.hashlib.sha256))
     monkeypatch.setattr(chat_module, "prepared_size", log.wrap("header", chat_module.prepared_size))
-    monkeypatch.setattr(QImage, "save", log.wrap("paste", QImage.save))
+    monkeypatch.setattr(conversations.hashlib, "sha1", log.wrap("paste", conversations.hashlib.sha1))  # names it
 
     attach(qtbot, app, images["photo"])
     picture = QImage(640, 480, QImage.Format.Format_RGB32)
     picture.fill(Qt.GlobalColor.darkCyan)
-    mime = QMimeData()
-    mime.setImageData(picture)
-    QGuiApplication.clipboard().setMimeData(mime)
+    QGuiApplication.clipboard().setImage(picture)
     with qtbot.waitSignal(app.window.composer.images_changed, timeout=30_000):
         app.window.composer.edit.paste()
     send(qtbot, app, "Compare them.")
