@@ -25,7 +25,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"  # nothing in the tests may reach the Hugging
 
 from smolchat.engine import Engine, EngineSettings  # noqa: E402
 from smolchat.testing.gguf_pair import TINY, write_pair  # noqa: E402
-from tests.fake_hub_fixtures import fake_hub, hf_cache, hub, repo_files  # noqa: E402, F401
+from tests.fake_hub_fixtures import downloaded, fake_hub, hf_cache, hub, repo_files  # noqa: E402, F401
 
 
 def pytest_configure(config):

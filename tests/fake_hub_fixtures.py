@@ -10,6 +10,7 @@ from huggingface_hub import constants
 
 from smolchat.models import download as download_module
 from smolchat.models.hub import Hub
+from smolchat.models.library import Library
 from smolchat.testing.fake_hub import FakeHub, FakeRepo
 from smolchat.testing.gguf_pair import TINY, write_pair
 
@@ -57,3 +58,11 @@ def hf_cache(tmp_path) -> Path:
 @pytest.fixture
 def hub(fake_hub, hf_cache) -> Hub:
     return Hub(endpoint=fake_hub.url, cache_dir=hf_cache, offline=False)
+
+
+@pytest.fixture
+def downloaded(hub, hf_cache) -> Library:
+    """The fake Hub's SmolVLM repo downloaded (both text formats, the default projector)."""
+    listing = hub.list_repo(REPO)
+    download_module.download(hub, REPO, [*listing.text_files, listing.default_projector])
+    return Library(hf_cache)

@@ -19,13 +19,6 @@ from tests.helpers import answer
 OTHER_REPO = "someone/Other-GGUF"
 
 
-@pytest.fixture
-def downloaded(hub, hf_cache) -> Library:
-    listing = hub.list_repo(REPO)
-    download(hub, REPO, [*listing.text_files, listing.default_projector])
-    return Library(hf_cache)
-
-
 def test_each_downloaded_text_model_pairs_with_the_f16_projector(downloaded):
     models = {m.name: m for m in downloaded.installed()}
     assert sorted(models) == [f"{REPO}:F16", f"{REPO}:Q8_0"]

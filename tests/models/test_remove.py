@@ -9,7 +9,6 @@ import pytest
 from smolchat.engine.gguf_info import inspect_projector
 from smolchat.engine.vision.tuning import LLAMA_CPP, OPENVINO, VisionPlan, projector_for
 from smolchat.models import hf_cache as cache
-from smolchat.models.download import download
 from smolchat.models.library import Library
 from tests.fake_hub_fixtures import REPO
 
@@ -24,10 +23,8 @@ def home(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def library(hub, hf_cache) -> Library:
-    listing = hub.list_repo(REPO)
-    download(hub, REPO, [*listing.text_files, listing.default_projector])
-    return Library(hf_cache)
+def library(downloaded) -> Library:
+    return downloaded
 
 
 def _copies(mmproj):
