@@ -22,6 +22,7 @@ import gguf
 import numpy as np
 
 from smolchat.errors import SmolChatError
+from smolchat.units import format_bytes, format_two_sizes
 
 GGUF_MAGIC = b"GGUF"
 PROJECTOR_ARCHITECTURE = "clip"
@@ -281,16 +282,17 @@ def read_metadata(path: str | os.PathLike[str]) -> GGUFMetadata:
     except _Truncated:
         raise ModelFileError(
             path,
-            f"is incomplete: its header runs past the end of the file ({_megabytes(size)}).",
+            f"is incomplete: its header runs past the end of the file ({format_bytes(size)}).",
             "A download that stopped early looks like this; download the file again.",
         ) from None
     except _Damaged as e:
         raise ModelFileError(path, f"is damaged: its header cannot be parsed ({e}).",
                              "Download the file again.") from None
     if data_end > size:
+        should_hold, has = format_two_sizes(data_end, size)
         raise ModelFileError(
             path,
-            f"is incomplete: it should hold {_megabytes(data_end)} but has {_megabytes(size)}.",
+            f"is incomplete: it should hold {should_hold} but has {has}.",
             "A download that stopped early looks like this; download the file again.",
         )
     return meta
@@ -770,7 +772,3 @@ def _shown(value: object) -> str:
     """A name from the file as a message shows it: short, whatever the file holds."""
     text = value if isinstance(value, str) else "none" if value is None else "not a name"
     return text if len(text) <= 40 else text[:40] + "…"
-
-
-def _megabytes(n: int) -> str:
-    return f"{n / 1e6:.1f} MB" if n >= 1e7 else f"{n:,} bytes"

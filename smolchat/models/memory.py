@@ -37,9 +37,9 @@ from smolchat.engine.vision import tuning
 from smolchat.engine.vision.tuning import LLAMA_CPP, OPENVINO
 from smolchat.errors import SmolChatError
 from smolchat.models.machine import MachineMemory
+from smolchat.units import format_bytes
 
 MiB = 1 << 20
-GB = 1_000_000_000
 
 
 class EstimateError(SmolChatError):
@@ -222,8 +222,8 @@ class MemoryEstimate:
                 continue
             if name == "kv_cache":
                 label += f" ({self.n_ctx:,} tokens)"
-            where = f" ({_part_size(part.vram)} in video memory)" if part.vram else ""
-            out.append(f"{label}: {_part_size(part.total)}{where}")
+            where = f" ({format_bytes(part.vram)} in video memory)" if part.vram else ""
+            out.append(f"{label}: {format_bytes(part.total)}{where}")
         return out + [self.describe()]
 
     def describe(self) -> str:
@@ -471,14 +471,3 @@ def _ram_verdict(needed: int, machine: MachineMemory, note: str) -> Verdict:
         return Verdict(Fit.TIGHT, f"Tight: needs about {need} of the {have} free{note}; "
                                   "close other programs if the computer slows down.", needed, free)
     return Verdict(Fit.FITS, f"Fits: needs about {need} of the {have} free{note}.", needed, free)
-
-
-def _part_size(n: int) -> str:
-    return f"{n / 1e6:,.0f} MB" if n < GB else format_bytes(n)
-
-
-def format_bytes(n: int) -> str:
-    """Bytes as a person reads them: '14.2 GB', '1.2 GB', '950 MB', '95 MB'."""
-    if n >= 1_000_000_000:
-        return f"{n / GB:.1f} GB"
-    return f"{n / 1e6:.0f} MB" if n >= 1_000_000 else f"{n / 1e3:.0f} KB"
