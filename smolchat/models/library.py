@@ -31,6 +31,7 @@ from smolchat.engine.gguf_info import (
 )
 from smolchat.engine.vision.projector_files import copies_of, remove_copies
 from smolchat.errors import SmolChatError
+from smolchat.files import write_json
 from smolchat.models import hf_cache
 from smolchat.models.formats import (
     default_projector_file,
@@ -242,11 +243,7 @@ class Library:
             return []
 
     def _write_imports(self, entries: list[dict]) -> None:
-        path = self._imports_file
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(entries, indent=1))
-        tmp.replace(path)
+        write_json(self._imports_file, entries)
 
 
 def _unreadable(path: Path, error: OSError) -> ModelFileError:
