@@ -31,6 +31,15 @@ SUPPORTED_PROJECTORS = frozenset({"idefics3"})
 
 _DAMAGED = "The file is damaged or was converted wrongly; download it again."
 
+# The formats SmolChat tells apart by a file's general.file_type (llama.cpp's llama_ftype):
+# the float ones, which a projector can be converted between, and Q8_0.
+FILE_TYPE_NAMES = {
+    gguf.LlamaFileType.ALL_F32: "F32",
+    gguf.LlamaFileType.MOSTLY_F16: "F16",
+    gguf.LlamaFileType.MOSTLY_BF16: "BF16",
+    gguf.LlamaFileType.MOSTLY_Q8_0: "Q8_0",
+}
+
 
 class ModelFileError(SmolChatError):
     """A model or projector file cannot be used; the message says why and what to do."""
@@ -750,6 +759,12 @@ def _check_idefics3_tensors(meta: GGUFMetadata, s: _VisionShape) -> None:
 
 def _bad_tensor(meta: GGUFMetadata, problem: str) -> None:
     raise ModelFileError(meta.path, problem, _DAMAGED)
+
+
+def file_type_name(file_type: int | None) -> str | None:
+    """The format a ``general.file_type`` value names ("F16", "Q8_0", ...), None for one not
+    in ``FILE_TYPE_NAMES``."""
+    return FILE_TYPE_NAMES.get(file_type) if file_type is not None else None
 
 
 def _file_type(meta: GGUFMetadata) -> int | None:

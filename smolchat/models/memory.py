@@ -31,11 +31,12 @@ import math
 from dataclasses import asdict, dataclass
 
 from smolchat.engine.backends import llama_cpp
-from smolchat.engine.gguf_info import ProjectorInfo, TextModelInfo
+from smolchat.engine.gguf_info import ProjectorInfo, TextModelInfo, file_type_name
 from smolchat.engine.vision import cpu as cpu_report
 from smolchat.engine.vision import tuning
 from smolchat.engine.vision.tuning import LLAMA_CPP, OPENVINO
 from smolchat.errors import SmolChatError
+from smolchat.models.formats import FORMATS
 from smolchat.models.machine import MachineMemory
 from smolchat.units import format_bytes
 
@@ -161,7 +162,6 @@ _FAMILY_VISION = (
     (98e6, _VisionShape(768, 512, 16, 4, 2048, 0, 0, 2.0)),
     (435e6, _VisionShape(1152, 384, 14, 3, 1536, 0, 0, 2.0)),
 )
-_FILE_TYPE_BYTES = {0: 4.0, 1: 2.0, 32: 2.0, 7: 34 / 32}  # general.file_type: F32, F16, BF16, Q8_0
 
 
 @dataclass(frozen=True)
@@ -342,12 +342,17 @@ def _text_shape(text: TextModelInfo | int, bits_per_weight: float) -> tuple[_Tex
     return _TextShape(shape.n_embd, shape.n_layer, shape.n_head, shape.n_head_kv, shape.n_vocab, size), False
 
 
+def _bytes_per_weight(file_type: int | None) -> float:
+    fmt = FORMATS.get(file_type_name(file_type) or "")
+    return fmt.bits_per_weight / 8 if fmt else 2.0  # a format not named: taken as 16-bit
+
+
 def _vision_shape(projector: ProjectorInfo | int, bits_per_weight: float,
                   output_width: int) -> tuple[_VisionShape, bool]:
     if isinstance(projector, ProjectorInfo):
         p = projector
         return _VisionShape(p.n_embd, p.image_size, p.patch_size, p.scale_factor, p.preproc_image_size,
-                            p.output_width, p.size_bytes, _FILE_TYPE_BYTES.get(p.file_type, 2.0)), True
+                            p.output_width, p.size_bytes, _bytes_per_weight(p.file_type)), True
     size = int(projector)
     shape = _nearest(_FAMILY_VISION, max(1.0, size * 8 / bits_per_weight))
     return _VisionShape(shape.n_embd, shape.image_size, shape.patch_size, shape.scale_factor,
