@@ -453,14 +453,20 @@ def verdict(estimate: MemoryEstimate, machine: MachineMemory) -> Verdict:
     ram = _ram_verdict(ram_needed, machine, "")
     if not vram:
         return ram
-    free = machine.vram_free if machine.vram_free is not None else machine.vram_total
-    budget = int((free or 0) * VRAM_BUDGET_SHARE)
+    budget = vram_budget(machine)
     gpu = f"{format_bytes(vram)} of video memory ({format_bytes(budget)} usable)"
     if vram > budget:
         return Verdict(Fit.DOES_NOT_FIT, f"Does not fit on the GPU: needs about {gpu}. Offload fewer layers.",
                        ram_needed, machine.available_ram, vram, budget)
     message = ram.message.rstrip(".") + f", and {gpu}."
     return Verdict(ram.fit, message, ram_needed, machine.available_ram, vram, budget)
+
+
+def vram_budget(machine: MachineMemory) -> int:
+    """The video memory a model may take: its share of what the card has free (of all it has
+    where the free memory is not known)."""
+    free = machine.vram_free if machine.vram_free is not None else machine.vram_total
+    return int((free or 0) * VRAM_BUDGET_SHARE)
 
 
 def _ram_verdict(needed: int, machine: MachineMemory, note: str) -> Verdict:
