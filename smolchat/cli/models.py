@@ -15,7 +15,7 @@ from smolchat.models.choice import estimate_files
 from smolchat.models.download import Progress, download
 from smolchat.models.formats import FORMATS
 from smolchat.models.hub import Hub, RemoteFile, RepoListing
-from smolchat.models.library import InstalledModel, Library
+from smolchat.models.library import InstalledModel, Library, model_name
 from smolchat.units import format_bytes
 
 HELP = "find, download, import and remove models"
@@ -157,7 +157,7 @@ def download_pair(repo: str, quant: str | None, mmproj_quant: str | None, json_o
     finally:
         if bar:
             bar.close()
-    return InstalledModel(f"{listing.repo}:{text.format_name}", text_path, projector_path, listing.repo,
+    return InstalledModel(model_name(listing.repo, text.path), text_path, projector_path, listing.repo,
                           text.size + projector.size)
 
 

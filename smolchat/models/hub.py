@@ -29,6 +29,7 @@ from smolchat.models.formats import (
     Format,
     default_projector_file,
     default_text_file,
+    format_name,
     is_projector,
     parse_format,
 )
@@ -88,8 +89,7 @@ class RemoteFile:
 
     @property
     def format_name(self) -> str:
-        fmt = self.format
-        return fmt.name if fmt else "?"
+        return format_name(self.path)
 
     @property
     def is_projector(self) -> bool:
