@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from smolchat import paths
 from smolchat.budget.detail import DEFAULT_DETAIL
+from smolchat.files import write_json
 
 if TYPE_CHECKING:
     from smolchat.engine import EngineSettings, SamplingParams
@@ -87,10 +88,6 @@ def load() -> Settings:
 
 
 def save(settings: Settings) -> None:
-    path = settings_file()
-    path.parent.mkdir(parents=True, exist_ok=True)
     data = {"model": settings.model, "window_geometry": settings.window_geometry,
             "models": {name: asdict(m) for name, m in settings.models.items()}}
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    tmp.replace(path)
+    write_json(settings_file(), data)

@@ -12,6 +12,7 @@ def test_settings_round_trip_per_model(tmp_path, monkeypatch):
         "repo:Q8_0", ModelSettings(n_ctx=8192, detail="full", system_prompt="Be brief."))
     settings.save(chosen)
     assert settings.load() == chosen
+    assert [p.name for p in settings.settings_file().parent.iterdir()] == ["settings.json"]  # nothing left over
     assert settings.load().for_model("another") == ModelSettings()
 
 

@@ -8,13 +8,12 @@ from typing import TYPE_CHECKING
 from smolchat.engine.backends import llama_cpp
 from smolchat.engine.gguf_info import ProjectorInfo, TextModelInfo
 from smolchat.models.machine import MachineMemory
-from smolchat.models.memory import Fit, estimate_memory, verdict
+from smolchat.models.memory import VRAM_BUDGET_SHARE, Fit, estimate_memory, verdict, vram_budget
 
 if TYPE_CHECKING:
     from smolchat.engine import ModelInfo
 
 CONTEXT_STEP = 256  # llama.cpp pads the context to this anyway
-VRAM_BUDGET = 0.9  # of the card's free memory: the driver and other programs need the rest
 NO_GPU_BUILD = ("This build of llama.cpp has no GPU support, so every layer runs on the CPU. "
                 "Install a GPU build (see the README) to use a graphics card.")
 
@@ -55,14 +54,14 @@ class GpuLayers:
 
 def suggest_gpu_layers(text: TextModelInfo, projector: ProjectorInfo | None, machine: MachineMemory,
                        *, n_ctx: int, **settings) -> GpuLayers:
-    """The most layers whose video memory stays within 90% of what the card has free
-    (``settings`` may name n_gpu_layers: it is what is being chosen, so it is ignored)."""
+    """The most layers whose video memory stays within the verdict's share of what the card has
+    free (``settings`` may name n_gpu_layers: it is what is being chosen, so it is ignored)."""
     settings.pop("n_gpu_layers", None)
     if not llama_cpp.llama_supports_gpu_offload():
         return GpuLayers(0, NO_GPU_BUILD)
     if machine.vram_free is None:
         return GpuLayers(0, "No graphics card that llama.cpp can use was found; every layer runs on the CPU.")
-    budget = VRAM_BUDGET * machine.vram_free
+    budget = vram_budget(machine)
 
     def vram(layers: int) -> int:
         return estimate_memory(text, projector, n_ctx=n_ctx, n_gpu_layers=layers, **settings).vram
@@ -76,5 +75,5 @@ def suggest_gpu_layers(text: TextModelInfo, projector: ProjectorInfo | None, mac
             high = middle - 1
     if low == text.max_gpu_layers:
         return GpuLayers(low, f"All {low} layers fit on {machine.gpu_name or 'the GPU'}.")
-    return GpuLayers(low, f"{low} of {text.max_gpu_layers} layers fit in 90% of the free video memory of "
-                          f"{machine.gpu_name or 'the GPU'}.")
+    return GpuLayers(low, f"{low} of {text.max_gpu_layers} layers fit in {VRAM_BUDGET_SHARE:.0%} of the free "
+                          f"video memory of {machine.gpu_name or 'the GPU'}.")

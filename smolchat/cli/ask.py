@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from smolchat.cli.options import add_model_options, engine_settings, model_files
+from smolchat.engine.figures import describe_stats
 
 if TYPE_CHECKING:
-    from smolchat.engine import Engine, Message, SamplingParams, TurnResult, TurnStats
+    from smolchat.engine import Engine, Message, SamplingParams, TurnResult
 
 HELP = "ask a question about images (or just text)"
 
@@ -61,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({"answer": result.text, "stats": result.stats.as_dict(), "vision": vision}, indent=2))
     else:
         print()
-        print(format_stats(result.stats, vision))
+        print(f"[{describe_stats(result.stats.as_dict(), brief=False, vision=vision)}]")
     return 130 if result.stats.finish_reason == "cancelled" else 0
 
 
@@ -98,26 +99,3 @@ def _answer(engine: Engine, messages: list[Message], sampling: SamplingParams, *
         elif isinstance(event, TurnResult):
             worker.join()
             return event
-
-
-def format_stats(stats: TurnStats, vision: str | None = None) -> str:
-    parts = []
-    if stats.ttft_s is not None:
-        parts.append(f"first token {stats.ttft_s:.2f} s")
-    if stats.decode_tok_s:
-        parts.append(f"{stats.decode_tok_s:.1f} tok/s")
-    parts.append(f"{stats.generated_tokens} tokens in {stats.e2e_s:.2f} s")
-    prompt = f"prompt {stats.prompt_tokens} tokens"
-    details = []
-    if stats.image_tokens:
-        details.append(f"{stats.image_tokens} image")
-    if stats.reused_tokens:
-        details.append(f"{stats.reused_tokens} reused")
-    if details:
-        prompt += f" ({', '.join(details)})"
-    parts.append(prompt)
-    if stats.image_tiles_encoded:
-        by = f" by {vision}" if vision else ""
-        parts.append(f"{stats.image_tiles_encoded} tiles encoded in {stats.encode_s:.2f} s{by}")
-    parts.append(stats.finish_reason)
-    return "[" + " · ".join(parts) + "]"

@@ -15,7 +15,8 @@ from smolchat.models.choice import estimate_files
 from smolchat.models.download import Progress, download
 from smolchat.models.formats import FORMATS
 from smolchat.models.hub import Hub, RemoteFile, RepoListing
-from smolchat.models.library import InstalledModel, Library
+from smolchat.models.library import InstalledModel, Library, model_name
+from smolchat.units import format_bytes
 
 HELP = "find, download, import and remove models"
 
@@ -119,15 +120,15 @@ def _listing_text(listing: RepoListing, rows, n_ctx: int, endpoint: str) -> str:
     for f, (est, v) in rows:
         mark = "*" if f == default_text else " "
         basis = "" if est.from_metadata else " (from file size)"
-        out.append(f"{mark} {f.path:<{name_width}}{f.format_name:<11}{_size(f.size):>9}   "
-                   f"{_size(est.total)}{basis}: {v.fit.value}")
+        out.append(f"{mark} {f.path:<{name_width}}{f.format_name:<11}{format_bytes(f.size):>9}   "
+                   f"{format_bytes(est.total)}{basis}: {v.fit.value}")
     out += ["", f"  {'Vision projector (mmproj)':<{name_width}}{'format':<11}{'size':>9}"]
     for f in listing.projector_files:
         mark = "*" if f == default_projector else " "
-        out.append(f"{mark} {f.path:<{name_width}}{f.format_name:<11}{_size(f.size):>9}")
+        out.append(f"{mark} {f.path:<{name_width}}{f.format_name:<11}{format_bytes(f.size):>9}")
     if default_text and default_projector:
         out += ["", f"* default pair: {default_text.format_name} + {default_projector.format_name}, "
-                    f"{_size(default_text.size + default_projector.size)} to download "
+                    f"{format_bytes(default_text.size + default_projector.size)} to download "
                     f"(smolchat models download {listing.repo})"]
     if rows and default_text:
         estimate, fit = dict(rows)[default_text]
@@ -156,7 +157,7 @@ def download_pair(repo: str, quant: str | None, mmproj_quant: str | None, json_o
     finally:
         if bar:
             bar.close()
-    return InstalledModel(f"{listing.repo}:{text.format_name}", text_path, projector_path, listing.repo,
+    return InstalledModel(model_name(listing.repo, text.path), text_path, projector_path, listing.repo,
                           text.size + projector.size)
 
 
@@ -165,7 +166,7 @@ def _download(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(model.as_dict(), indent=2))
     else:
-        print(f"Installed {model.name}: {model.text.name} + {model.mmproj.name} ({_size(model.size_bytes)})")
+        print(f"Installed {model.name}: {model.text.name} + {model.mmproj.name} ({format_bytes(model.size_bytes)})")
         print(f"Ask it something: smolchat ask --repo {model.name} -i PICTURE 'What is in this picture?'")
     return 0
 
@@ -184,7 +185,8 @@ def _installed(args: argparse.Namespace) -> int:
     width = max(len(m.name) for m in models) + 2
     for m in models:
         kind = "imported" if m.imported else "downloaded"
-        print(f"{m.name:<{width}}{m.text_format:>8} + {m.mmproj_format:<6}{_size(m.size_bytes):>9}  {kind}  {m.text}")
+        print(f"{m.name:<{width}}{m.text_format:>8} + {m.mmproj_format:<6}{format_bytes(m.size_bytes):>9}  "
+              f"{kind}  {m.text}")
     return 0
 
 
@@ -196,7 +198,7 @@ def _remove(args: argparse.Namespace) -> int:
 
 def _import(args: argparse.Namespace) -> int:
     model = Library().import_pair(args.text, args.mmproj, args.name)
-    print(f"Imported {model.name}: {model.text.name} + {model.mmproj.name} ({_size(model.size_bytes)}); "
+    print(f"Imported {model.name}: {model.text.name} + {model.mmproj.name} ({format_bytes(model.size_bytes)}); "
           f"use it with --repo '{model.name}'")
     return 0
 
@@ -214,18 +216,10 @@ class _ProgressBar:
         self._last = now
         filled = int(p.fraction * 30)
         eta = f"{p.eta_s:4.0f} s left" if p.eta_s is not None else "         "
-        line = (f"[{'#' * filled}{'.' * (30 - filled)}] {p.fraction:4.0%} {_size(p.done)}/{_size(p.total)} "
-                f"{_size(int(p.speed))}/s {eta}  {p.filename}")
+        line = (f"[{'#' * filled}{'.' * (30 - filled)}] {p.fraction:4.0%} "
+                f"{format_bytes(p.done)}/{format_bytes(p.total)} {format_bytes(int(p.speed))}/s {eta}  {p.filename}")
         sys.stderr.write("\r" + line[:150].ljust(150))
         sys.stderr.flush()
 
     def close(self) -> None:
         sys.stderr.write("\n")
-
-
-def _size(n: int) -> str:
-    if n >= 1e9:
-        return f"{n / 1e9:.2f} GB"
-    if n >= 1e6:
-        return f"{n / 1e6:.0f} MB"
-    return f"{n / 1e3:.0f} KB"

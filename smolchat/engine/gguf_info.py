@@ -22,6 +22,7 @@ import gguf
 import numpy as np
 
 from smolchat.errors import SmolChatError
+from smolchat.units import format_bytes, format_two_sizes
 
 GGUF_MAGIC = b"GGUF"
 PROJECTOR_ARCHITECTURE = "clip"
@@ -29,6 +30,15 @@ PROJECTOR_ARCHITECTURE = "clip"
 SUPPORTED_PROJECTORS = frozenset({"idefics3"})
 
 _DAMAGED = "The file is damaged or was converted wrongly; download it again."
+
+# The formats SmolChat tells apart by a file's general.file_type (llama.cpp's llama_ftype):
+# the float ones, which a projector can be converted between, and Q8_0.
+FILE_TYPE_NAMES = {
+    gguf.LlamaFileType.ALL_F32: "F32",
+    gguf.LlamaFileType.MOSTLY_F16: "F16",
+    gguf.LlamaFileType.MOSTLY_BF16: "BF16",
+    gguf.LlamaFileType.MOSTLY_Q8_0: "Q8_0",
+}
 
 
 class ModelFileError(SmolChatError):
@@ -281,16 +291,17 @@ def read_metadata(path: str | os.PathLike[str]) -> GGUFMetadata:
     except _Truncated:
         raise ModelFileError(
             path,
-            f"is incomplete: its header runs past the end of the file ({_megabytes(size)}).",
+            f"is incomplete: its header runs past the end of the file ({format_bytes(size)}).",
             "A download that stopped early looks like this; download the file again.",
         ) from None
     except _Damaged as e:
         raise ModelFileError(path, f"is damaged: its header cannot be parsed ({e}).",
                              "Download the file again.") from None
     if data_end > size:
+        should_hold, has = format_two_sizes(data_end, size)
         raise ModelFileError(
             path,
-            f"is incomplete: it should hold {_megabytes(data_end)} but has {_megabytes(size)}.",
+            f"is incomplete: it should hold {should_hold} but has {has}.",
             "A download that stopped early looks like this; download the file again.",
         )
     return meta
@@ -750,6 +761,12 @@ def _bad_tensor(meta: GGUFMetadata, problem: str) -> None:
     raise ModelFileError(meta.path, problem, _DAMAGED)
 
 
+def file_type_name(file_type: int | None) -> str | None:
+    """The format a ``general.file_type`` value names ("F16", "Q8_0", ...), None for one not
+    in ``FILE_TYPE_NAMES``."""
+    return FILE_TYPE_NAMES.get(file_type) if file_type is not None else None
+
+
 def _file_type(meta: GGUFMetadata) -> int | None:
     value = meta.get(gguf.Keys.General.FILE_TYPE)
     return value if _is_int(value) else None
@@ -770,7 +787,3 @@ def _shown(value: object) -> str:
     """A name from the file as a message shows it: short, whatever the file holds."""
     text = value if isinstance(value, str) else "none" if value is None else "not a name"
     return text if len(text) <= 40 else text[:40] + "…"
-
-
-def _megabytes(n: int) -> str:
-    return f"{n / 1e6:.1f} MB" if n >= 1e7 else f"{n:,} bytes"

@@ -10,11 +10,11 @@ measurement of this machine gives a starting point.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from smolchat import paths
+from smolchat.files import write_json
 
 _WEIGHT = 1 / 3  # of a new measurement against what was known
 _MIN_TOKENS = 16  # fewer evaluated tokens say too little about prompt speed
@@ -85,9 +85,6 @@ class SpeedLog:
         try:
             everything = self._read()
             everything[self.key] = self.speed
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps({k: asdict(v) for k, v in everything.items()}, indent=1))
-            tmp.replace(self.path)
+            write_json(self.path, {k: asdict(v) for k, v in everything.items()})
         except OSError:
             pass  # an estimate is not worth an error

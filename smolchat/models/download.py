@@ -43,6 +43,7 @@ from smolchat.models.hub import (
     RemoteFile,
     hub_errors,
 )
+from smolchat.units import format_bytes, format_two_sizes
 
 REPORT_EVERY_S = 0.1  # progress reports, at most this often
 RETRY_DELAYS_S = (1.0, 2.0, 4.0)  # after an answer that brought the file no further
@@ -159,9 +160,10 @@ class _Download:
         free = free_bytes(self.hub.cache_dir)
         if free < needed + SPARE_DISK_BYTES:
             raise DiskFullError(
-                f"Not enough disk space: the download needs {_mb(needed)} and the disk holding "
-                f"{self.hub.cache_dir} has {_mb(free)} free (SmolChat leaves {_mb(SPARE_DISK_BYTES)} for the "
-                "rest of the system). Free some space, or point HF_HUB_CACHE at a bigger disk, and download again.")
+                f"Not enough disk space: the download needs {format_bytes(needed)} and the disk holding "
+                f"{self.hub.cache_dir} has {format_bytes(free)} free (SmolChat leaves "
+                f"{format_bytes(SPARE_DISK_BYTES)} for the rest of the system). Free some space, or point "
+                "HF_HUB_CACHE at a bigger disk, and download again.")
 
     def _fetch(self, f: RemoteFile) -> Path:
         url = self.hub.file_url(self.repo, f.path)
@@ -176,8 +178,9 @@ class _Download:
                 "commit id (40 hexadecimal digits); SmolChat stores nothing under such a name. If HF_ENDPOINT "
                 "points at a mirror, check that mirror.")
         if meta.size is not None and meta.size != f.size:
+            now, listed = format_two_sizes(meta.size, f.size)
             raise FileGoneError(
-                f"{f.path} in {self.repo} is now {_mb(meta.size)}, not {_mb(f.size)} as listed: it changed on the Hub. "
+                f"{f.path} in {self.repo} is now {now}, not {listed} as listed: it changed on the Hub. "
                 f"List the repo again (`smolchat models list {self.repo}`) and download again.")
         cache = self.hub.cache_dir
         blob = hf_cache.blob_path(cache, self.repo, sha256)
@@ -233,7 +236,7 @@ class _Download:
                 break
             stalls = 0 if have > before else stalls + 1
             if stalls > len(RETRY_DELAYS_S) or requests >= MAX_REQUESTS_PER_FILE:
-                done = f"{_mb(have)} of {_mb(size)} done"
+                done = f"{format_bytes(have)} of {format_bytes(size)} done"
                 if lost is not None:
                     raise DownloadInterruptedError(
                         f"The connection to the Hub was lost while downloading {f.name} ({done}). "
@@ -293,8 +296,8 @@ class _Download:
             except OSError as e:
                 if e.errno in (errno.ENOSPC, errno.EDQUOT):
                     raise DiskFullError(
-                        f"The disk filled up while downloading {f.name} ({_mb(have)} of {_mb(size)} kept). "
-                        "Free some space and download again to continue.") from e
+                        f"The disk filled up while downloading {f.name} ({format_bytes(have)} of "
+                        f"{format_bytes(size)} kept). Free some space and download again to continue.") from e
                 raise
         if have > size:
             partial.unlink(missing_ok=True)
@@ -346,7 +349,3 @@ def _range_start(content_range: str | None) -> int | None:
     """Where the part a 206 answer holds begins (``Content-Range: bytes START-END/SIZE``)."""
     m = re.fullmatch(r"bytes (\d+)-\d+/(?:\d+|\*)", (content_range or "").strip())
     return int(m[1]) if m else None
-
-
-def _mb(n: int) -> str:
-    return f"{n / 1e6:,.0f} MB" if n >= 1e6 else f"{n / 1e3:,.0f} KB"

@@ -97,6 +97,12 @@ def parse_format(filename: str) -> Format | None:
     )
 
 
+def format_name(filename: str) -> str:
+    """The name of the format a file's name states, "?" where it states none."""
+    fmt = parse_format(filename)
+    return fmt.name if fmt else "?"
+
+
 # The default text format prefers Q8_0 while it stays small (for models up to about 1 GB
 # at Q8_0, 4-bit saves little memory and no time: SmolVLM-256M's Q4_K_M is mostly Q5_0 and
 # saves 38 MB), then Q4_K_M; then whatever is closest in quality and size.

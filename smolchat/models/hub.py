@@ -22,12 +22,14 @@ from huggingface_hub.utils import build_hf_headers, hf_raise_for_status
 
 from smolchat import paths
 from smolchat.errors import SmolChatError
+from smolchat.files import write_json
 from smolchat.models import hf_cache
 from smolchat.models.catalog import check_repo_id
 from smolchat.models.formats import (
     Format,
     default_projector_file,
     default_text_file,
+    format_name,
     is_projector,
     parse_format,
 )
@@ -87,8 +89,7 @@ class RemoteFile:
 
     @property
     def format_name(self) -> str:
-        fmt = self.format
-        return fmt.name if fmt else "?"
+        return format_name(self.path)
 
     @property
     def is_projector(self) -> bool:
@@ -241,12 +242,8 @@ class Hub:
         return paths.cache_dir() / "hub-listings" / host / (repo.replace("/", "--") + ".json")
 
     def _remember(self, listing: RepoListing) -> None:
-        path = self._listing_path(listing.repo)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(listing.to_json()))
-            tmp.replace(path)
+            write_json(self._listing_path(listing.repo), listing.to_json(), indent=None)
         except OSError:
             pass  # only a convenience for later offline use
 

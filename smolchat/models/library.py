@@ -31,12 +31,13 @@ from smolchat.engine.gguf_info import (
 )
 from smolchat.engine.vision.projector_files import copies_of, remove_copies
 from smolchat.errors import SmolChatError
+from smolchat.files import write_json
 from smolchat.models import hf_cache
 from smolchat.models.formats import (
     default_projector_file,
     default_text_file,
+    format_name,
     is_projector,
-    parse_format,
 )
 
 Info = TypeVar("Info", TextModelInfo, ProjectorInfo)
@@ -60,11 +61,11 @@ class InstalledModel:
 
     @property
     def text_format(self) -> str:
-        return _format_name(self.text.name)
+        return format_name(self.text.name)
 
     @property
     def mmproj_format(self) -> str:
-        return _format_name(self.mmproj.name)
+        return format_name(self.mmproj.name)
 
     def as_dict(self) -> dict:
         return {"name": self.name, "repo": self.repo, "text": str(self.text), "mmproj": str(self.mmproj),
@@ -87,9 +88,10 @@ class Inventory:
     unusable: list[UnusableFile]
 
 
-def _format_name(filename: str) -> str:
-    fmt = parse_format(filename)
-    return fmt.name if fmt else "?"
+def model_name(repo: str, text_file: str) -> str:
+    """A downloaded model's name, as llama.cpp names it: the repo and its text file's format,
+    ``owner/name:Q8_0``."""
+    return f"{repo}:{format_name(text_file)}"
 
 
 class Library:
@@ -134,7 +136,7 @@ class Library:
             chosen = default_projector_file({name: f.size for name, f in projectors.items()})
             if chosen is None:
                 continue  # no usable SmolVLM projector: not a model SmolChat can run
-            found += [self._pair(f"{repo}:{_format_name(f.filename)}", f.path, projectors[chosen].path, repo)
+            found += [self._pair(model_name(repo, f.filename), f.path, projectors[chosen].path, repo)
                       for f in files if not is_projector(f.filename)]
         return found
 
@@ -199,9 +201,9 @@ class Library:
             raise NotInstalledError(f"Nothing of {name} is installed; see `smolchat models installed`.")
         texts = [f for f in files if not is_projector(f.filename)]
         if quant:
-            doomed = [f for f in texts if _format_name(f.filename).upper() == quant.upper() or f.filename == quant]
+            doomed = [f for f in texts if format_name(f.filename).upper() == quant.upper() or f.filename == quant]
             if not doomed:
-                have = ", ".join(_format_name(f.filename) for f in texts) or "only a projector"
+                have = ", ".join(format_name(f.filename) for f in texts) or "only a projector"
                 raise NotInstalledError(f"{name} has no {quant} installed; it has {have}.")
             if len(doomed) == len(texts):  # the last text model goes: its projector is of no use alone
                 doomed += [f for f in files if is_projector(f.filename)]
@@ -242,11 +244,7 @@ class Library:
             return []
 
     def _write_imports(self, entries: list[dict]) -> None:
-        path = self._imports_file
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(entries, indent=1))
-        tmp.replace(path)
+        write_json(self._imports_file, entries)
 
 
 def _unreadable(path: Path, error: OSError) -> ModelFileError:

@@ -31,15 +31,16 @@ import math
 from dataclasses import asdict, dataclass
 
 from smolchat.engine.backends import llama_cpp
-from smolchat.engine.gguf_info import ProjectorInfo, TextModelInfo
+from smolchat.engine.gguf_info import ProjectorInfo, TextModelInfo, file_type_name
 from smolchat.engine.vision import cpu as cpu_report
 from smolchat.engine.vision import tuning
 from smolchat.engine.vision.tuning import LLAMA_CPP, OPENVINO
 from smolchat.errors import SmolChatError
+from smolchat.models.formats import FORMATS
 from smolchat.models.machine import MachineMemory
+from smolchat.units import format_bytes
 
 MiB = 1 << 20
-GB = 1_000_000_000
 
 
 class EstimateError(SmolChatError):
@@ -161,7 +162,6 @@ _FAMILY_VISION = (
     (98e6, _VisionShape(768, 512, 16, 4, 2048, 0, 0, 2.0)),
     (435e6, _VisionShape(1152, 384, 14, 3, 1536, 0, 0, 2.0)),
 )
-_FILE_TYPE_BYTES = {0: 4.0, 1: 2.0, 32: 2.0, 7: 34 / 32}  # general.file_type: F32, F16, BF16, Q8_0
 
 
 @dataclass(frozen=True)
@@ -222,8 +222,8 @@ class MemoryEstimate:
                 continue
             if name == "kv_cache":
                 label += f" ({self.n_ctx:,} tokens)"
-            where = f" ({_part_size(part.vram)} in video memory)" if part.vram else ""
-            out.append(f"{label}: {_part_size(part.total)}{where}")
+            where = f" ({format_bytes(part.vram)} in video memory)" if part.vram else ""
+            out.append(f"{label}: {format_bytes(part.total)}{where}")
         return out + [self.describe()]
 
     def describe(self) -> str:
@@ -342,12 +342,17 @@ def _text_shape(text: TextModelInfo | int, bits_per_weight: float) -> tuple[_Tex
     return _TextShape(shape.n_embd, shape.n_layer, shape.n_head, shape.n_head_kv, shape.n_vocab, size), False
 
 
+def _bytes_per_weight(file_type: int | None) -> float:
+    fmt = FORMATS.get(file_type_name(file_type) or "")
+    return fmt.bits_per_weight / 8 if fmt else 2.0  # a format not named: taken as 16-bit
+
+
 def _vision_shape(projector: ProjectorInfo | int, bits_per_weight: float,
                   output_width: int) -> tuple[_VisionShape, bool]:
     if isinstance(projector, ProjectorInfo):
         p = projector
         return _VisionShape(p.n_embd, p.image_size, p.patch_size, p.scale_factor, p.preproc_image_size,
-                            p.output_width, p.size_bytes, _FILE_TYPE_BYTES.get(p.file_type, 2.0)), True
+                            p.output_width, p.size_bytes, _bytes_per_weight(p.file_type)), True
     size = int(projector)
     shape = _nearest(_FAMILY_VISION, max(1.0, size * 8 / bits_per_weight))
     return _VisionShape(shape.n_embd, shape.image_size, shape.patch_size, shape.scale_factor,
@@ -448,14 +453,20 @@ def verdict(estimate: MemoryEstimate, machine: MachineMemory) -> Verdict:
     ram = _ram_verdict(ram_needed, machine, "")
     if not vram:
         return ram
-    free = machine.vram_free if machine.vram_free is not None else machine.vram_total
-    budget = int((free or 0) * VRAM_BUDGET_SHARE)
+    budget = vram_budget(machine)
     gpu = f"{format_bytes(vram)} of video memory ({format_bytes(budget)} usable)"
     if vram > budget:
         return Verdict(Fit.DOES_NOT_FIT, f"Does not fit on the GPU: needs about {gpu}. Offload fewer layers.",
                        ram_needed, machine.available_ram, vram, budget)
     message = ram.message.rstrip(".") + f", and {gpu}."
     return Verdict(ram.fit, message, ram_needed, machine.available_ram, vram, budget)
+
+
+def vram_budget(machine: MachineMemory) -> int:
+    """The video memory a model may take: its share of what the card has free (of all it has
+    where the free memory is not known)."""
+    free = machine.vram_free if machine.vram_free is not None else machine.vram_total
+    return int((free or 0) * VRAM_BUDGET_SHARE)
 
 
 def _ram_verdict(needed: int, machine: MachineMemory, note: str) -> Verdict:
@@ -471,14 +482,3 @@ def _ram_verdict(needed: int, machine: MachineMemory, note: str) -> Verdict:
         return Verdict(Fit.TIGHT, f"Tight: needs about {need} of the {have} free{note}; "
                                   "close other programs if the computer slows down.", needed, free)
     return Verdict(Fit.FITS, f"Fits: needs about {need} of the {have} free{note}.", needed, free)
-
-
-def _part_size(n: int) -> str:
-    return f"{n / 1e6:,.0f} MB" if n < GB else format_bytes(n)
-
-
-def format_bytes(n: int) -> str:
-    """Bytes as a person reads them: '14.2 GB', '1.2 GB', '950 MB', '95 MB'."""
-    if n >= 1_000_000_000:
-        return f"{n / GB:.1f} GB"
-    return f"{n / 1e6:.0f} MB" if n >= 1_000_000 else f"{n / 1e3:.0f} KB"

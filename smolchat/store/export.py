@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 from urllib.parse import quote
 
+from smolchat.engine.figures import describe_stats
 from smolchat.store.conversations import COMPLETE, Conversation, StoredMessage
 
 ROLE_NAMES = {"user": "You", "assistant": "SmolChat", "system": "System"}
@@ -47,8 +48,8 @@ def to_markdown(conversation: Conversation, messages: list[StoredMessage], path:
         text = m.text.replace("\r\n", "\n").replace("\r", "\n")
         # the user's words as typed (the window shows them as plain text); answers are Markdown
         lines += [_plain(text) if m.role == "user" else _closed(text), ""]
-        if m.stats and m.stats.get("ttft_s") is not None:
-            lines += [f"*first token {m.stats['ttft_s']:.2f} s · {m.stats.get('decode_tok_s') or 0:.1f} tok/s*", ""]
+        if m.stats and (figures := describe_stats(m.stats)):
+            lines += [f"*{figures}*", ""]
     path.write_text("\n".join(lines), encoding="utf-8")
     return path
 

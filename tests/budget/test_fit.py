@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import llama_cpp
 
+from smolchat.budget import fit
 from smolchat.budget.fit import NO_GPU_BUILD, largest_context, suggest_gpu_layers
 from smolchat.engine import inspect_projector, inspect_text_model
 from smolchat.models.machine import MachineMemory
-from smolchat.models.memory import Fit, estimate_memory, verdict
+from smolchat.models.memory import VRAM_BUDGET_SHARE, Fit, estimate_memory, verdict
 
 GB = 1_000_000_000
 CPU = dict(vision_backend="llama.cpp", vision_precision="F16", vision_on_gpu=False)
@@ -35,3 +36,20 @@ def test_gpu_layers_on_this_build(tiny_pair):
         assert suggestion.layers == 0 and suggestion.message == NO_GPU_BUILD
     else:
         assert suggestion.layers == text.max_gpu_layers
+
+
+def test_the_suggested_gpu_layers_are_the_most_the_verdict_lets_fit(tiny_pair, monkeypatch):
+    # a GPU build of llama.cpp, which this computer may not have: only the question is answered so
+    monkeypatch.setattr(fit.llama_cpp, "llama_supports_gpu_offload", lambda: True)
+    text, projector = inspect_text_model(tiny_pair[0]), inspect_projector(tiny_pair[1])
+    all_but_two = estimate_memory(text, projector, n_ctx=4096, n_gpu_layers=text.max_gpu_layers - 2, **CPU).vram
+    card = MachineMemory(32 * GB, 16 * GB, 2 * all_but_two, int(all_but_two / VRAM_BUDGET_SHARE) + 2, "GPU")
+    suggestion = suggest_gpu_layers(text, projector, card, n_ctx=4096, **CPU)
+    assert suggestion.layers == text.max_gpu_layers - 2
+    assert suggestion.message.startswith(f"{suggestion.layers} of {text.max_gpu_layers} layers fit in 90% ")
+
+    def verdict_with(layers: int) -> Fit:
+        return verdict(estimate_memory(text, projector, n_ctx=4096, n_gpu_layers=layers, **CPU), card).fit
+
+    assert verdict_with(suggestion.layers) is Fit.FITS
+    assert verdict_with(suggestion.layers + 1) is Fit.DOES_NOT_FIT

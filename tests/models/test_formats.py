@@ -8,6 +8,7 @@ from smolchat.models.formats import (
     FORMATS,
     default_projector_file,
     default_text_file,
+    format_name,
     is_projector,
     parse_format,
 )
@@ -49,6 +50,11 @@ def test_format_from_the_file_name(filename, expected):
 @pytest.mark.parametrize("filename", ["README.md", "SmolVLM-256M-Instruct.gguf", "model-Q8_0.bin"])
 def test_names_without_a_format(filename):
     assert parse_format(filename) is None
+
+
+def test_a_format_name_is_a_question_mark_where_the_file_name_states_none():
+    assert format_name("subfolder/SmolVLM-500M-Instruct-Q5_K_M.gguf") == "Q5_K_M"
+    assert format_name("SmolVLM-256M-Instruct.gguf") == "?"
 
 
 def test_every_format_says_what_it_trades():

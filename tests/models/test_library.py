@@ -11,7 +11,7 @@ import pytest
 from smolchat.engine import Engine, EngineSettings, Message, ModelFileError
 from smolchat.models import hf_cache as cache_layout
 from smolchat.models.download import download
-from smolchat.models.library import Library, NotInstalledError, UnusableFile
+from smolchat.models.library import Library, NotInstalledError, UnusableFile, model_name
 from smolchat.testing.gguf_pair import TINY, write_mmproj
 from tests.fake_hub_fixtures import REPO
 from tests.helpers import answer
@@ -24,6 +24,10 @@ def test_each_downloaded_text_model_pairs_with_the_f16_projector(downloaded):
     assert sorted(models) == [f"{REPO}:F16", f"{REPO}:Q8_0"]
     assert {m.mmproj.name for m in models.values()} == {"mmproj-SmolVLM-256M-Instruct-f16.gguf"}
     assert models[f"{REPO}:Q8_0"].text_format == "Q8_0"
+
+
+def test_a_download_is_named_after_its_repo_and_its_text_files_format():
+    assert model_name(REPO, "sub/SmolVLM-256M-Instruct-Q8_0.gguf") == f"{REPO}:Q8_0"
 
 
 def test_find_by_repo_picks_the_default_format_or_the_one_asked(downloaded):

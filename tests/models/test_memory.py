@@ -8,7 +8,7 @@ import llama_cpp
 import pytest
 
 from smolchat.engine import backends
-from smolchat.engine.gguf_info import inspect_projector, inspect_text_model
+from smolchat.engine.gguf_info import file_type_name, inspect_projector, inspect_text_model
 from smolchat.errors import SmolChatError
 from smolchat.models import machine as machine_module
 from smolchat.models import memory
@@ -20,6 +20,7 @@ from smolchat.models.machine import (
     parse_vm_stat,
 )
 from smolchat.models.memory import Fit, MemoryEstimate, Part, estimate_memory, verdict
+from smolchat.testing.gguf_pair import TINY, write_mmproj
 
 GB = 1_000_000_000
 # The real 256M pair's files (ggml-org/SmolVLM-256M-Instruct-GGUF)
@@ -72,6 +73,15 @@ def test_weights_are_the_files(tiny):
     assert estimate.projector_weights.total == projector.size_bytes
     assert estimate.from_metadata
     assert estimate.vram == 0 and estimate.ram == estimate.total
+
+
+def test_an_f32_projector_is_held_in_16_bits_once_converted(tiny, tmp_path):
+    text, f16 = tiny
+    f32 = inspect_projector(write_mmproj(tmp_path / "mmproj-f32.gguf", TINY.vision, output_width=text.n_embd,
+                                         weight_type="F32"))
+    assert (file_type_name(f16.file_type), file_type_name(f32.file_type)) == ("F16", "F32")
+    estimate = estimate_memory(text, f32, n_ctx=4096, **CPU_LIBMTMD)
+    assert estimate.projector_weights.total == f32.size_bytes // 2
 
 
 def test_text_only_has_no_vision_part(tiny):

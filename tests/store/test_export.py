@@ -88,6 +88,15 @@ def test_the_users_words_are_exported_as_typed(qapp, tmp_path):
     assert headings(doc) == [(1, "Chat")] and "bold" in text.splitlines()
 
 
+def test_an_answers_figures_are_exported_as_the_window_shows_them(qapp, tmp_path):
+    figures = dict(ttft_s=0.412, e2e_s=1.93, decode_tok_s=38.24, image_tiles_encoded=5)
+    messages = [question("Hi"), StoredMessage(0, 1, "assistant", "Hello.", stats=figures),
+                StoredMessage(0, 1, "assistant", "", status=STOPPED, stats=dict(ttft_s=None, e2e_s=0.2))]
+    doc, _ = read_back(to_markdown(conversation(), messages, tmp_path / "chat.md"))
+    assert "first token 0.41 s · 38.2 tok/s · 1.9 s in all · 5 tiles read" in doc.toPlainText()
+    assert doc.toPlainText().count("first token") == 1  # nothing for an answer stopped before it began
+
+
 def test_two_pictures_with_the_same_name_are_both_exported(qapp, tmp_path):
     one, other = tmp_path / "a" / "photo.png", tmp_path / "b" / "photo.png"
     for picture, content in ((one, b"first picture"), (other, b"second picture")):

@@ -38,6 +38,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from smolchat.engine.figures import describe_stats
 from smolchat.ui.views.picture import Picture
 
 _FENCE = re.compile(r"^```([\w+#.-]*)[^\n]*\n(.*?)(?:^```[ \t]*$|\Z)", re.MULTILINE | re.DOTALL)
@@ -226,16 +227,7 @@ class MessageBubble(QFrame):
         self.status.setText(f"<i>({note})</i>" if note else "")
 
     def set_figures(self, stats: dict | None) -> None:
-        if not stats or stats.get("ttft_s") is None:
-            self.figures.setText("")
-            return
-        parts = [f"first token {stats['ttft_s']:.2f} s"]
-        if stats.get("decode_tok_s"):
-            parts.append(f"{stats['decode_tok_s']:.1f} tok/s")
-        parts.append(f"{stats['e2e_s']:.1f} s in all")
-        if stats.get("image_tiles_encoded"):
-            parts.append(f"{stats['image_tiles_encoded']} tiles read")
-        self.figures.setText(" · ".join(parts))
+        self.figures.setText(describe_stats(stats) if stats else "")
 
     def add_action(self, button: QPushButton) -> None:
         self.actions.addWidget(button)

@@ -21,7 +21,7 @@ from smolchat.errors import SmolChatError
 from smolchat.models.choice import estimate_files
 from smolchat.models.download import Progress, download
 from smolchat.models.hub import Hub, RemoteFile, RepoListing
-from smolchat.models.library import InstalledModel
+from smolchat.models.library import InstalledModel, model_name
 from smolchat.models.machine import machine_memory
 
 log = logging.getLogger(__name__)
@@ -102,7 +102,7 @@ class DownloadJob(Job):
     def _download(self) -> InstalledModel:
         text_path, projector_path = download(self.hub, self.repo, [self.text, self.projector],
                                              on_progress=self._progress, cancel=self.cancel_event)
-        return InstalledModel(f"{self.repo}:{self.text.format_name}", text_path, projector_path, self.repo,
+        return InstalledModel(model_name(self.repo, self.text.path), text_path, projector_path, self.repo,
                               self.text.size + self.projector.size)
 
     def _progress(self, p: Progress) -> None:
