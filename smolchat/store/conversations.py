@@ -253,6 +253,17 @@ class Store:
                 raise StoreError(f"{path.name} cannot be copied into {self.images_dir}: {e.strerror or e}.") from e
         return kept
 
+    def keep_image_data(self, data: bytes, suffix: str) -> Path:
+        """Picture data (pasted or dropped from a browser) kept as ``keep_image`` keeps a file."""
+        kept = self.images_dir / (hashlib.sha256(data).hexdigest() + suffix.lower())
+        if not kept.is_file():
+            try:
+                self.images_dir.mkdir(parents=True, exist_ok=True)
+                _write_atomically(data, kept)
+            except OSError as e:
+                raise StoreError(f"The picture cannot be kept in {self.images_dir}: {e.strerror or e}.") from e
+        return kept
+
     def collect_garbage(self) -> int:
         """Remove what a crash can leave in the images folder: images no message refers to, and
         copies never finished. Safe while messages are being added. Returns how many files went."""
@@ -311,6 +322,18 @@ def _copy_atomically(source: Path, target: Path) -> None:
     try:
         with open(fd, "wb") as out, open(source, "rb") as f:
             shutil.copyfileobj(f, out, 1 << 20)
+        os.replace(partial, target)
+    except BaseException:
+        Path(partial).unlink(missing_ok=True)
+        raise
+
+
+def _write_atomically(data: bytes, target: Path) -> None:
+    """As ``_copy_atomically``, from bytes in memory."""
+    fd, partial = tempfile.mkstemp(dir=target.parent, prefix=target.name + ".", suffix=PARTIAL)
+    try:
+        with open(fd, "wb") as out:
+            out.write(data)
         os.replace(partial, target)
     except BaseException:
         Path(partial).unlink(missing_ok=True)

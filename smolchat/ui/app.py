@@ -11,6 +11,7 @@ from PySide6.QtWidgets import QApplication
 from smolchat import __version__, paths
 from smolchat import settings as settings_module
 from smolchat.errors import SmolChatError
+from smolchat.ui.controllers.settings import SettingsController
 from smolchat.ui.single_instance import SingleInstance
 from smolchat.ui.views.main_window import MainWindow
 
@@ -25,33 +26,40 @@ QLabel#meterNote { color: #b26a00; }
 class App:
     """The window, its controllers and workers, and what they share."""
 
-    def __init__(self, window: MainWindow | None = None) -> None:
+    def __init__(self, window: MainWindow | None = None, settings: SettingsController | None = None) -> None:
         # Imported here: llama.cpp, numpy and huggingface_hub take a second to load, and the
         # window is already on screen by then (see main).
         from smolchat.models.library import Library
         from smolchat.store import Store
-        from smolchat.ui.controllers.chat import ChatController
+        from smolchat.ui.controllers.conversations import ConversationController
         from smolchat.ui.controllers.models import ModelsController
+        from smolchat.ui.controllers.turns import TurnController
+        from smolchat.ui.workers.background import Background
         from smolchat.ui.workers.engine_worker import EngineWorker
 
-        self.settings = settings_module.load()
+        self.settings = settings if settings is not None else SettingsController()
         self.store = Store()
         self.library = Library()
         self.worker = EngineWorker()
         self.window = window or MainWindow()
-        self.chat = ChatController(self.window, self.store, self.worker, self.settings)
-        self.models = ModelsController(self.chat, self.library)
+        self.settings.save_failed.connect(self.window.show_error)
+        # The store's thread: database writes and pictures kept, in the order they were asked for.
+        self.writer = Background("store", self.window)
+        self.conversations = ConversationController(self.window, self.store, self.writer)
+        self.turns = TurnController(self.window, self.store, self.worker, self.settings, self.conversations,
+                                    self.writer)
+        self.models = ModelsController(self.window, self.turns, self.library)
         self.window.closing.connect(self.close)
         self.window.about_details = about_details  # read when the box opens: free memory is current
         if window is None:
-            restore_geometry(self.window, self.settings)
+            restore_geometry(self.window, self.settings.current)
 
     def start(self) -> None:
         from smolchat.ui.workers.background import Background
 
         self.window.show()
-        self.chat.tidy_up()
-        self.chat.start()
+        self.conversations.tidy_up()
+        self.conversations.start()
         # Every model file's header is checked before it is offered: off the UI thread.
         self._startup = Background("library", self.window)
         self._startup.run(self.library.inventory, done=self._models_found,
@@ -63,23 +71,23 @@ class App:
             self.window.show_error(" ".join(u.reason for u in inventory.unusable)
                                    + " Model → Choose model… lists the files that cannot be used.")
         installed = {m.name: m for m in inventory.installed}
-        chosen = installed.get(self.settings.model or "") or next(iter(installed.values()), None)
+        chosen = installed.get(self.settings.current.model or "") or next(iter(installed.values()), None)
         if chosen is not None:
-            self.chat.load_model(chosen)
+            self.turns.load_model(chosen)
         else:  # first run: the picker, with the default model highlighted and one button to get it
             self.models.open()
 
     def close(self) -> None:
         geometry = bytes(self.window.saveGeometry().toBase64()).decode()
-        chosen = self.chat.model.name if self.chat.model else self.settings.model
-        self.settings = settings_module.Settings(chosen, geometry, self.chat.settings.models)
-        try:
-            settings_module.save(self.settings)
-        except OSError as e:
-            print(f"smolchat: settings not saved: {e}", file=sys.stderr)
+        chosen = self.turns.model.name if self.turns.model else self.settings.current.model
+        message = self.settings.remember_window(chosen, geometry)
+        if message:
+            print(f"smolchat: {message}", file=sys.stderr)
         if hasattr(self, "_startup"):
             self._startup.close()
-        self.chat.close()
+        self.turns.close()
+        self.conversations.close()
+        self.writer.close()
         self.models.close()
         self.worker.stop()
 
@@ -125,13 +133,14 @@ def main(self_test: bool = False) -> int:
     qt.setStyleSheet(STYLE)
     window = MainWindow()  # on screen first; the rest loads behind it
     instance.show_requested.connect(lambda: bring_to_front(window))
-    restore_geometry(window, settings_module.load())
+    settings = SettingsController()  # read once: the window's place now, everything else later
+    restore_geometry(window, settings.current)
     window.show()
     qt.processEvents()
     if checker:
         checker.window_shown()
     try:
-        app = App(window)
+        app = App(window, settings)
     except SmolChatError as e:
         print(f"smolchat: {e}", file=sys.stderr)
         instance.release()

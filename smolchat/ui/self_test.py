@@ -82,13 +82,13 @@ class SelfTest:
         Image.radial_gradient("L").convert("RGB").resize((320, 240)).save(self.picture)
         model = InstalledModel(MODEL_NAME, text, mmproj, None, text.stat().st_size + mmproj.stat().st_size)
 
-        app.chat.settings = app.chat.settings.with_model_settings(MODEL_NAME, ModelSettings(max_tokens=32))
+        app.settings.set_model_settings(MODEL_NAME, ModelSettings(max_tokens=32))
         app.worker.load_failed.connect(lambda _request, message: self._fail(message))
-        app.chat.model_ready.connect(self._ask)
-        app.chat.answered.connect(self._answered)
+        app.turns.model_ready.connect(self._ask)
+        app.turns.answered.connect(self._answered)
         QTimer.singleShot(TIME_LIMIT_S * 1000, lambda: self._fail(f"no answer within {TIME_LIMIT_S} s"))
-        app.chat.start()
-        app.chat.load_model(model)
+        app.conversations.start()
+        app.turns.load_model(model)
 
     def _ask(self) -> None:
         self._mark("model_loaded_s")
@@ -99,7 +99,7 @@ class SelfTest:
     def _send(self) -> None:
         composer = self.app.window.composer
         composer.images_changed.disconnect(self._send)
-        composer.edit.setPlainText(QUESTION)
+        composer.set_text(QUESTION)
         composer.send_button.click()
 
     def _answered(self) -> None:
@@ -107,11 +107,11 @@ class SelfTest:
         from smolchat.store import COMPLETE
 
         self._mark("answered_s")
-        question, answer = self.app.store.messages(self.app.chat.conversation_id)[-2:]
+        question, answer = self.app.store.messages(self.app.conversations.conversation_id)[-2:]
         self.report.update(question=question.text, images=len(question.images), answer=answer.text,
                            status=answer.status, stats=answer.stats)
         self.ok = answer.status == COMPLETE and bool(answer.text) and len(question.images) == 1
-        plan = self.app.chat.model_info.vision_plan if self.app.chat.model_info else None
+        plan = self.app.turns.model_info.vision_plan if self.app.turns.model_info else None
         self.report["vision"] = plan.describe() if plan else "llama.cpp"
         self.report["llama_cpp"] = build_info().as_dict()
         self._finish()

@@ -42,6 +42,16 @@ def test_images_are_kept_by_content_after_the_original_is_deleted(tmp_path, imag
     assert first.images[0].read_bytes() == images["small"].read_bytes()
 
 
+def test_pasted_data_is_kept_as_the_same_file_the_picture_would_be(tmp_path, images):
+    store = Store(tmp_path / "data")
+    data = images["small"].read_bytes()
+    pasted = store.keep_image_data(data, ".PNG")
+    assert pasted == store.keep_image(images["small"]) and pasted.read_bytes() == data
+    chat = store.create_conversation()
+    assert store.add_message(chat.id, "user", "pasted", images=[pasted]).images == (pasted,)
+    assert list(store.images_dir.iterdir()) == [pasted]
+
+
 def test_search_rename_delete_and_newest_first(tmp_path):
     store = Store(tmp_path)
     a = store.create_conversation("Cats 100%")

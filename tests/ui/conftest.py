@@ -34,10 +34,10 @@ def app(qtbot, home, tiny_model):
     application = App()
     qtbot.addWidget(application.window)
     application.window.show()
-    application.chat.start()
+    application.conversations.start()
     # the first load of a test run measures this computer's vision speed: slow on a busy machine
-    with qtbot.waitSignal(application.chat.model_ready, timeout=180_000):
-        application.chat.load_model(tiny_model)
+    with qtbot.waitSignal(application.turns.model_ready, timeout=180_000):
+        application.turns.load_model(tiny_model)
     yield application
     application.close()
 

@@ -22,13 +22,13 @@ def test_first_run_downloads_the_default_model_and_uses_it(qtbot, first_run):
 
     shown = []
     picker.progress.valueChanged.connect(shown.append)
-    with qtbot.waitSignal(app.chat.model_ready, timeout=60_000):
+    with qtbot.waitSignal(app.turns.model_ready, timeout=60_000):
         qtbot.mouseClick(picker.download_button, Qt.MouseButton.LeftButton)
     assert shown[-1] == 1000 and shown == sorted(shown)  # the bar filled as the bytes came
     assert "Installed" in picker.notice.text()
     assert [picker.installed.item(i).data(Qt.ItemDataRole.UserRole) for i in range(picker.installed.count())] \
         == [f"{REPO}:Q8_0"]
-    assert app.chat.model.name == f"{REPO}:Q8_0" and app.chat.model_info is not None
+    assert app.turns.model.name == f"{REPO}:Q8_0" and app.turns.model_info is not None
 
 
 def test_without_the_hub_the_picker_offers_import(qtbot, first_run, fake_hub, tiny_pair):
@@ -40,7 +40,7 @@ def test_without_the_hub_the_picker_offers_import(qtbot, first_run, fake_hub, ti
     assert "Cannot reach the Hugging Face Hub" in picker.notice.text()
     assert "import model files from disk" in picker.notice.text()
     assert not picker.download_button.isEnabled()
-    with qtbot.waitSignal(app.chat.model_ready, timeout=60_000):
+    with qtbot.waitSignal(app.turns.model_ready, timeout=60_000):
         app.models.import_pair(str(tiny_pair[0]), str(tiny_pair[1]))
     assert picker.installed.count() == 1
 
@@ -65,4 +65,4 @@ def test_a_damaged_projector_is_shown_as_unusable_and_not_offered(qtbot, first_r
     assert not item.isSelected()
     use = next(b for b in picker.findChildren(QPushButton) if b.accessibleName() == "Use this model")
     qtbot.mouseClick(use, Qt.MouseButton.LeftButton)
-    assert app.chat.model is None
+    assert app.turns.model is None

@@ -18,8 +18,8 @@ FIRST_RUN = textwrap.dedent("""
     qt = QApplication([])
     Library().import_pair(sys.argv[1], sys.argv[2], name="tiny")
     app = App()
-    app.chat.answered.connect(app.window.close)
-    app.chat.model_ready.connect(lambda: app.chat.send("Remember this picture", [sys.argv[3]]))
+    app.turns.answered.connect(app.window.close)
+    app.turns.model_ready.connect(lambda: app.turns.send("Remember this picture", [sys.argv[3]]))
     app.window.closing.connect(qt.quit)
     app.start()
     app.window.resize(720, 520)
@@ -39,12 +39,12 @@ def test_a_conversation_comes_back_in_a_new_process(qtbot, home, tiny_pair, imag
     app = App()
     qtbot.addWidget(app.window)
     try:
-        with qtbot.waitSignal(app.chat.model_ready, timeout=60_000):
+        with qtbot.waitSignal(app.turns.model_ready, timeout=60_000):
             app.start()
         assert app.window.sidebar.list.item(0).text() == "Remember this picture"
         question, answer = app.window.chat.bubbles
         assert question.text == "Remember this picture" and answer.text and "first token" in answer.figures.text()
         assert (app.window.width(), app.window.height()) == (720, 520)  # and the window's size
-        assert app.chat.model.name == "tiny"
+        assert app.turns.model.name == "tiny"
     finally:
         app.close()

@@ -10,6 +10,7 @@ import time
 import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QGuiApplication, QImage
+from PySide6.QtWidgets import QToolButton
 
 from smolchat.engine import Engine
 from smolchat.engine.chat_template import ChatTemplate
@@ -60,20 +61,20 @@ def test_the_ui_thread_never_calls_into_the_engine(qtbot, home, tiny_model, imag
     qtbot.addWidget(app.window)
     try:
         app.window.show()
-        app.chat.start()
+        app.conversations.start()
         loaded = []
         app.worker.loaded.connect(loaded.append)
-        with qtbot.waitSignal(app.chat.model_ready, timeout=60_000):
-            app.chat.load_model(tiny_model)
+        with qtbot.waitSignal(app.turns.model_ready, timeout=60_000):
+            app.turns.load_model(tiny_model)
         assert isinstance(loaded[0], LoadedModel) and not isinstance(loaded[0].info, Engine)
         attach(qtbot, app, images["photo"])  # costs, read-ahead, the meter
         app.window.composer.edit.setPlainText("What is it?")
-        with qtbot.waitSignal(app.chat.meter_updated, timeout=30_000):
-            app.chat.update_meter()
+        with qtbot.waitSignal(app.turns.meter_updated, timeout=30_000):
+            app.turns.update_meter()
         send(qtbot, app, "What is it?")
-        with qtbot.waitSignal(app.chat.answered, timeout=60_000):
-            app.chat.regenerate()
-        dialog = app.chat.settings_dialog()
+        with qtbot.waitSignal(app.turns.answered, timeout=60_000):
+            app.turns.regenerate()
+        dialog = app.turns.settings_dialog()
         qtbot.addWidget(dialog)
     finally:
         app.close()
@@ -83,13 +84,13 @@ def test_the_ui_thread_never_calls_into_the_engine(qtbot, home, tiny_model, imag
 
 def test_templates_tokens_and_pictures_are_handled_off_the_ui_thread(qtbot, app, images, monkeypatch):
     from smolchat.store import conversations
-    from smolchat.ui.controllers import chat as chat_module
+    from smolchat.ui.controllers import turns as turns_module
 
     log = ThreadLog()
     monkeypatch.setattr(ChatTemplate, "render", log.wrap("template", ChatTemplate.render))
     monkeypatch.setattr(conversations.hashlib, "sha256", log.wrap("hash", conversations.hashlib.sha256))
-    monkeypatch.setattr(chat_module, "prepared_size", log.wrap("header", chat_module.prepared_size))
-    monkeypatch.setattr(conversations.hashlib, "sha1", log.wrap("paste", conversations.hashlib.sha1))  # names it
+    monkeypatch.setattr(turns_module, "prepared_size", log.wrap("header", turns_module.prepared_size))
+    monkeypatch.setattr(turns_module, "png_bytes", log.wrap("paste", turns_module.png_bytes))
 
     attach(qtbot, app, images["photo"])
     picture = QImage(640, 480, QImage.Format.Format_RGB32)
@@ -100,9 +101,51 @@ def test_templates_tokens_and_pictures_are_handled_off_the_ui_thread(qtbot, app,
     send(qtbot, app, "Compare them.")
     assert {"template", "hash", "header", "paste"} <= log.names()
     assert log.on_ui_thread() == []
-    stored = app.store.messages(app.chat.conversation_id)[0]
+    stored = app.store.messages(app.conversations.conversation_id)[0]
     assert len(stored.images) == 2 and all(p.exists() for p in stored.images)
-    assert not list(chat_module.pasted_dir().glob("*.png")), "the pasted file goes once the store keeps it"
+    assert all(p.parent == app.store.images_dir for p in stored.images), "the pasted picture is kept as any other"
+
+
+def test_an_attached_picture_is_kept_once_and_read_ahead_and_answered_from_that_file(qtbot, app, images,
+                                                                                   monkeypatch):
+    import hashlib
+
+    from smolchat.store import conversations
+
+    hashed, copied, prefills, turns = [], [], [], []
+
+    class CountingHashlib:  # the store's hashing only: the engine hashes pixels on its own
+        @staticmethod
+        def sha256(*args):
+            hashed.append(1)
+            return hashlib.sha256(*args)
+
+    copy = conversations._copy_atomically
+    monkeypatch.setattr(conversations, "hashlib", CountingHashlib)
+    monkeypatch.setattr(conversations, "_copy_atomically", lambda source, target: (copied.append(source),
+                                                                                   copy(source, target))[1])
+    prefill, run_turn = app.worker.prefill, app.worker.run_turn
+    monkeypatch.setattr(app.worker, "prefill", lambda request: (prefills.append(request), prefill(request))[1])
+    monkeypatch.setattr(app.worker, "run_turn", lambda request: (turns.append(request), run_turn(request))[1])
+
+    attach(qtbot, app, images["photo"])
+    send(qtbot, app, "What is it?")
+    question = app.store.messages(app.conversations.conversation_id)[0]
+    assert len(hashed) == 1 and copied == [images["photo"]], "read, hashed and copied once, when attached"
+    assert prefills and prefills[-1].messages[-1].images == [question.images[0]]
+    assert turns[-1].messages[-1].images == [question.images[0]]  # the read-ahead's file is the one answered
+
+
+def test_a_picture_attached_then_removed_is_swept_at_the_next_start(qtbot, app, images):
+    attach(qtbot, app, images["second"])
+    composer = app.window.composer
+    kept = composer.images[0]
+    assert kept.is_file()
+    with qtbot.waitSignal(composer.images_changed):
+        composer.thumbnail(kept).findChild(QToolButton).click()  # its x
+    assert composer.images == []
+    app.store.collect_garbage()  # what the start's cleanup does
+    assert not kept.exists()
 
 
 def _second_pair(folder) -> InstalledModel:
@@ -113,29 +156,29 @@ def _second_pair(folder) -> InstalledModel:
 def test_a_model_replaced_while_it_loads_is_never_adopted(qtbot, app, tiny_model, tmp_path):
     second = _second_pair(tmp_path / "second")
     ready, loaded = [], []
-    app.chat.model_ready.connect(lambda: ready.append(app.chat.model_info.text_info.path))
+    app.turns.model_ready.connect(lambda: ready.append(app.turns.model_info.text_info.path))
     app.worker.loaded.connect(lambda result: loaded.append(result.name))
     with qtbot.waitSignal(app.worker.loading, timeout=30_000):
-        app.chat.load_model(tiny_model)  # the first is being loaded...
-    with qtbot.waitSignal(app.chat.model_ready, timeout=60_000):
-        app.chat.load_model(second)  # ... when the second is asked for
+        app.turns.load_model(tiny_model)  # the first is being loaded...
+    with qtbot.waitSignal(app.turns.model_ready, timeout=60_000):
+        app.turns.load_model(second)  # ... when the second is asked for
     qtbot.wait(200)
     assert loaded[0] == "tiny", "the first load finished after the second was asked for"
     assert ready == [second.text]  # the window adopted only the second
-    assert app.chat.model.name == "second" and "second" in app.window.model_label.text()
+    assert app.turns.model.name == "second" and "second" in app.window.model_label.text()
     send(qtbot, app, "Still there?")  # counts and answers with the second model
-    assert app.store.messages(app.chat.conversation_id)[-1].text
+    assert app.store.messages(app.conversations.conversation_id)[-1].text
 
 
 def test_loads_asked_for_in_a_row_load_only_the_last(qtbot, app, tiny_model, tmp_path):
     second = _second_pair(tmp_path / "second")
     loading = []
     app.worker.loading.connect(lambda _id, name: loading.append(name))
-    with qtbot.waitSignal(app.chat.model_ready, timeout=60_000):
+    with qtbot.waitSignal(app.turns.model_ready, timeout=60_000):
         for model in (tiny_model, second, tiny_model, second):
-            app.chat.load_model(model)
+            app.turns.load_model(model)
     assert loading[-1] == "second" and len(loading) <= 2  # the first may have started; those between never do
-    assert app.chat.model_info.text_info.path == second.text
+    assert app.turns.model_info.text_info.path == second.text
 
 
 def _model_with_template(folder, name: str, template: str) -> InstalledModel:
@@ -154,20 +197,20 @@ SPINS_ON_HISTORY = ("{% if messages|length > 1 %}{% for a in range(100000) %}{% 
 @pytest.mark.timeout(120)
 def test_a_hostile_template_stops_with_a_message_and_the_window_stays_responsive(qtbot, app, tmp_path):
     hostile = _model_with_template(tmp_path, "hostile", SPINS_ON_HISTORY)
-    with qtbot.waitSignal(app.chat.model_ready, timeout=60_000):
-        app.chat.load_model(hostile)
+    with qtbot.waitSignal(app.turns.model_ready, timeout=60_000):
+        app.turns.load_model(hostile)
     send(qtbot, app, "First")  # one message: the template renders
     composer = app.window.composer
     composer.edit.setPlainText("Second")
     ticks = []
     timer = qtbot_timer(app, ticks)
-    with qtbot.waitSignal(app.chat.meter_updated, timeout=60_000):
-        app.chat.update_meter()
+    with qtbot.waitSignal(app.turns.meter_updated, timeout=60_000):
+        app.turns.update_meter()
     timer.stop()
     assert "chat template was stopped" in composer.meter_note.text()
     assert len(ticks) >= 5, "the window kept handling events while the template was stopped"
     started = time.monotonic()
-    app.chat.send("Second", [])
+    app.turns.send("Second", [])
     qtbot.waitUntil(lambda: "chat template" in app.window.statusBar().currentMessage(), timeout=60_000)
     assert time.monotonic() - started < 60
     assert composer.send_button.isVisible()  # ready for the next try
@@ -183,9 +226,9 @@ def qtbot_timer(app, ticks: list):
 
 def test_a_template_that_does_not_parse_falls_back_and_says_so(qtbot, app, tmp_path):
     broken = _model_with_template(tmp_path, "broken", "{% for m in messages %}{{ m['content'] }")
-    with qtbot.waitSignal(app.chat.model_ready, timeout=60_000):
-        app.chat.load_model(broken)
+    with qtbot.waitSignal(app.turns.model_ready, timeout=60_000):
+        app.turns.load_model(broken)
     message = app.window.statusBar().currentMessage()
     assert "does not parse" in message and "SmolVLM's chat template instead" in message
     send(qtbot, app, "Hello")
-    assert app.store.messages(app.chat.conversation_id)[-1].status == "complete"
+    assert app.store.messages(app.conversations.conversation_id)[-1].status == "complete"

@@ -12,7 +12,8 @@ from smolchat.models.download import Progress
 from smolchat.models.hub import Hub, RepoListing
 from smolchat.models.library import InstalledModel, Library
 from smolchat.models.memory import format_bytes
-from smolchat.ui.controllers.chat import ChatController
+from smolchat.ui.controllers.turns import TurnController
+from smolchat.ui.views.main_window import MainWindow
 from smolchat.ui.views.model_picker import ModelPicker
 from smolchat.ui.workers.jobs import DownloadJob, ListingJob
 
@@ -21,20 +22,21 @@ class ModelsController(QObject):
     installed_changed = Signal()
     listing_shown = Signal()
 
-    def __init__(self, chat: ChatController, library: Library | None = None, hub: Hub | None = None) -> None:
-        super().__init__(chat)
-        self.chat = chat
+    def __init__(self, window: MainWindow, turns: TurnController, library: Library | None = None,
+                 hub: Hub | None = None) -> None:
+        super().__init__(window)
+        self.window, self.turns = window, turns
         self.library = library or Library()
         self.hub = hub or Hub()
         self.picker: ModelPicker | None = None
         self.listing: RepoListing | None = None
         self._listing_job: ListingJob | None = None
         self.download: DownloadJob | None = None
-        chat.window.model_picker_requested.connect(self.open)
+        window.model_picker_requested.connect(self.open)
 
     def open(self, repo: str | None = None) -> ModelPicker:
         if self.picker is None:
-            self.picker = ModelPicker(self.chat.window)
+            self.picker = ModelPicker(self.window)
             p = self.picker
             p.repo_requested.connect(self.show_repo)
             p.download_requested.connect(self.start_download)
@@ -42,7 +44,7 @@ class ModelsController(QObject):
             p.use_requested.connect(self.use)
             p.remove_requested.connect(self.remove)
             p.import_requested.connect(self.import_pair)
-        current = self.chat.model.repo if self.chat.model and self.chat.model.repo else None
+        current = self.turns.model.repo if self.turns.model and self.turns.model.repo else None
         chosen = repo or current or DEFAULT_REPO
         self.picker.show_catalog([(e.repo, f"{e.title} · {e.parameters}") for e in CATALOG], chosen)
         self._show_installed()
@@ -60,7 +62,7 @@ class ModelsController(QObject):
         self.listing = None
         # The job this replaces may still be running: it finishes on its own, and its result is
         # dropped (see _is_current), so what the picker shows is always the repo asked for last.
-        ms = self.chat.model_settings
+        ms = self.turns.model_settings
         job = self._listing_job = ListingJob(self.hub, repo.strip(), n_ctx=ms.n_ctx, n_gpu_layers=ms.n_gpu_layers)
         job.finished.connect(self._listed)
         job.failed.connect(self._listing_failed)
@@ -129,8 +131,8 @@ class ModelsController(QObject):
         self.picker.download_ended(f"Installed {model.name}.")
         self._show_installed()
         self.installed_changed.emit()
-        if self.chat.model is None:
-            self.chat.load_model(model)
+        if self.turns.model is None:
+            self.turns.load_model(model)
 
     @Slot(str)
     def _download_failed(self, message: str) -> None:
@@ -140,7 +142,7 @@ class ModelsController(QObject):
     # -- installed -------------------------------------------------------------------------
 
     def _show_installed(self) -> None:
-        current = self.chat.model.name if self.chat.model else None
+        current = self.turns.model.name if self.turns.model else None
         inventory = self.library.inventory()
         self.picker.show_installed([m.name for m in inventory.installed], current,
                                    [(u.model, str(u.path), u.reason) for u in inventory.unusable])
@@ -149,20 +151,20 @@ class ModelsController(QObject):
         try:
             model = self.library.find(name)
         except SmolChatError as e:
-            self.picker.notice.setText(str(e))
+            self.picker.show_notice(str(e))
             return
-        self.chat.load_model(model)  # the old one is unloaded in the engine's thread first
+        self.turns.load_model(model)  # the old one is unloaded in the engine's thread first
         self._show_installed()
 
     def remove(self, name: str) -> None:
-        if self.chat.model is not None and self.chat.model.name == name:
-            self.picker.notice.setText(f"{name} is in use: switch to another model before removing it.")
+        if self.turns.model is not None and self.turns.model.name == name:
+            self.picker.show_notice(f"{name} is in use: switch to another model before removing it.")
             return
         repo, _, quant = name.partition(":")
         try:
             self.library.remove(repo, quant or None)
         except SmolChatError as e:
-            self.picker.notice.setText(str(e))
+            self.picker.show_notice(str(e))
             return
         self._show_installed()
         self.installed_changed.emit()
@@ -171,13 +173,13 @@ class ModelsController(QObject):
         try:
             model = self.library.import_pair(Path(text), Path(mmproj))
         except SmolChatError as e:
-            self.picker.notice.setText(str(e))
+            self.picker.show_notice(str(e))
             return
-        self.picker.notice.setText(f"Imported {model.name}.")
+        self.picker.show_notice(f"Imported {model.name}.")
         self._show_installed()
         self.installed_changed.emit()
-        if self.chat.model is None:
-            self.chat.load_model(model)
+        if self.turns.model is None:
+            self.turns.load_model(model)
 
     def close(self) -> None:
         self._listing_job = None  # left to end on its own, unseen: the Hub may take seconds to answer

@@ -284,6 +284,9 @@ class ChatView(QScrollArea):
         self.empty.setVisible(not self.bubbles)
         self._update_actions()
 
+    def remove_last(self) -> None:
+        self.remove_from(len(self.bubbles) - 1)
+
     def _update_actions(self) -> None:
         """Regenerate on the last answer, Edit on the last question."""
         for bubble in self.bubbles:

@@ -1,8 +1,9 @@
 """The composer: the message being written, its images, Send and Stop, and the context meter.
 
 Images arrive by drag-and-drop (files, or picture data from a browser), by paste, or from a
-file dialog. The view offers them to the controller, which checks each one and attaches it
-(a thumbnail with its cost and an x) or refuses it with a message naming the file.
+file dialog. The view offers them to the controller, which checks and keeps each one and
+attaches the kept file (a thumbnail with its cost and an x, named as the user's file is), or
+refuses it with a message naming the file.
 """
 
 from __future__ import annotations
@@ -63,9 +64,10 @@ class Thumbnail(QWidget):
 
     removed = Signal(Path)
 
-    def __init__(self, path: Path, parent: QWidget | None = None) -> None:
+    def __init__(self, path: Path, name: str | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.path = path
+        self.name = name or path.name  # the user's name for it; ``path`` may be a kept copy
         self.picture = Picture(path, THUMB)  # decoded in a worker thread, at this size
         self.cost = QLabel("")
         self.cost.setObjectName("thumbnailCost")
@@ -77,8 +79,8 @@ class Thumbnail(QWidget):
         self.reading.hide()
         remove = QToolButton()
         remove.setText("×")
-        remove.setAccessibleName(f"Remove {path.name}")
-        remove.setToolTip(f"Remove {path.name}")
+        remove.setAccessibleName(f"Remove {self.name}")
+        remove.setToolTip(f"Remove {self.name}")
         remove.clicked.connect(lambda: self.removed.emit(self.path))
         top = QHBoxLayout()
         top.addWidget(self.picture)
@@ -89,7 +91,7 @@ class Thumbnail(QWidget):
         layout.addWidget(self.reading)
         layout.addWidget(self.cost)
         self.setFixedWidth(THUMB + 40)
-        self.setAccessibleName(f"Attached image {path.name}")
+        self.setAccessibleName(f"Attached image {self.name}")
 
     def set_reading(self, reading: bool) -> None:
         self.reading.setVisible(reading)
@@ -102,7 +104,8 @@ class Composer(QWidget):
     images_changed = Signal(list)  # image paths now attached
     files_offered = Signal(list)  # paths the user dropped, pasted or chose: not checked yet
     image_pasted = Signal(QImage)  # picture data pasted or dropped (from a browser): to keep as a file
-    refused = Signal(str)  # a message for the user
+    refused = Signal(str)  # a message for the user (the window shows it)
+    text_changed = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -121,6 +124,7 @@ class Composer(QWidget):
         self.edit.escape.connect(self.stop_requested)
         self.edit.pasted_image.connect(self.image_pasted)
         self.edit.pasted_files.connect(self.take_mime)
+        self.edit.textChanged.connect(self.text_changed)
 
         self.attach_button = QPushButton("Add image…")
         self.attach_button.setAccessibleName("Add image")
@@ -169,14 +173,14 @@ class Composer(QWidget):
         if files:
             self.files_offered.emit([Path(f) for f in files])
 
-    def attach(self, paths: list[Path]) -> None:
-        """Show checked pictures as thumbnails."""
+    def attach(self, pictures: list[tuple[Path, str]]) -> None:
+        """Show checked pictures as thumbnails: each a file to send and the name to show for it."""
         added = False
-        for path in paths:
+        for path, name in pictures:
             if path in self._images:
                 continue
             self._images.append(path)
-            thumb = Thumbnail(path)
+            thumb = Thumbnail(path, name)
             thumb.removed.connect(self.remove_image)
             self._thumbs[path] = thumb
             self.strip.insertWidget(self.strip.count() - 1, thumb)
@@ -196,8 +200,19 @@ class Composer(QWidget):
             self._images.remove(path)
             self._thumbs.pop(path).deleteLater()
 
+    def text(self) -> str:
+        return self.edit.toPlainText()
+
     def set_text(self, text: str) -> None:
         self.edit.setPlainText(text)
+
+    def focus(self) -> None:
+        """Put the cursor in the message box."""
+        self.edit.setFocus()
+
+    def refuse(self, reason: str) -> None:
+        """Say why something offered was not attached."""
+        self.refused.emit(reason)
 
     # -- state the controller sets ---------------------------------------------------------
 
@@ -242,7 +257,7 @@ class Composer(QWidget):
         elif mime.hasImage():
             self.image_pasted.emit(QImage(mime.imageData()))
         else:
-            self.refused.emit("Only pictures can be added here.")
+            self.refuse("Only pictures can be added here.")
 
     def dragEnterEvent(self, event) -> None:  # noqa: N802
         if event.mimeData().hasUrls() or event.mimeData().hasImage():

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import html
 from collections.abc import Callable
+from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
+    QFileDialog,
     QLabel,
     QMainWindow,
     QMessageBox,
@@ -52,6 +54,7 @@ class MainWindow(QMainWindow):
         self.model_label.setAccessibleName("Model")
         self.model_label.setToolTip("The model answering, and how it reads images")
         self.statusBar().addPermanentWidget(self.model_label)
+        self.composer.refused.connect(self.show_error)
         self._menus()
 
     def _menus(self) -> None:
@@ -67,7 +70,7 @@ class MainWindow(QMainWindow):
 
         chat = self.menuBar().addMenu("&Chat")
         self.new_action = action(chat, "&New chat", "Ctrl+N", self.sidebar.new_requested, "Start a new conversation")
-        action(chat, "&Focus the message box", "Ctrl+L", self.composer.edit.setFocus, "Type a message")
+        action(chat, "&Focus the message box", "Ctrl+L", self.composer.focus, "Type a message")
         action(chat, "&Export…", "Ctrl+E", self.export_requested, "Save this conversation as Markdown or JSON")
         chat.addSeparator()
         action(chat, "&Quit", "Ctrl+Q", self.close, "Close SmolChat")
@@ -78,6 +81,25 @@ class MainWindow(QMainWindow):
                "GPU layers, context size, image detail, sampling and system prompt of this model")
         helps = self.menuBar().addMenu("&Help")
         action(helps, "&About SmolChat", None, self._about, "Version and license")
+
+    def show_model_loading(self, name: str) -> None:
+        self.model_label.setText(f"Loading {name}…")
+
+    def show_model(self, name: str, detail: str = "") -> None:
+        """The model answering; ``detail``: how it reads images, if it says."""
+        self.model_label.setText(f"{name} · {detail}" if detail else name)
+
+    def show_no_model(self) -> None:
+        self.model_label.setText("No model loaded")
+
+    def ask_export_file(self, suggested: str) -> tuple[Path, bool] | None:
+        """Where to export the conversation, and whether as JSON (else Markdown); None: cancelled."""
+        name, chosen = QFileDialog.getSaveFileName(self, "Export conversation", suggested,
+                                                   "Markdown, images alongside (*.md);;JSON (*.json)")
+        if not name:
+            return None
+        path = Path(name)
+        return path, path.suffix.lower() == ".json" or "JSON" in chosen
 
     def show_status(self, message: str, seconds: float = 8) -> None:
         self.statusBar().showMessage(message, int(seconds * 1000))

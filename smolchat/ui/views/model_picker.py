@@ -214,6 +214,10 @@ class ModelPicker(QDialog):
         self.notice.setText(message)
         self.download_button.setEnabled(True)
 
+    def show_notice(self, text: str) -> None:
+        """What became of the last thing asked for, or why it cannot be done."""
+        self.notice.setText(text)
+
     def selected_text_file(self) -> str | None:
         rows = self.files.selectionModel().selectedRows() if self.files.selectionModel() else []
         return self._rows[rows[0].row()]["path"] if rows else None

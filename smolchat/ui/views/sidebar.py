@@ -56,6 +56,9 @@ class Sidebar(QWidget):
         layout.addWidget(self.list)
         self._filling = False
 
+    def search_text(self) -> str:
+        return self.search.text()
+
     def show_conversations(self, conversations: list[Conversation], current: int | None) -> None:
         self._filling = True
         self.list.clear()

@@ -1,8 +1,12 @@
-"""The chat: what happens when the user sends, stops, regenerates, edits, attaches images,
-switches conversation or model. Views report intent here; work goes to other threads (the
-engine's, the counting thread, a background thread for files and the database); results come
-back as signals and go to the views and the store. The UI thread never holds the engine, never
-renders a chat template, never tokenizes, hashes, copies or decodes a picture.
+"""The turns of the chat shown: loading the model, sending, stopping, regenerating, editing the
+last question, the pictures attached and the context meter. Views report intent here; work goes
+to other threads (the engine's, the counting thread, the store's thread for pictures and the
+database); results come back as signals and go to the views and the store. The UI thread never
+holds the engine, never renders a chat template, never tokenizes, hashes, copies or decodes a
+picture.
+
+A picture is kept in the store's image folder once, when it is attached: the composer holds the
+kept file, and the read-ahead, the meter, the message stored and the turn all use that file.
 
 Every request carries an id; a result whose request is no longer the one the window waits for
 (a model replaced while it loaded, a meter count overtaken by typing, an answer of a turn that
@@ -11,16 +15,13 @@ ended) is dropped.
 
 from __future__ import annotations
 
-import shutil
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from PySide6.QtCore import QObject, QTimer, Signal, Slot
+from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QObject, QTimer, Signal, Slot
 from PySide6.QtGui import QImage
-from PySide6.QtWidgets import QFileDialog
 
-from smolchat import paths
 from smolchat import settings as settings_module
 from smolchat.budget.context import ContextBudget, messages_to_send
 from smolchat.budget.detail import Detail, max_tokens_for
@@ -32,7 +33,8 @@ from smolchat.errors import SmolChatError
 from smolchat.models.library import InstalledModel
 from smolchat.models.machine import machine_memory
 from smolchat.store import COMPLETE, STOPPED, STREAMING, Store, StoredMessage
-from smolchat.store.export import suggested_file_name, to_json, to_markdown
+from smolchat.ui.controllers.conversations import ConversationController, drafts_dir
+from smolchat.ui.controllers.settings import SettingsController
 from smolchat.ui.views.chat_view import MessageBubble
 from smolchat.ui.views.main_window import MainWindow
 from smolchat.ui.views.settings_dialog import SettingsDialog
@@ -47,25 +49,26 @@ from smolchat.ui.workers.engine_worker import (
     next_request_id,
 )
 
-NEW_TITLE = "New chat"
 SAVE_EVERY_MS = 1000  # a growing answer reaches the disk at least this often
 METER_DELAY_MS = 150  # typing pauses this long before the meter is counted again
 NEAR_LIMIT = 0.85
+PASTED_NAME = "Pasted picture"
 
 
-def pasted_dir() -> Path:
-    """Pictures pasted as data, kept as files until sent (the store then keeps its own copy)."""
-    return paths.cache_dir() / "pasted"
-
-
-def drafts_dir() -> Path:
-    """Pictures of a question taken back for editing, until it is sent again."""
-    return paths.cache_dir() / "drafts"
+def png_bytes(image: QImage) -> bytes:
+    """The picture as a PNG file's bytes."""
+    data = QByteArray()
+    buffer = QBuffer(data)
+    buffer.open(QIODevice.OpenModeFlag.WriteOnly)
+    if not image.save(buffer, "PNG"):
+        raise OSError("the PNG could not be written")
+    buffer.close()
+    return bytes(data.data())
 
 
 @dataclass
 class _Sending:
-    """A question on its way: counted, then its pictures kept, then stored and answered."""
+    """A question on its way: counted, then its pictures found kept, then stored and answered."""
 
     id: int  # of its count request
     cid: int
@@ -73,6 +76,7 @@ class _Sending:
     question: Message
     text: str = ""
     images: list[Path] = field(default_factory=list)
+    sources: list[Path | None] = field(default_factory=list)  # the user's files, to keep again if need be
     replaces: StoredMessage | None = None  # the answer Regenerate writes again
     budget: ContextBudget | None = None
 
@@ -87,52 +91,50 @@ class _Turn:
     text: str = ""
 
 
-class ChatController(QObject):
+class TurnController(QObject):
     answered = Signal()  # an answer ended (finished, stopped or failed) and is shown and saved
     model_ready = Signal()  # a model finished loading and the window shows it
     meter_updated = Signal()  # the meter shows the count of what is in the composer now
     costs_shown = Signal()  # the attached pictures show their cost
 
-    def __init__(self, window: MainWindow, store: Store, worker: EngineWorker,
-                 settings: settings_module.Settings) -> None:
+    def __init__(self, window: MainWindow, store: Store, worker: EngineWorker, settings: SettingsController,
+                 conversations: ConversationController, writer: Background) -> None:
         super().__init__(window)
         self.window, self.store, self.worker, self.settings = window, store, worker, settings
-        self.conversation_id: int | None = None
+        self.conversations = conversations
         self.model: InstalledModel | None = None
         self.model_info: ModelInfo | None = None  # the loaded model, as a snapshot
         self.speed = Speed()
         self.turn: _Turn | None = None
         self.read_while_typing = True  # start reading attached images before Send
+        self._loaded_with = settings_module.ModelSettings()  # what the model was asked to load with
         self._load_id = 0  # the load the window waits for
         self._plan_id = 0  # the newest meter count asked for
         self._cost_id = 0
         self._prefill: tuple[int, threading.Event] | None = None
         self._sending: _Sending | None = None  # a Send or Regenerate waiting for its count or its pictures
+        self._sources: dict[Path, Path | None] = {}  # attached kept file -> the user's file (None: pasted)
         self.counter = CountWorker()
         self.counter.planned.connect(self._planned)
         self.counter.costed.connect(self._costed)
-        self._writer = Background("store", self)  # database writes and picture copies, in order
-        self._files = Background("files", self)  # reading pictures' headers, saving pasted ones
+        # Database writes and keeping pictures, in order, after the cleanup at start.
+        self._writer = writer
         self._save_timer = QTimer(self, interval=SAVE_EVERY_MS, timeout=self._save_partial)
         self._meter_timer = QTimer(self, singleShot=True, interval=METER_DELAY_MS, timeout=self.update_meter)
 
-        side, composer, chat = window.sidebar, window.composer, window.chat
-        side.new_requested.connect(self.new_conversation)
-        side.selected.connect(self.open_conversation)
-        side.rename_requested.connect(self._rename)
-        side.delete_requested.connect(self._delete)
-        side.search_changed.connect(self.refresh_list)
+        composer, chat = window.composer, window.chat
         composer.send_requested.connect(self.send)
         composer.stop_requested.connect(self.stop)
         composer.images_changed.connect(self._images_changed)
         composer.files_offered.connect(self.offer_files)
         composer.image_pasted.connect(self.keep_pasted)
-        composer.refused.connect(window.show_error)
-        composer.edit.textChanged.connect(self._meter_timer.start)
+        composer.text_changed.connect(self._meter_timer.start)
         window.settings_requested.connect(self.open_settings)
-        window.export_requested.connect(self.export)
         chat.regenerate_requested.connect(self.regenerate)
         chat.edit_requested.connect(self.edit_last)
+        conversations.opened.connect(self._conversation_opened)
+        conversations.deleting.connect(self._conversation_deleting)
+        settings.changed.connect(self._settings_changed)
         worker.loading.connect(self._loading)
         worker.loaded.connect(self._loaded)
         worker.load_failed.connect(self._load_failed)
@@ -146,20 +148,21 @@ class ChatController(QObject):
 
     @property
     def model_settings(self) -> settings_module.ModelSettings:
-        return self.settings.for_model(self.model.name) if self.model else settings_module.ModelSettings()
+        return self.settings.for_model(self.model.name if self.model else None)
 
     def load_model(self, model: InstalledModel) -> None:
         """Load in the engine's thread; the window stays usable meanwhile."""
         self.model, self.model_info = model, None
+        self.conversations.model_name = model.name
         self.counter.use_model(None, Detail.FULL)
-        ms = self.model_settings
+        ms = self._loaded_with = self.model_settings
         self._load_id = self.worker.load(LoadRequest(model.name, model.text, model.mmproj,
                                                      ms.engine(max_tokens_for(Detail(ms.detail), model.mmproj))))
 
     @Slot(int, str)
     def _loading(self, request_id: int, name: str) -> None:
         if request_id == self._load_id:
-            self.window.model_label.setText(f"Loading {name}…")
+            self.window.show_model_loading(name)
 
     @Slot(object)
     def _loaded(self, loaded: LoadedModel) -> None:
@@ -168,8 +171,7 @@ class ChatController(QObject):
         info = self.model_info = loaded.info
         self.speed = info.speed
         self.counter.use_model(info, Detail(self.model_settings.detail))
-        reader = f" · images by {info.vision_plan.describe()}" if info.vision_plan else ""
-        self.window.model_label.setText(f"{loaded.name}{reader}")
+        self.window.show_model(loaded.name, f"images by {info.vision_plan.describe()}" if info.vision_plan else "")
         if info.template_note:
             self.window.show_error(info.template_note)
         self._images_changed(self.window.composer.images)
@@ -180,101 +182,61 @@ class ChatController(QObject):
         if request_id != self._load_id:
             return
         self.model_info = None
-        self.window.model_label.setText("No model loaded")
+        self.window.show_no_model()
         self.window.show_error(message)
 
     @Slot(object)
     def _speed_changed(self, speed: Speed) -> None:
         self.speed = speed
 
-    # -- conversations ---------------------------------------------------------------------
+    # -- the conversation shown ------------------------------------------------------------
 
-    def refresh_list(self, *_: object) -> None:
-        self.window.sidebar.show_conversations(self.store.conversations(self.window.sidebar.search.text()),
-                                               self.conversation_id)
-
-    def start(self) -> None:
-        existing = self.store.conversations()
-        if existing:
-            self.open_conversation(existing[0].id)
-        else:
-            self.new_conversation()
-
-    def new_conversation(self) -> None:
-        if self.conversation_id is not None and not self._stored():  # this one is still empty: use it
-            self.window.composer.edit.setFocus()
-            return
-        conversation = self.store.create_conversation(NEW_TITLE, self.model.name if self.model else None)
-        self.open_conversation(conversation.id)
-
-    def open_conversation(self, cid: int) -> None:
-        if cid == self.conversation_id:
-            return
+    def _conversation_opened(self, _cid: int) -> None:
         self.stop()
         self._cancel_send()
         self._cancel_prefill()
-        self.conversation_id = cid
-        chat = self.window.chat
-        chat.clear()
-        for m in self.store.messages(cid):
-            chat.add(m.role, m.text, list(m.images), m.status, m.stats)
-        self.refresh_list()
         self.update_meter()
 
-    def _rename(self, cid: int, title: str) -> None:
-        self.store.rename(cid, title)
-        self.refresh_list()
-
-    def _delete(self, cid: int) -> None:
+    def _conversation_deleting(self, cid: int) -> None:
         if self.turn and self.turn.conversation_id == cid:
             self.stop()
-        if cid == self.conversation_id:
-            self.conversation_id = None
-            self.window.chat.clear()
-        self._writer.run(self.store.delete, cid, done=lambda _: self._deleted(), failed=self._store_failed)
+        if self._sending is not None and self._sending.cid == cid:
+            self._cancel_send()
 
-    def _deleted(self) -> None:
-        if self.conversation_id is None:
-            self.start()
-        else:
-            self.refresh_list()
-
-    def _stored(self) -> list[StoredMessage]:
-        return self.store.messages(self.conversation_id) if self.conversation_id is not None else []
-
-    def _history(self, stored: list[StoredMessage] | None = None) -> list[Message]:
+    def history(self, stored: list[StoredMessage] | None = None) -> list[Message]:
         """What the model is given before the new message: the system prompt, then every
         message shown (stopped and interrupted answers too: they are part of the chat)."""
         system = self.model_settings.system_prompt.strip()
         history = [Message.system(system)] if system else []
-        return history + [m.to_message() for m in (self._stored() if stored is None else stored)]
+        return history + [m.to_message() for m in (self.conversations.stored() if stored is None else stored)]
 
     def _store_failed(self, error: BaseException) -> None:
-        self.window.show_error(str(error) if isinstance(error, SmolChatError)
-                               else f"The conversation could not be saved ({type(error).__name__}: {error}).")
+        self.conversations.store_failed(error)
 
     # -- sending ---------------------------------------------------------------------------
 
     def send(self, text: str, images: list[Path]) -> None:
-        """Count the new message against the context (in the counting thread), keep its pictures
-        (copied off the UI thread), then store it and start the answer."""
+        """Count the new message against the context (in the counting thread), make sure its
+        pictures are kept (they were when attached), then store it and start the answer."""
         if self.turn is not None or self._sending is not None:
             return
         if self.model_info is None:
             self.window.show_error("The model is still loading; send again in a moment." if self.model
                                    else "Choose a model first (Model → Choose model…).")
             return
-        history = self._history()
-        self._begin_send(_Sending(next_request_id(), self.conversation_id, history, Message.user(text, images=images),
-                                  text=text, images=list(images)))
+        images = [Path(p) for p in images]
+        self._begin_send(_Sending(next_request_id(), self.conversations.conversation_id, self.history(),
+                                  Message.user(text, images=images), text=text, images=images,
+                                  sources=[self._sources.get(p, p) for p in images]))
 
     def regenerate(self) -> None:
-        stored = self._stored()
+        stored = self.conversations.stored()
         if self.turn is not None or self._sending is not None or self.model_info is None or not stored \
                 or stored[-1].role != "assistant":
             return
-        *earlier, question = self._history(stored[:-1])
-        self._begin_send(_Sending(next_request_id(), self.conversation_id, earlier, question, replaces=stored[-1]))
+        *earlier, question = self.history(stored[:-1])
+        self._begin_send(_Sending(next_request_id(), self.conversations.conversation_id, earlier, question,
+                                  replaces=stored[-1]))
 
     def _begin_send(self, sending: _Sending) -> None:
         self._sending = sending
@@ -295,40 +257,44 @@ class ChatController(QObject):
         if not sending.images:
             self._send_kept(sending, [])
             return
-        self._writer.run(lambda: [self.store.keep_image(p) for p in sending.images],
-                         done=lambda kept: self._send_kept(sending, kept), failed=self._send_failed)
+
+        def kept() -> list[Path]:
+            # Attached pictures are kept already: nothing is read. One whose kept file went
+            # meanwhile (a conversation deleted that had the same picture) is kept again from
+            # the user's file; a file sent by name alone is kept now.
+            return [self.store.keep_image(path if path.is_file() or source is None else source)
+                    for path, source in zip(sending.images, sending.sources)]
+
+        self._writer.run(kept, done=lambda paths: self._send_kept(sending, paths), failed=self._send_failed)
 
     def _send_kept(self, sending: _Sending, kept: list[Path]) -> None:
         """The pictures are in the store's folder: the rows are quick to write now."""
         if self._sending is not sending:
-            return  # cancelled (another conversation was opened); unused copies are swept at the next start
+            return  # cancelled (another conversation was opened)
         self._sending = None
         cid, model = sending.cid, self.model.name if self.model else None
+        chat = self.window.chat
         try:
             if sending.replaces is not None:
                 self.store.delete_from(cid, sending.replaces.id)
-                self.window.chat.remove_from(len(self.window.chat.bubbles) - 1)
+                chat.remove_last()
                 question = sending.question
             else:
                 stored = self.store.add_message(cid, "user", sending.text, images=kept)
-                if self.store.conversation(cid).title == NEW_TITLE and sending.text:
-                    self.store.rename(cid, _title_from(sending.text))
-                self.window.chat.add("user", stored.text, list(stored.images))
+                self.conversations.question_asked(cid, sending.text)
+                chat.add("user", stored.text, list(stored.images))
                 self.window.composer.clear()
-                for image in sending.images:  # a pasted picture's file is of no use once kept
-                    if Path(image).parent == pasted_dir():
-                        Path(image).unlink(missing_ok=True)
                 question = stored.to_message()
             answer = self.store.add_message(cid, "assistant", "", status=STREAMING, model=model)
         except (SmolChatError, OSError) as e:
             self._send_failed(e)
             return
-        bubble = self.window.chat.add("assistant", "")
+        bubble = chat.add("assistant", "")
         self.turn = _Turn(next_request_id(), cid, answer.id, bubble)
         self.worker.run_turn(TurnRequest(tuple(messages_to_send(sending.history, question, sending.budget)),
                                          self.model_settings.sampling(), self.turn.cancel, self.turn.id))
         self._save_timer.start()
-        self.refresh_list()
+        self.conversations.refresh_list()
 
     def _send_failed(self, error: BaseException) -> None:
         self._cancel_send()
@@ -340,24 +306,24 @@ class ChatController(QObject):
 
     def edit_last(self) -> None:
         """Put the last question back in the composer; it and what followed leave the chat."""
-        stored = self._stored()
+        stored = self.conversations.stored()
         questions = [i for i, m in enumerate(stored) if m.role == "user"]
         if self.turn is not None or self._sending is not None or not questions:
             return
-        index, cid = questions[-1], self.conversation_id
+        index, cid = questions[-1], self.conversations.conversation_id
 
         def taken_back(deleted: list[StoredMessage]) -> None:
-            if cid != self.conversation_id:
+            if cid != self.conversations.conversation_id:
                 return
             self.window.chat.remove_from(index)
             composer = self.window.composer
             composer.clear()
             composer.set_text(deleted[0].text)
-            composer.add_files(list(deleted[0].images))
-            composer.edit.setFocus()
+            composer.add_files(list(deleted[0].images))  # kept again once offered: attached as any picture
+            composer.focus()
             self.update_meter()
 
-        # the question's pictures stay as drafts while the composer holds them
+        # the question's pictures stay as drafts until they are kept again
         self._writer.run(lambda: self.store.delete_from(cid, stored[index].id, keep_images_in=drafts_dir()),
                          done=taken_back, failed=self._store_failed)
 
@@ -367,7 +333,7 @@ class ChatController(QObject):
         if turn is None or turn.id != turn_id:
             return
         turn.text += piece
-        if turn.conversation_id == self.conversation_id:
+        if turn.conversation_id == self.conversations.conversation_id:
             turn.bubble.append(piece)
             self.window.chat.scroll_to_end()
 
@@ -385,7 +351,7 @@ class ChatController(QObject):
         self._save_timer.stop()
         status = STOPPED if result.stats.finish_reason == "cancelled" else COMPLETE
         stats = result.stats.as_dict()
-        if turn.conversation_id == self.conversation_id:
+        if turn.conversation_id == self.conversations.conversation_id:
             turn.bubble.set_text(result.text)
             turn.bubble.set_status(status)
             turn.bubble.set_figures(stats)
@@ -403,7 +369,7 @@ class ChatController(QObject):
             return
         self.turn = None
         self._save_timer.stop()
-        if turn.conversation_id == self.conversation_id:
+        if turn.conversation_id == self.conversations.conversation_id:
             turn.bubble.set_status(STOPPED)
         self.window.composer.set_busy(False)
         self.window.show_error(message)
@@ -418,6 +384,7 @@ class ChatController(QObject):
 
     def _images_changed(self, images: list[Path]) -> None:
         """Count each image's cost, and start reading the images while the user types."""
+        self._sources = {path: source for path, source in self._sources.items() if path in images}
         self._cancel_prefill()
         if self.model_info is None:
             return
@@ -427,7 +394,7 @@ class ChatController(QObject):
         if images and self.turn is None and self.read_while_typing and self.model_info.has_vision:
             prefill = self._prefill = (next_request_id(), threading.Event())
             self.window.composer.set_reading(True)
-            self.worker.prefill(PrefillRequest((*self._history(), Message.user("", images=images)),
+            self.worker.prefill(PrefillRequest((*self.history(), Message.user("", images=images)),
                                                prefill[1], prefill[0]))
         self.update_meter()
 
@@ -458,48 +425,53 @@ class ChatController(QObject):
         self.window.composer.set_reading(False)
 
     def offer_files(self, files: list[Path]) -> None:
-        """Attach the pictures among ``files``; refuse the rest, naming each. Their headers are
-        read off the UI thread (a file on a slow disk, or a pipe, must not freeze the window)."""
-        def check() -> tuple[list[Path], list[str]]:
-            good, refused = [], []
+        """Attach the pictures among ``files``, kept in the store's folder; refuse the rest,
+        naming each. Off the UI thread: a file on a slow disk, or a pipe, must not freeze the
+        window; in the store's thread, so the cleanup at start never takes a picture kept now."""
+        def keep() -> tuple[list[tuple[Path, str, Path]], list[str]]:
+            kept, refused = [], []
             for path in files:
                 try:
                     prepared_size(path)  # reads the header only
+                    kept.append((self.store.keep_image(path), path.name, path))
                 except ImageError as e:
                     refused.append(f"{path.name} was not added: {e.reason}")
-                    continue
-                good.append(path)
-            return good, refused
+                except SmolChatError as e:  # the store's message names the file
+                    refused.append(str(e))
+            return kept, refused
 
-        def checked(result: tuple[list[Path], list[str]]) -> None:
-            good, refused = result
+        def checked(result: tuple[list[tuple[Path, str, Path]], list[str]]) -> None:
+            kept, refused = result
             for message in refused:
-                self.window.composer.refused.emit(message)
-            self.window.composer.attach(good)
+                self.window.composer.refuse(message)
+            self._attach([(path, name, source) for path, name, source in kept])
 
-        self._files.run(check, done=checked)
+        self._writer.run(keep, done=checked)
 
     def keep_pasted(self, image: QImage) -> None:
-        """A picture pasted or dropped as data: saved as a PNG file off the UI thread, then offered."""
+        """A picture pasted or dropped as data: kept in the store's folder as a PNG, off the UI
+        thread, then attached."""
         if image.isNull():
-            self.window.composer.refused.emit("The pasted data is not a picture.")
+            self.window.composer.refuse("The pasted data is not a picture.")
             return
         image = image.copy()  # this thread's copy stays; the background one is its own
 
-        def save() -> Path:
-            import hashlib
+        def keep() -> Path:
+            kept = self.store.keep_image_data(png_bytes(image), ".png")
+            prepared_size(kept)  # refused as an attached file would be
+            return kept
 
-            folder = pasted_dir()
-            folder.mkdir(parents=True, exist_ok=True)
-            bits = image.constBits()
-            path = folder / f"pasted-{hashlib.sha1(bits.tobytes() if bits is not None else b'').hexdigest()[:12]}.png"
-            if not path.exists() and not image.save(str(path), "PNG"):
-                raise OSError("the PNG could not be written")
-            return path
+        def not_kept(error: BaseException) -> None:
+            self.window.composer.refuse(f"The pasted picture was not added: {error.reason}"
+                                        if isinstance(error, ImageError) else
+                                        f"The pasted picture could not be kept ({error}); is the disk full?")
 
-        self._files.run(save, done=lambda path: self.offer_files([path]),
-                        failed=lambda e: self.window.composer.refused.emit(
-                            f"The pasted picture could not be kept ({e}); is the disk full?"))
+        self._writer.run(keep, done=lambda kept: self._attach([(kept, PASTED_NAME, None)]), failed=not_kept)
+
+    def _attach(self, pictures: list[tuple[Path, str, Path | None]]) -> None:
+        for path, _name, source in pictures:
+            self._sources[path] = source
+        self.window.composer.attach([(path, name) for path, name, _source in pictures])
 
     def _plan_request(self, request_id: int, history: list[Message], new: Message, skippable: bool) -> PlanRequest:
         ms = self.model_settings
@@ -508,12 +480,12 @@ class ChatController(QObject):
     def update_meter(self) -> None:
         """Ask the counting thread for the budget of what is in the composer now."""
         composer = self.window.composer
-        if self.model_info is None or self.conversation_id is None:
+        if self.model_info is None or self.conversations.conversation_id is None:
             composer.set_meter(0, self.model_settings.n_ctx, "ok", "", "No model loaded yet")
             return
         self._plan_id = next_request_id()
-        new = Message.user(composer.edit.toPlainText(), images=composer.images)
-        self.counter.plan(self._plan_request(self._plan_id, self._history(), new, True))
+        new = Message.user(composer.text(), images=composer.images)
+        self.counter.plan(self._plan_request(self._plan_id, self.history(), new, True))
 
     @Slot(int, object)
     def _planned(self, request_id: int, budget: ContextBudget | str) -> None:
@@ -538,25 +510,6 @@ class ChatController(QObject):
         composer.set_meter(budget.used, budget.n_ctx, level, budget.message() or "", tooltip)
         self.meter_updated.emit()
 
-    # -- export --------------------------------------------------------------------------------
-
-    def export(self) -> None:
-        if self.conversation_id is None:
-            return
-        conversation = self.store.conversation(self.conversation_id)
-        name, chosen = QFileDialog.getSaveFileName(self.window, "Export conversation",
-                                                   suggested_file_name(conversation),
-                                                   "Markdown, images alongside (*.md);;JSON (*.json)")
-        if not name:
-            return
-        path = Path(name)
-        write = to_json if path.suffix.lower() == ".json" or "JSON" in chosen else to_markdown
-        messages = self.store.messages(self.conversation_id)
-        self._files.run(write, conversation, messages, path,
-                        done=lambda _: self.window.show_status(f"Exported to {path}"),
-                        failed=lambda e: self.window.show_error(
-                            f"The conversation could not be exported: {getattr(e, 'strerror', None) or e}."))
-
     # -- settings ------------------------------------------------------------------------------
 
     def settings_dialog(self) -> SettingsDialog | None:
@@ -580,31 +533,16 @@ class ChatController(QObject):
 
     def apply_settings(self, chosen: settings_module.ModelSettings) -> None:
         assert self.model is not None
-        reload = chosen.needs_reload(self.model_settings)
-        self.settings = self.settings.with_model_settings(self.model.name, chosen)
-        try:
-            settings_module.save(self.settings)
-        except OSError as e:
-            self.window.show_error(f"The settings could not be saved: {e.strerror or e}.")
-        if reload:
+        self.settings.set_model_settings(self.model.name, chosen)  # saved; _settings_changed follows
+
+    def _settings_changed(self, name: str) -> None:
+        if self.model is None or name != self.model.name:
+            return
+        if self.model_settings.needs_reload(self._loaded_with):
             self.load_model(self.model)
         self.update_meter()
 
-    # -- start and end -------------------------------------------------------------------------
-
-    def tidy_up(self) -> None:
-        """At start, off the UI thread: pictures left by the last run (pasted, taken back for
-        editing), image files no message refers to any more, and projector copies whose model
-        another tool removed."""
-        def tidy() -> None:
-            from smolchat.engine.vision.projector_files import remove_copies
-
-            for folder in (pasted_dir(), drafts_dir()):
-                shutil.rmtree(folder, ignore_errors=True)
-            self.store.collect_garbage()
-            remove_copies()
-
-        self._writer.run(tidy, failed=lambda e: None)  # only disk space is at stake: never an error
+    # -- end -----------------------------------------------------------------------------------
 
     def close(self) -> None:
         self.stop()
@@ -613,11 +551,3 @@ class ChatController(QObject):
         self._save_timer.stop()
         self.model_info = None
         self.counter.stop()
-        self._files.close()
-        self._writer.close()
-
-
-def _title_from(text: str) -> str:
-    words = " ".join(text.split())
-    return words if len(words) <= 48 else words[:47].rsplit(" ", 1)[0] + "…"
-
