@@ -18,9 +18,11 @@ _NOT_DATA = (types.ModuleType, type, types.BuiltinFunctionType, types.CodeType, 
              types.GeneratorType, type(threading.Lock()), type(threading.RLock()))
 
 
-def native_objects_in(value: object, name: str = "value") -> list[str]:
+def native_objects_in(value: object, name: str = "value", kinds: tuple[type, ...] = NATIVE_TYPES + _CTYPES,
+                      llama_cpp: bool = True) -> list[str]:
     """Where in ``value`` (through attributes, dataclass fields, containers, bound methods and
-    closures) something of llama.cpp's is reachable; [] when nothing is."""
+    closures) an object of ``kinds`` (by default anything of llama.cpp's) is reachable; [] when
+    none is."""
     found: list[str] = []
     seen: set[int] = set()
     todo: list[tuple[object, str]] = [(value, name)]
@@ -30,7 +32,7 @@ def native_objects_in(value: object, name: str = "value") -> list[str]:
             continue
         seen.add(id(obj))
         kind = type(obj)
-        if isinstance(obj, NATIVE_TYPES + _CTYPES) or kind.__module__.split(".")[0] == "llama_cpp":
+        if isinstance(obj, kinds) or (llama_cpp and kind.__module__.split(".")[0] == "llama_cpp"):
             found.append(f"{where}: {kind.__module__}.{kind.__qualname__}")
             continue
         if isinstance(obj, _NOT_DATA):
