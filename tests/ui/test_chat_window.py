@@ -208,12 +208,12 @@ def test_about_names_the_version_the_backend_and_the_folders(app):
 
 
 def test_an_unexpected_failure_while_loading_is_shown_not_left_loading(qtbot, app, tiny_model, monkeypatch):
-    from smolchat.ui.workers import engine_worker
+    from smolchat.service import engine_service
 
     def broken(*_args, **_kwargs):
         raise RuntimeError("llama_model_load returned NULL")
 
-    monkeypatch.setattr(engine_worker, "Engine", broken)  # stands in for a bug or a llama.cpp failure
+    monkeypatch.setattr(engine_service, "load_engine", broken)  # stands in for a bug or a llama.cpp failure
     app.turns.load_model(tiny_model)
     qtbot.waitUntil(lambda: app.window.model_label.text() == "No model loaded", timeout=30_000)
     message = app.window.statusBar().currentMessage()

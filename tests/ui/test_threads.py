@@ -4,6 +4,8 @@ copying and decoding happen off the UI thread."""
 
 from __future__ import annotations
 
+import gc
+import sys
 import threading
 import time
 
@@ -15,9 +17,14 @@ from PySide6.QtWidgets import QToolButton
 from smolchat.engine import Engine
 from smolchat.engine.chat_template import ChatTemplate
 from smolchat.models.library import InstalledModel
+from smolchat.service import engine_service
 from smolchat.testing.gguf_pair import TINY, write_mmproj, write_pair, write_text_model
 from smolchat.ui.workers.engine_worker import LoadedModel
+from tests.service.snapshots import native_objects_in
 from tests.ui.test_chat_window import attach, send
+
+WORKER_SIGNALS = ("loading", "loaded", "load_failed", "delta", "turn_finished", "turn_failed", "prefill_finished",
+                  "speed_changed")
 
 
 class ThreadLog:
@@ -62,9 +69,12 @@ def test_the_ui_thread_never_calls_into_the_engine(qtbot, home, tiny_model, imag
     try:
         app.window.show()
         app.conversations.start()
-        loaded = []
+        loaded, emitted = [], []
         app.worker.loaded.connect(loaded.append)
-        with qtbot.waitSignal(app.turns.model_ready, timeout=60_000):
+        for name in WORKER_SIGNALS:
+            getattr(app.worker, name).connect(lambda *args, name=name: emitted.append((name, args)))
+        # the first load of a test run measures this computer's vision speed: slow on a busy machine
+        with qtbot.waitSignal(app.turns.model_ready, timeout=180_000):
             app.turns.load_model(tiny_model)
         assert isinstance(loaded[0], LoadedModel) and not isinstance(loaded[0].info, Engine)
         attach(qtbot, app, images["photo"])  # costs, read-ahead, the meter
@@ -80,6 +90,35 @@ def test_the_ui_thread_never_calls_into_the_engine(qtbot, home, tiny_model, imag
         app.close()
     assert {"__init__", "run_turn", "prefill", "close"} <= engine_calls.names()
     assert engine_calls.on_ui_thread() == []
+    # what reached the UI thread were snapshots: nothing in them calls into llama.cpp
+    assert {"loading", "loaded", "delta", "turn_finished", "prefill_finished", "speed_changed"} <= \
+        {name for name, _ in emitted}
+    assert native_objects_in(emitted, "emitted") == []
+
+
+def test_only_the_engine_services_thread_holds_the_engine(qtbot, app):
+    send(qtbot, app, "Hello")
+    service = app.worker.service
+    # the service's thread's frames, as they run now
+    frame, frames = sys._current_frames()[service.thread.ident], []
+    while frame is not None:
+        frames.append(frame)
+        frame = frame.f_back
+    gc.collect()
+    engines = [o for o in gc.get_objects() if type(o) is Engine and o.loaded]
+    assert len(engines) == 1, "one model is loaded, once"
+    # (the counting thread keeps a vocabulary of its own, apart from the engine)
+    assert native_objects_in(app, "app", kinds=(Engine,), llama_cpp=False) == [], \
+        "the window, its controllers and its worker hold no Engine"
+    holders = [r for r in gc.get_referrers(engines[0]) if r is not engines]
+    owners = [r for r in holders if isinstance(r, engine_service._ModelOwner)]
+    owners += [o for r in holders if isinstance(r, dict) for o in gc.get_referrers(r)
+               if isinstance(o, engine_service._ModelOwner) and vars(o) is r]
+    assert len(owners) == 1 and len(holders) == 1, f"held by {holders}"
+    # nothing on the heap refers to the model's owner: only a local variable of the service's thread
+    assert [r for r in gc.get_referrers(owners[0]) if r is not owners and r is not holders] == []
+    assert any(any(value is owners[0] for value in f.f_locals.values()) for f in frames)
+    del frames, frame
 
 
 def test_templates_tokens_and_pictures_are_handled_off_the_ui_thread(qtbot, app, images, monkeypatch):
