@@ -18,7 +18,7 @@ from smolchat.engine.vision import cpu as cpu_report
 from smolchat.engine.vision import openvino_encoder, tuning
 from smolchat.engine.vision.cpu import CpuReport
 from smolchat.engine.vision.projector_files import convert_mmproj
-from smolchat.testing.gguf_pair import TINY, write_pair
+from smolchat.engine.synthetic import TINY, write_pair
 from tests.helpers import answer
 
 LIBMTMD_F16 = EngineSettings(vision_backend="llama.cpp", vision_precision="F16")

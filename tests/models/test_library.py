@@ -12,7 +12,7 @@ from smolchat.engine import Engine, EngineSettings, Message, ModelFileError
 from smolchat.models import hf_cache as cache_layout
 from smolchat.models.download import download
 from smolchat.models.library import Library, NotInstalledError, UnusableFile
-from smolchat.testing.gguf_pair import TINY, write_mmproj
+from smolchat.engine.synthetic import TINY, write_mmproj
 from tests.fake_hub_fixtures import REPO
 from tests.helpers import answer
 

@@ -96,7 +96,7 @@ def _versions() -> str:
 
 def _probe_files(folder: Path) -> tuple[Path, Path, Path]:
     # the SmolVLM-shaped GGUF writer that the tests use; imported here, as it imports the engine
-    from smolchat.testing.gguf_pair import PairShape, TextShape, VisionShape, write_pair
+    from smolchat.engine.synthetic import PairShape, TextShape, VisionShape, write_pair
 
     probe = PairShape(
         name=PROBE_NAME,

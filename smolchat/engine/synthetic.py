@@ -2,10 +2,11 @@
 
 The files have the real architecture, tokenizer layout and metadata keys of SmolVLM, so
 llama.cpp and libmtmd load and run them exactly as they run a downloaded model; only the
-weights are noise. Tests use the tiny shape (a few hundred KB, answers in milliseconds);
-benchmarks use the SmolVLM-256M shape, whose speed matches the real model's.
+weights are noise. The self-test and the tests use the tiny shape (a few hundred KB,
+answers in milliseconds); benchmarks use the SmolVLM-256M shape, whose speed matches the
+real model's; the first-run measurement writes its probe models with it.
 
-    python -m smolchat.testing.gguf_pair OUT_DIR --shape smolvlm-256m --text-type Q8_0
+    python -m smolchat.engine.synthetic OUT_DIR --shape smolvlm-256m --text-type Q8_0
 """
 
 from __future__ import annotations
