@@ -31,6 +31,7 @@ import math
 from dataclasses import asdict, dataclass
 
 from smolchat.engine.backends import llama_cpp
+from smolchat.engine.families import FAMILY
 from smolchat.engine.gguf_info import ProjectorInfo, TextModelInfo
 from smolchat.engine.vision import cpu as cpu_report
 from smolchat.engine.vision import tuning
@@ -148,18 +149,17 @@ class _VisionShape:
         return self.n_pos // self.scale_factor**2
 
 
-# The SmolVLM family's text backbones (SmolLM2 135M, 360M, 1.7B): a size-only estimate takes
-# the nearest one by parameter count.
-_FAMILY_TEXT = (
-    (135e6, _TextShape(576, 30, 9, 3, 49280, 0)),
-    (362e6, _TextShape(960, 32, 15, 5, 49280, 0)),
-    (1.71e9, _TextShape(2048, 24, 32, 32, 49155, 0)),
+# The SmolVLM family's text backbones and vision towers: a size-only estimate takes the
+# nearest one by parameter count; the vision output width is the text model's.
+_FAMILY_TEXT = tuple(
+    (f.text_parameters, _TextShape(f.text.n_embd, f.text.n_layer, f.text.n_head, f.text.n_head_kv,
+                                   f.text.n_vocab or 0, 0))
+    for f in FAMILY
 )
-# SigLIP base at 512 px (256M, 500M) and SigLIP so400m at 384 px (2.2B), by parameter count;
-# the output width is the text model's.
-_FAMILY_VISION = (
-    (98e6, _VisionShape(768, 512, 16, 4, 2048, 0, 0, 2.0)),
-    (435e6, _VisionShape(1152, 384, 14, 3, 1536, 0, 0, 2.0)),
+_FAMILY_VISION = tuple(
+    (f.vision_parameters, _VisionShape(f.vision.n_embd, f.vision.image_size, f.vision.patch_size,
+                                       f.vision.scale_factor, f.vision.preproc_image_size, 0, 0, 2.0))
+    for f in FAMILY
 )
 _FILE_TYPE_BYTES = {0: 4.0, 1: 2.0, 32: 2.0, 7: 34 / 32}  # general.file_type: F32, F16, BF16, Q8_0
 

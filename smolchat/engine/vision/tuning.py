@@ -15,14 +15,16 @@ import json
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from smolchat import paths
+from smolchat.engine import families
 from smolchat.engine.backends import llama_cpp
+from smolchat.engine.families import PairShape
 from smolchat.engine.vision import cpu as cpu_report
 from smolchat.engine.vision import openvino_encoder
 from smolchat.engine.vision.cpu import CpuReport
@@ -96,15 +98,14 @@ def _versions() -> str:
 
 def _probe_files(folder: Path) -> tuple[Path, Path, Path]:
     # the SmolVLM-shaped GGUF writer that the tests use; imported here, as it imports the engine
-    from smolchat.engine.synthetic import PairShape, TextShape, VisionShape, write_pair
+    from smolchat.engine.synthetic import write_pair
 
+    # SmolVLM-256M's widths and tile, few layers, a minimal vocabulary, one tile per image
+    family = families.SMOLVLM_256M
     probe = PairShape(
         name=PROBE_NAME,
-        text=TextShape(n_embd=576, n_layer=4, n_head=9, n_head_kv=3, n_ff=1536, n_ctx_train=2048),
-        vision=VisionShape(
-            n_embd=768, n_layer=PROBE_VISION_LAYERS, n_head=12, n_ff=3072,
-            image_size=512, patch_size=16, scale_factor=4, preproc_image_size=512,
-        ),
+        text=replace(family.text, n_layer=4, n_vocab=None, n_ctx_train=2048),
+        vision=replace(family.vision, n_layer=PROBE_VISION_LAYERS, preproc_image_size=512),
     )
     text = folder / f"{PROBE_NAME}-F16.gguf"
     mmproj = folder / f"mmproj-{PROBE_NAME}-F16.gguf"
