@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 from smolchat.cli.options import add_model_options, engine_settings, model_files
 
 if TYPE_CHECKING:
-    from smolchat.engine import Engine, Message, SamplingParams, TurnResult, TurnStats
+    from smolchat.engine import Message, SamplingParams, TurnResult, TurnStats
+    from smolchat.engine.engine import Engine
 
 HELP = "ask a question about images (or just text)"
 
@@ -39,7 +40,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from smolchat.budget.images import prepared_size
-    from smolchat.engine import Engine, Message, SamplingParams  # loads llama.cpp
+    from smolchat.calibrate import open_engine  # loads llama.cpp
+    from smolchat.engine import Message, SamplingParams
 
     for image in args.image:  # a file that is not a picture is refused before the model loads
         prepared_size(image)
@@ -52,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         stop=tuple(args.stop),
     )
     model, mmproj = model_files(args)
-    with Engine(model, mmproj, engine_settings(args, mmproj)) as engine:
+    with open_engine(model, mmproj, engine_settings(args, mmproj)) as engine:
         if engine.template_note:
             print(f"smolchat: {engine.template_note}", file=sys.stderr)
         result = _answer(engine, messages, sampling, stream=not args.json)

@@ -30,12 +30,11 @@ import enum
 import math
 from dataclasses import asdict, dataclass
 
-from smolchat.engine.backends import llama_cpp
 from smolchat.engine.families import FAMILY
 from smolchat.engine.gguf_info import ProjectorInfo, TextModelInfo
 from smolchat.engine.vision import cpu as cpu_report
-from smolchat.engine.vision import tuning
-from smolchat.engine.vision.tuning import LLAMA_CPP, OPENVINO
+from smolchat.engine.vision import plan as vision_plan
+from smolchat.engine.vision.plan import LLAMA_CPP, OPENVINO
 from smolchat.errors import SmolChatError
 from smolchat.models.machine import MachineMemory
 
@@ -66,21 +65,25 @@ def expected_vision(
     """The vision encoder the engine would pick on this computer, without loading a model.
 
     Follows Engine's own choice: a GPU build reads images on the GPU; otherwise the fastest
-    measured variant (``tuning.plan``, which measures this computer once, about 15 s). With
-    ``measure=False`` nothing is measured: the choice follows the CPU report, and OpenVINO,
-    the larger of the two, is assumed wherever it is installed.
+    measured variant (``smolchat.calibrate.plan``, which measures this computer once, about
+    15 s). With ``measure=False`` nothing is measured: the choice follows the CPU report, and
+    OpenVINO, the larger of the two, is assumed wherever it is installed.
     """
+    from smolchat.engine.backends import llama_cpp  # loads llama.cpp: only when an estimate is made
+
     if vision_on_gpu and llama_cpp.llama_supports_gpu_offload():
         return VisionChoice(LLAMA_CPP, "F16", True, "GPU build")
     if measure:
+        from smolchat import calibrate
+
         try:
-            plan = tuning.plan(backend=backend, precision=precision)
+            plan = calibrate.plan(backend=backend, precision=precision)
         except ValueError as e:  # OpenVINO asked for but not installed
             raise EstimateError(str(e)) from e
         return VisionChoice(plan.backend, plan.precision, False, plan.how)
-    chosen = tuning.backends()[0] if backend == "auto" else backend
+    chosen = vision_plan.backends()[0] if backend == "auto" else backend
     if precision == "auto":
-        precision = tuning.precisions(chosen, cpu_report.detect())[0]
+        precision = vision_plan.precisions(chosen, cpu_report.detect())[0]
     return VisionChoice(chosen, precision, False, "from the CPU report (not measured)")
 
 

@@ -11,10 +11,10 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QGuiApplication, QImage
 
-from smolchat.engine import Engine
 from smolchat.engine.chat_template import ChatTemplate
-from smolchat.models.library import InstalledModel
+from smolchat.engine.engine import Engine
 from smolchat.engine.synthetic import TINY, write_mmproj, write_pair, write_text_model
+from smolchat.models.library import InstalledModel
 from smolchat.ui.workers.engine_worker import LoadedModel
 from tests.ui.test_chat_window import attach, send
 

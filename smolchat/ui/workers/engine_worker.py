@@ -20,8 +20,8 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
+from smolchat.calibrate import open_engine
 from smolchat.engine import (
-    Engine,
     EngineSettings,
     Message,
     ModelInfo,
@@ -29,6 +29,7 @@ from smolchat.engine import (
     TextDelta,
     TurnResult,
 )
+from smolchat.engine.engine import Engine
 from smolchat.errors import SmolChatError
 
 log = logging.getLogger(__name__)
@@ -134,7 +135,7 @@ class EngineWorker(QObject):
         self._do_unload()
         self.loading.emit(request.id, request.name)
         try:
-            self._engine = Engine(request.text, request.mmproj, request.settings)
+            self._engine = open_engine(request.text, request.mmproj, request.settings)
         except SmolChatError as e:
             self.load_failed.emit(request.id, str(e))
             return
