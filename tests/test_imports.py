@@ -58,3 +58,27 @@ def test_the_command_line_starts_without_unix_only_modules(command):
     done = python_without_unix_modules("import runpy; runpy.run_module('smolchat', run_name='__main__')", *args)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(f"usage: smolchat {command or ''}".rstrip())
+
+
+HEAVY = ("llama_cpp", "PySide6", "openvino")
+
+
+def modules_loaded_by(code: str) -> set[str]:
+    """The names of the modules a fresh interpreter holds after running ``code``."""
+    done = subprocess.run([sys.executable, "-c", code + "\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return set(json.loads(done.stdout.splitlines()[-1]))
+
+
+def test_the_core_loads_neither_llama_cpp_nor_qt_nor_openvino():
+    """Conversations, settings, budgets, the catalog and the memory estimate work without
+    loading llama.cpp, so the window can show them before any model is loaded."""
+    core = ["smolchat.store", "smolchat.store.export", "smolchat.settings", "smolchat.budget",
+            "smolchat.budget.context", "smolchat.budget.detail", "smolchat.budget.fit", "smolchat.budget.images",
+            "smolchat.models.catalog", "smolchat.models.formats", "smolchat.models.library",
+            "smolchat.models.memory", "smolchat.models.machine", "smolchat.models.choice", "smolchat.models.hub",
+            "smolchat.models.download", "smolchat.engine", "smolchat.engine.types", "smolchat.errors"]
+    loaded = modules_loaded_by("\n".join(f"import {name}" for name in core))
+    assert set(core) <= loaded
+    assert not loaded & set(HEAVY)
