@@ -192,7 +192,7 @@ def test_an_unexpected_failure_while_loading_is_shown_not_left_loading(qtbot, ap
     def broken(*_args, **_kwargs):
         raise RuntimeError("llama_model_load returned NULL")
 
-    monkeypatch.setattr(engine_worker, "Engine", broken)  # stands in for a bug or a llama.cpp failure
+    monkeypatch.setattr(engine_worker, "open_engine", broken)  # stands in for a bug or a llama.cpp failure
     app.chat.load_model(tiny_model)
     qtbot.waitUntil(lambda: app.window.model_label.text() == "No model loaded", timeout=30_000)
     message = app.window.statusBar().currentMessage()
