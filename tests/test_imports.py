@@ -82,3 +82,36 @@ def test_the_core_loads_neither_llama_cpp_nor_qt_nor_openvino():
     loaded = modules_loaded_by("\n".join(f"import {name}" for name in core))
     assert set(core) <= loaded
     assert not loaded & set(HEAVY)
+
+
+# Arguments each command parses (nothing is run).
+COMMAND_LINES = {
+    "ask": ["ask", "--model", "m.gguf", "What is this?"], "bench": ["bench", "--model", "m.gguf"],
+    "budget": ["budget", "--model", "m.gguf"], "models": ["models", "catalog"], "info": ["info"],
+}
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_a_command_loads_only_its_own_module_and_nothing_heavy(command):
+    """Naming a command imports that command's module and no other; the module itself loads
+    neither llama.cpp, Qt, OpenVINO, the Hub client nor the engine until it runs."""
+    loaded = modules_loaded_by(f"from smolchat import cli\nassert cli.parse({COMMAND_LINES[command]!r}).command")
+    commands = {name for name in loaded if name.startswith("smolchat.cli.") and name[len("smolchat.cli."):] in COMMANDS}
+    assert commands == {f"smolchat.cli.{command}"}
+    assert not loaded & {*HEAVY, "huggingface_hub", "smolchat.engine.engine", "smolchat.calibrate"}
+
+
+@pytest.mark.parametrize("args", [[], ["--self-test"]])
+def test_the_window_starts_without_the_command_line(args):
+    """Starting the window imports no command of the command line (and so none of what they need)."""
+    code = f"""
+import sys, types
+shown = []
+app = types.ModuleType("smolchat.ui.app")
+app.main = lambda self_test: shown.append(self_test) or 0
+sys.modules["smolchat.ui.app"] = app
+from smolchat.__main__ import main
+assert main({args!r}) == 0 and shown == [{bool(args)!r}], shown
+"""
+    loaded = modules_loaded_by(code)
+    assert not {name for name in loaded if name.startswith("smolchat.cli")}
