@@ -96,14 +96,14 @@ def main() -> int:
         return got
 
     loaded_at = time.perf_counter()
-    if app.chat.model_info is None:
-        wait(app.chat.model_ready)
+    if app.turns.model_info is None:
+        wait(app.turns.model_ready)
     load_s = time.perf_counter() - loaded_at
 
     def ask(question: str, read_ahead: bool) -> dict:
-        chat, composer = app.chat, app.window.composer
-        chat.new_conversation()
-        chat.read_while_typing = read_ahead
+        turns, composer = app.turns, app.window.composer
+        app.conversations.new_conversation()
+        turns.read_while_typing = read_ahead
         composer.add_files([photo])
         wait(composer.images_changed)  # checked off the UI thread, then attached
         if read_ahead:
@@ -114,8 +114,8 @@ def main() -> int:
         first = []
         app.worker.delta.connect(lambda *_: first.append(time.perf_counter()) if not first else None)
         composer.send_requested.emit(question, composer.images)
-        wait(app.chat.answered)
-        stats = app.store.messages(chat.conversation_id)[-1].stats
+        wait(app.turns.answered)
+        stats = app.store.messages(app.conversations.conversation_id)[-1].stats
         return {"send_to_first_token_s": round(first[0] - sent, 2), "decode_tok_s": round(stats["decode_tok_s"], 1),
                 "tiles_read_after_send": stats["image_tiles_encoded"]}
 
@@ -123,10 +123,10 @@ def main() -> int:
         """Text-only answers streamed into the view: the engine's own decode figure."""
         speeds = []
         for n in range(runs):
-            app.chat.new_conversation()
+            app.conversations.new_conversation()
             app.window.composer.send_requested.emit(f"Tell me story number {n}.", [])
-            wait(app.chat.answered)
-            speeds.append(round(app.store.messages(app.chat.conversation_id)[-1].stats["decode_tok_s"], 1))
+            wait(app.turns.answered)
+            speeds.append(round(app.store.messages(app.conversations.conversation_id)[-1].stats["decode_tok_s"], 1))
         return speeds
 
     gui_speeds = decode_speed()
@@ -137,7 +137,7 @@ def main() -> int:
         args.screenshots.mkdir(parents=True, exist_ok=True)
         composer = app.window.composer
         composer.edit.setPlainText("And what colour is the sky?")
-        app.chat.update_meter()
+        app.turns.update_meter()
         qt.processEvents()
         shots["main"] = args.screenshots / "main-window.png"
         app.window.grab().save(str(shots["main"]))

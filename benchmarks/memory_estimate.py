@@ -19,8 +19,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from smolchat import calibrate
 from smolchat.engine.gguf_info import inspect_projector, inspect_text_model
-from smolchat.engine.vision import tuning
+from smolchat.engine.vision.plan import projector_for
 from smolchat.models.memory import MemoryEstimate, MiB, estimate_memory, expected_vision
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -43,7 +44,7 @@ def bench(text: Path, mmproj: Path, photo: Path, n_ctx: int, runs: int, vision: 
 def prepare_copies(mmproj: Path, file_type: int | None, vision: str) -> None:
     """Make the projector copy the engine will load (a BF16 or layout-only file) now, so that
     making it once is not part of the measured peak."""
-    tuning.projector_for(mmproj, file_type, tuning.plan(backend=vision if vision != "auto" else "auto"))
+    projector_for(mmproj, file_type, calibrate.plan(backend=vision if vision != "auto" else "auto"))
 
 
 def row(vision: str, n_ctx: int, estimate: MemoryEstimate, measured_mib: float) -> tuple[str, ...]:

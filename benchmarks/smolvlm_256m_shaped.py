@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from smolchat.testing.gguf_pair import SMOLVLM_256M, write_pair
+from smolchat.engine.synthetic import SMOLVLM_256M, write_pair
 
 
 def smollm2_tokenizer() -> Path | None:

@@ -40,9 +40,7 @@ class ModelSettings:
         return any(getattr(self, name) != getattr(other, name) for name in self.RELOAD)
 
     def engine(self, image_max_tokens: int | None) -> EngineSettings:
-        from smolchat.engine import (
-            EngineSettings,  # loads llama.cpp: not before a model is wanted
-        )
+        from smolchat.engine import EngineSettings  # gguf, jinja2 and numpy: not before a model is wanted
 
         return EngineSettings(n_ctx=self.n_ctx, n_gpu_layers=self.n_gpu_layers, n_threads=self.threads,
                               image_max_tokens=image_max_tokens)

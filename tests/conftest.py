@@ -23,8 +23,9 @@ os.environ["HF_HOME"] = os.path.join(os.environ["SMOLCHAT_HOME"], "huggingface")
 os.environ["HF_HUB_CACHE"] = os.path.join(os.environ["HF_HOME"], "hub")
 os.environ["HF_HUB_OFFLINE"] = "1"  # nothing in the tests may reach the Hugging Face Hub
 
-from smolchat.engine import Engine, EngineSettings  # noqa: E402
-from smolchat.testing.gguf_pair import TINY, write_pair  # noqa: E402
+from smolchat.engine import EngineSettings  # noqa: E402
+from smolchat.engine.engine import Engine  # noqa: E402
+from smolchat.engine.synthetic import TINY, write_pair  # noqa: E402
 from tests.fake_hub_fixtures import downloaded, fake_hub, hf_cache, hub, repo_files  # noqa: E402, F401
 
 

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from huggingface_hub import constants
 
+from smolchat.engine.synthetic import TINY, write_pair
 from smolchat.models import download as download_module
 from smolchat.models.hub import Hub
 from smolchat.models.library import Library
 from smolchat.testing.fake_hub import FakeHub, FakeRepo
-from smolchat.testing.gguf_pair import TINY, write_pair
 
 REPO = "ggml-org/SmolVLM-256M-Instruct-GGUF"
 BIG_REPO = "someone/Big-GGUF"  # files big enough to stop half-way through

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from smolchat.engine import Engine, SamplingParams, TextDelta, TurnResult
+from smolchat.engine import SamplingParams, TextDelta, TurnResult
+from smolchat.engine.engine import Engine
 
 GREEDY = SamplingParams(temperature=0.0, max_tokens=12, ignore_eos=True, repeat_penalty=1.0)
 

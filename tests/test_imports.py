@@ -58,3 +58,60 @@ def test_the_command_line_starts_without_unix_only_modules(command):
     done = python_without_unix_modules("import runpy; runpy.run_module('smolchat', run_name='__main__')", *args)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(f"usage: smolchat {command or ''}".rstrip())
+
+
+HEAVY = ("llama_cpp", "PySide6", "openvino")
+
+
+def modules_loaded_by(code: str) -> set[str]:
+    """The names of the modules a fresh interpreter holds after running ``code``."""
+    done = subprocess.run([sys.executable, "-c", code + "\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return set(json.loads(done.stdout.splitlines()[-1]))
+
+
+def test_the_core_loads_neither_llama_cpp_nor_qt_nor_openvino():
+    """Conversations, settings, budgets, the catalog and the memory estimate work without
+    loading llama.cpp, so the window can show them before any model is loaded."""
+    core = ["smolchat.store", "smolchat.store.export", "smolchat.settings", "smolchat.budget",
+            "smolchat.budget.context", "smolchat.budget.detail", "smolchat.budget.fit", "smolchat.budget.images",
+            "smolchat.models.catalog", "smolchat.models.formats", "smolchat.models.library",
+            "smolchat.models.memory", "smolchat.models.machine", "smolchat.models.choice", "smolchat.models.hub",
+            "smolchat.models.download", "smolchat.engine", "smolchat.engine.types", "smolchat.errors"]
+    loaded = modules_loaded_by("\n".join(f"import {name}" for name in core))
+    assert set(core) <= loaded
+    assert not loaded & set(HEAVY)
+
+
+# Arguments each command parses (nothing is run).
+COMMAND_LINES = {
+    "ask": ["ask", "--model", "m.gguf", "What is this?"], "bench": ["bench", "--model", "m.gguf"],
+    "budget": ["budget", "--model", "m.gguf"], "models": ["models", "catalog"], "info": ["info"],
+}
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_a_command_loads_only_its_own_module_and_nothing_heavy(command):
+    """Naming a command imports that command's module and no other; the module itself loads
+    neither llama.cpp, Qt, OpenVINO, the Hub client nor the engine until it runs."""
+    loaded = modules_loaded_by(f"from smolchat import cli\nassert cli.parse({COMMAND_LINES[command]!r}).command")
+    commands = {name for name in loaded if name.startswith("smolchat.cli.") and name[len("smolchat.cli."):] in COMMANDS}
+    assert commands == {f"smolchat.cli.{command}"}
+    assert not loaded & {*HEAVY, "huggingface_hub", "smolchat.engine.engine", "smolchat.calibrate"}
+
+
+@pytest.mark.parametrize("args", [[], ["--self-test"]])
+def test_the_window_starts_without_the_command_line(args):
+    """Starting the window imports no command of the command line (and so none of what they need)."""
+    code = f"""
+import sys, types
+shown = []
+app = types.ModuleType("smolchat.ui.app")
+app.main = lambda self_test: shown.append(self_test) or 0
+sys.modules["smolchat.ui.app"] = app
+from smolchat.__main__ import main
+assert main({args!r}) == 0 and shown == [{bool(args)!r}], shown
+"""
+    loaded = modules_loaded_by(code)
+    assert not {name for name in loaded if name.startswith("smolchat.cli")}

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from smolchat.engine.backends import llama_cpp
 from smolchat.engine.gguf_info import ProjectorInfo, TextModelInfo
 from smolchat.models.machine import MachineMemory
 from smolchat.models.memory import VRAM_BUDGET_SHARE, Fit, estimate_memory, verdict, vram_budget
@@ -56,6 +55,8 @@ def suggest_gpu_layers(text: TextModelInfo, projector: ProjectorInfo | None, mac
                        *, n_ctx: int, **settings) -> GpuLayers:
     """The most layers whose video memory stays within the verdict's share of what the card has
     free (``settings`` may name n_gpu_layers: it is what is being chosen, so it is ignored)."""
+    from smolchat.engine.backends import llama_cpp  # loads llama.cpp: only when layers are chosen
+
     settings.pop("n_gpu_layers", None)
     if not llama_cpp.llama_supports_gpu_offload():
         return GpuLayers(0, NO_GPU_BUILD)

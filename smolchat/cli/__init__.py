@@ -20,7 +20,9 @@ def command(name: str) -> ModuleType:
     return importlib.import_module(f"smolchat.cli.{name}")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser of the command line. With ``only``, the other commands are named but their
+    modules are not imported, as that command is the one being run."""
     parser = argparse.ArgumentParser(
         prog="smolchat",
         description="Chat privately with SmolVLM vision-language models on your own computer.",
@@ -31,23 +33,39 @@ def build_parser() -> argparse.ArgumentParser:
                              "model, print a JSON report and close (checks that an installation works)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        command(name).add_parser(sub)
+        if only is None or name == only:
+            command(name).add_parser(sub)
+        else:
+            sub.add_parser(name)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    try:
-        args = build_parser().parse_args(argv)
-        if args.command is None:
-            from smolchat.ui.app import main as window  # Qt only when the window is wanted
+def _named_command(argv: list[str]) -> str | None:
+    """The command ``argv`` runs: its first word that is not an option (the program's own
+    options take no value). None before it asks for the program's help or version."""
+    for arg in argv:
+        if arg in ("-h", "--help", "--version"):
+            return None
+        if not arg.startswith("-"):
+            return arg if arg in COMMANDS else None
+    return None
 
-            return window(self_test=args.self_test)
-        logging.basicConfig(
-            level={0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG),
-            format="%(levelname)s %(name)s: %(message)s",
-            stream=sys.stderr,
-        )
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    """The arguments; ``command`` is None where none is named (the window). Exits after help,
+    the version, or an error in the arguments, as argparse does."""
+    return build_parser(only=_named_command(argv)).parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the command ``args`` names; a SmolChatError ends as its message and exit status 1."""
+    logging.basicConfig(
+        level={0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG),
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
         return command(args.command).run(args)
-    except SmolChatError as e:  # also while a command's module loads (llama.cpp, for one)
+    except SmolChatError as e:  # also while a command's run loads what it needs (llama.cpp, for one)
         print(f"smolchat: {e}", file=sys.stderr)
         return 1

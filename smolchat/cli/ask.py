@@ -14,7 +14,8 @@ from smolchat.cli.options import add_model_options, engine_settings, model_files
 from smolchat.engine.figures import describe_stats
 
 if TYPE_CHECKING:
-    from smolchat.engine import Engine, Message, SamplingParams, TurnResult
+    from smolchat.engine import Message, SamplingParams, TurnResult
+    from smolchat.engine.engine import Engine
 
 HELP = "ask a question about images (or just text)"
 
@@ -40,7 +41,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from smolchat.budget.images import prepared_size
-    from smolchat.engine import Engine, Message, SamplingParams  # loads llama.cpp
+    from smolchat.calibrate import open_engine  # loads llama.cpp
+    from smolchat.engine import Message, SamplingParams
 
     for image in args.image:  # a file that is not a picture is refused before the model loads
         prepared_size(image)
@@ -53,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         stop=tuple(args.stop),
     )
     model, mmproj = model_files(args)
-    with Engine(model, mmproj, engine_settings(args, mmproj)) as engine:
+    with open_engine(model, mmproj, engine_settings(args, mmproj)) as engine:
         if engine.template_note:
             print(f"smolchat: {engine.template_note}", file=sys.stderr)
         result = _answer(engine, messages, sampling, stream=not args.json)

@@ -32,14 +32,15 @@ def run(args: argparse.Namespace) -> int:
     from smolchat.budget.context import plan_context
     from smolchat.budget.fit import largest_context, memory_settings, suggest_gpu_layers
     from smolchat.budget.images import ImageMarkers, image_cost, prepared_size
-    from smolchat.engine import Engine, Message
+    from smolchat.calibrate import open_engine
+    from smolchat.engine import Message
     from smolchat.models.machine import machine_memory
     from smolchat.models.memory import estimate_memory, verdict
 
     model, mmproj = model_files(args)
     settings = engine_settings(args, mmproj)
     detail = Detail(args.detail)
-    with Engine(model, mmproj, settings) as engine:
+    with open_engine(model, mmproj, settings) as engine:
         markers = ImageMarkers.from_tokenizer(engine.count_tokens)
         costs = []
         if args.image and engine.projector_info is not None:

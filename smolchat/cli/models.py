@@ -7,16 +7,17 @@ import json
 import sys
 import time
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from smolchat.errors import SmolChatError
-from smolchat.models import machine
 from smolchat.models.catalog import CATALOG, catalog_entry
-from smolchat.models.choice import estimate_files
-from smolchat.models.download import Progress, download
 from smolchat.models.formats import FORMATS
-from smolchat.models.hub import Hub, RemoteFile, RepoListing
-from smolchat.models.library import InstalledModel, Library, model_name
 from smolchat.units import format_bytes
+
+if TYPE_CHECKING:  # the Hub client, llama.cpp and gguf load when an action needs them
+    from smolchat.models.download import Progress
+    from smolchat.models.hub import RemoteFile, RepoListing
+    from smolchat.models.library import InstalledModel
 
 HELP = "find, download, import and remove models"
 
@@ -73,6 +74,10 @@ def _catalog(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
+    from smolchat.models import machine
+    from smolchat.models.choice import estimate_files
+    from smolchat.models.hub import Hub
+
     hub = Hub()
     listing = hub.list_repo(args.repo)
     rows = [(f, (estimate, fit)) for f, estimate, fit in
@@ -146,6 +151,10 @@ def _listing_text(listing: RepoListing, rows, n_ctx: int, endpoint: str) -> str:
 
 def download_pair(repo: str, quant: str | None, mmproj_quant: str | None, json_output: bool) -> InstalledModel:
     """Download a repo's text model (and projector) unless present; the installed model."""
+    from smolchat.models.download import download
+    from smolchat.models.hub import Hub
+    from smolchat.models.library import InstalledModel, model_name
+
     hub = Hub()
     listing = hub.list_repo(repo)
     text, projector = listing.choose(quant), listing.choose(mmproj_quant, projector=True)
@@ -172,6 +181,8 @@ def _download(args: argparse.Namespace) -> int:
 
 
 def _installed(args: argparse.Namespace) -> int:
+    from smolchat.models.library import Library
+
     inventory = Library().inventory()
     models = inventory.installed
     for unusable in inventory.unusable:
@@ -191,12 +202,16 @@ def _installed(args: argparse.Namespace) -> int:
 
 
 def _remove(args: argparse.Namespace) -> int:
+    from smolchat.models.library import Library
+
     for name in Library().remove(args.repo, args.quant):
         print(f"removed {name}")
     return 0
 
 
 def _import(args: argparse.Namespace) -> int:
+    from smolchat.models.library import Library
+
     model = Library().import_pair(args.text, args.mmproj, args.name)
     print(f"Imported {model.name}: {model.text.name} + {model.mmproj.name} ({format_bytes(model.size_bytes)}); "
           f"use it with --repo '{model.name}'")

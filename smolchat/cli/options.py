@@ -74,7 +74,7 @@ def model_files(args: argparse.Namespace) -> tuple[Path, Path | None]:
 
 
 def engine_settings(args: argparse.Namespace, mmproj: Path | None) -> EngineSettings:
-    from smolchat.engine import EngineSettings  # loads llama.cpp
+    from smolchat.engine import EngineSettings  # gguf, jinja2 and numpy: only for a command that loads a model
 
     cap = args.image_max_tokens
     if cap is None:

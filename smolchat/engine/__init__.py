@@ -2,32 +2,42 @@
 
 No Qt and no threads of its own: one thread owns an Engine and iterates its events.
 
-The names below load on first use (loading llama.cpp takes a good part of a second), so
-that reading a GGUF header or building a message does not wait for it.
+The names here are the engine's plain values, and none of them loads llama.cpp (which takes
+a good part of a second): reading a GGUF header, building a message or settings does not
+wait for it. The Engine itself is ``smolchat.engine.engine.Engine``.
 """
 
-from __future__ import annotations
+from smolchat.engine.chat_template import ChatTemplate, TemplateError
+from smolchat.engine.gguf_info import (
+    ModelFileError,
+    ProjectorInfo,
+    TextModelInfo,
+    check_pair,
+    inspect_projector,
+    inspect_text_model,
+)
+from smolchat.engine.images import ImageError, PreparedImage, prepare_image
+from smolchat.engine.prompt import Message, PromptError
+from smolchat.engine.types import (
+    ContextOverflowError,
+    EngineError,
+    EngineSettings,
+    ModelInfo,
+    PrefillResult,
+    PromptCount,
+    SamplingParams,
+    TextDelta,
+    TurnEvent,
+    TurnResult,
+    TurnStats,
+    VisionEncoderError,
+)
+from smolchat.engine.vision.plan import VisionPlan
 
-import importlib
-
-_WHERE = {
-    "smolchat.engine.engine": ["ContextOverflowError", "Engine", "EngineError", "EngineSettings", "ModelInfo", "PrefillResult",
-                               "PromptCount", "TextDelta", "TurnEvent", "TurnResult", "TurnStats"],
-    "smolchat.engine.gguf_info": ["ModelFileError", "ProjectorInfo", "TextModelInfo", "check_pair",
-                                  "inspect_projector", "inspect_text_model"],
-    "smolchat.engine.images": ["ImageError", "PreparedImage", "prepare_image"],
-    "smolchat.engine.native": ["SamplingParams"],
-    "smolchat.engine.prompt": ["Message", "PromptError"],
-    "smolchat.engine.chat_template": ["ChatTemplate", "TemplateError"],
-}
-_MODULE_OF = {name: module for module, names in _WHERE.items() for name in names}
-__all__ = sorted(_MODULE_OF)
-
-
-def __getattr__(name: str):
-    module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module 'smolchat.engine' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__all__ = [
+    "ChatTemplate", "ContextOverflowError", "EngineError", "EngineSettings", "ImageError", "Message",
+    "ModelFileError", "ModelInfo", "PrefillResult", "PreparedImage", "ProjectorInfo", "PromptCount",
+    "PromptError", "SamplingParams", "TemplateError", "TextDelta", "TextModelInfo", "TurnEvent", "TurnResult",
+    "TurnStats", "VisionEncoderError", "VisionPlan", "check_pair", "inspect_projector", "inspect_text_model",
+    "prepare_image",
+]

@@ -21,7 +21,6 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from typing import Union
 
 import llama_cpp.mtmd_cpp as mtmd
 import numpy as np
@@ -38,7 +37,6 @@ from smolchat.engine.gguf_info import (
     inspect_text_model,
 )
 from smolchat.engine.images import DEFAULT_MAX_SIDE, ImageCache, PreparedImage
-from smolchat.engine.native import SamplingParams
 from smolchat.engine.prompt import (
     CHATML_TEMPLATE,
     SMOLVLM_CHAT_TEMPLATE,
@@ -55,34 +53,28 @@ from smolchat.engine.tokenize import (
     mtmd_layout,
     text_prompt,
 )
-from smolchat.engine.vision import tuning
+from smolchat.engine.types import (
+    ContextOverflowError,
+    EngineError,
+    EngineSettings,
+    ModelInfo,
+    PrefillResult,
+    PromptCount,
+    SamplingParams,
+    TextDelta,
+    TurnEvent,
+    TurnResult,
+    TurnStats,
+    VisionEncoderError,
+)
+from smolchat.engine.vision import cpu as cpu_report
+from smolchat.engine.vision.plan import LLAMA_CPP, OPENVINO, VisionPlan, from_cpu_report, projector_for
 from smolchat.engine.vision.tiles import cut_tiles, normalized
-from smolchat.engine.vision.tuning import LLAMA_CPP, OPENVINO, VisionPlan
-from smolchat.errors import SmolChatError
 
 log = logging.getLogger(__name__)
 
 _DECODE_ABORTED = 2
 _NO_POST_DECODE_CALLBACK = mtmd.mtmd_helper_post_decode_callback(0)  # a NULL function pointer
-
-
-class EngineError(SmolChatError):
-    """The engine could not do what was asked; the message says why."""
-
-
-class ContextOverflowError(EngineError):
-    """The conversation does not fit in the context window."""
-
-    def __init__(self, needed: int, n_ctx: int) -> None:
-        self.needed = needed
-        self.n_ctx = n_ctx
-        super().__init__(
-            f"This conversation needs {needed:,} tokens but the context holds {n_ctx:,}. "
-            "Start a new chat, remove images or old messages, or raise the context size."
-        )
-
-    def __reduce__(self):
-        return (type(self), (self.needed, self.n_ctx))
 
 
 def default_threads() -> int:
@@ -92,94 +84,23 @@ def default_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-@dataclass(frozen=True)
-class EngineSettings:
-    n_ctx: int = 4096
-    n_gpu_layers: int = 0  # -1: all layers
-    n_threads: int | None = None  # generation; None: the fastest count measured here
-    n_threads_batch: int | None = None  # prompt evaluation; None: every available core
-    flash_attn: bool = True  # also used by the vision encoder: same output, less time
-    n_batch: int = 512
-    image_max_tokens: int | None = None  # cap on an image's token grid (None: the model's own)
-    image_min_tokens: int | None = None
-    vision_on_gpu: bool = True  # only matters when llama.cpp was built with a GPU backend
-    # How images are read; "auto"/None: what measured fastest on this computer (see tuning).
-    vision_backend: str = "auto"  # "openvino" or "llama.cpp"
-    vision_precision: str = "auto"  # "BF16", "F16" (llama.cpp) or "BF16", "F32" (OpenVINO)
-    n_threads_vision: int | None = None
+def gpu_plan(settings: EngineSettings) -> VisionPlan | None:
+    """How a GPU build reads images: on the GPU, faster than any CPU path, so there is
+    nothing to measure. None where images are read on the CPU."""
+    if not (settings.vision_on_gpu and llama_cpp.llama_supports_gpu_offload()):
+        return None
+    return VisionPlan(LLAMA_CPP, "F16", settings.n_threads_vision or default_threads(),
+                      settings.n_threads or default_threads(), "GPU build")
 
 
-@dataclass(frozen=True)
-class TextDelta:
-    """A piece of the answer, as it is generated."""
-
-    text: str
-
-
-@dataclass(frozen=True)
-class TurnStats:
-    ttft_s: float | None  # start of the turn to the first generated token
-    tpot_s: float | None  # mean time per output token after the first
-    e2e_s: float  # the whole turn
-    decode_tok_s: float | None  # 1 / tpot
-    prompt_tokens: int  # every position of the prompt
-    image_tokens: int  # of which image embeddings
-    reused_tokens: int  # taken from the KV cache as they were
-    evaluated_tokens: int  # evaluated in this turn
-    generated_tokens: int
-    image_tiles_encoded: int  # vision encoder runs in this turn
-    encode_s: float  # time in the vision encoder
-    finish_reason: str  # "stop", "length", "context" (window full) or "cancelled"
-
-    def as_dict(self) -> dict:
-        return dict(self.__dict__)
-
-
-@dataclass(frozen=True)
-class TurnResult:
-    text: str
-    stats: TurnStats
-
-
-@dataclass(frozen=True)
-class PrefillResult:
-    prompt_tokens: int  # positions now in the KV cache
-    reused_tokens: int
-    evaluated_tokens: int
-    image_tiles_encoded: int
-    encode_s: float
-    elapsed_s: float
-    cancelled: bool
-
-
-@dataclass(frozen=True)
-class PromptCount:
-    positions: int  # context positions the prompt takes: text tokens and image embeddings
-    image_tokens: int  # of which image embeddings
-    image_tiles: int
-
-
-TurnEvent = Union[TextDelta, TurnResult]
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """What other threads may know of a loaded engine: plain values, safe to share.
-
-    The chat template renders in any thread; nothing here reaches into llama.cpp.
-    """
-
-    text_info: TextModelInfo
-    projector_info: ProjectorInfo | None
-    vision_plan: VisionPlan | None
-    settings: EngineSettings
-    template: ChatTemplate
-    template_note: str | None  # why the model's own template is not used, if it is not
-    speed: Speed
-
-    @property
-    def has_vision(self) -> bool:
-        return self.projector_info is not None
+def default_plan(settings: EngineSettings) -> VisionPlan:
+    """How images are read when the engine is handed no plan, without measuring anything:
+    on the GPU of a GPU build; otherwise as the settings say, and where they say "auto",
+    libmtmd in the best precision the CPU reports, on its physical cores."""
+    s = settings
+    backend = LLAMA_CPP if s.vision_backend == "auto" else s.vision_backend
+    return gpu_plan(s) or from_cpu_report(cpu_report.detect(), backend, precision=s.vision_precision,
+                                          threads=s.n_threads_vision, decode_threads=s.n_threads)
 
 
 @dataclass
@@ -192,16 +113,26 @@ class _EvalCounters:
 
 
 class Engine:
-    """A loaded model pair. Use as a context manager, or call ``close()``."""
+    """A loaded model pair. Use as a context manager, or call ``close()``.
+
+    ``plan``: how images are read (see ``smolchat.calibrate`` for the plan measured fastest
+    here); None: ``default_plan(settings)``, nothing measured. ``first_tile_s``: an estimate
+    of the seconds per image tile with that plan, shown until the first tile is read.
+    """
 
     def __init__(
         self,
         model_path: str | os.PathLike[str],
         mmproj_path: str | os.PathLike[str] | None = None,
         settings: EngineSettings = EngineSettings(),
+        *,
+        plan: VisionPlan | None = None,
+        first_tile_s: float | None = None,
     ) -> None:
         native.route_native_logs()
         self.settings = settings
+        self._given_plan = plan
+        self._first_tile_s = first_tile_s
         self.text_info: TextModelInfo = inspect_text_model(model_path)
         self.projector_info: ProjectorInfo | None = None
         if mmproj_path is not None:
@@ -238,7 +169,9 @@ class Engine:
         s = self.settings
         started = time.perf_counter()
         if self.projector_info is not None:
-            self.vision_plan = self._plan_vision()
+            self.vision_plan = self._given_plan or default_plan(s)
+            if self.vision_plan.backend == OPENVINO:  # before the text model: it may not load here
+                self._openvino = self._load_openvino()
         n_threads = s.n_threads or (self.vision_plan.decode_threads if self.vision_plan else default_threads())
         self.decode_threads = n_threads
         try:
@@ -270,40 +203,32 @@ class Engine:
             self._load_vision()
 
         self.template = self._make_template()
-        self.speed_log = SpeedLog(self._speed_key())  # after the plan is final (OpenVINO may fall back)
-        if self.vision_plan is not None and self.projector_info is not None:
-            self.speed_log.start_from(tuning.probe_seconds_per_tile(self.vision_plan, self.projector_info.n_layer))
+        self.speed_log = SpeedLog(self._speed_key())
+        if self.vision_plan is not None:
+            self.speed_log.start_from(self._first_tile_s)
         log.info("loaded %s%s in %.2f s", self.text_info.path.name,
                  f" + {self.projector_info.path.name} ({self.vision_plan.describe()})" if self.vision_plan else "",
                  time.perf_counter() - started)
 
-    def _plan_vision(self) -> VisionPlan:
-        s = self.settings
-        if s.vision_on_gpu and llama_cpp.llama_supports_gpu_offload():
-            # a GPU reads images faster than any CPU path: no need to measure
-            return VisionPlan(LLAMA_CPP, "F16", s.n_threads_vision or default_threads(),
-                              s.n_threads or default_threads(), "GPU build")
-        return tuning.plan(backend=s.vision_backend, precision=s.vision_precision,
-                           threads=s.n_threads_vision, decode_threads=s.n_threads)
+    def _load_openvino(self):
+        from smolchat.engine.vision.openvino_encoder import OpenVINOVisionEncoder
+
+        assert self.projector_info is not None and self.vision_plan is not None
+        try:
+            return OpenVINOVisionEncoder(self.projector_info.path, threads=self.vision_plan.threads,
+                                         precision=self.vision_plan.precision)
+        except (ModelFileError, ImportError, RuntimeError) as e:
+            raise VisionEncoderError(
+                f"OpenVINO cannot read images with {self.projector_info.path.name} here ({e}). "
+                "Choose the llama.cpp vision encoder in the settings.") from e
 
     def _load_vision(self) -> None:
         s = self.settings
         info = self.projector_info
         assert info is not None and self._text_model is not None and self.vision_plan is not None
-        if self.vision_plan.backend == OPENVINO:
-            from smolchat.engine.vision.openvino_encoder import OpenVINOVisionEncoder
-
-            try:
-                self._openvino = OpenVINOVisionEncoder(
-                    info.path, threads=self.vision_plan.threads, precision=self.vision_plan.precision,
-                )
-            except (ModelFileError, ImportError, RuntimeError) as e:
-                log.warning("reading images with llama.cpp instead of OpenVINO: %s", e)
-                self.vision_plan = tuning.plan(backend=LLAMA_CPP, threads=s.n_threads_vision,
-                                               decode_threads=s.n_threads)
         mmproj_path, self._layout_only = info.path, False
         try:
-            mmproj_path, self._layout_only = tuning.projector_for(info.path, info.file_type, self.vision_plan)
+            mmproj_path, self._layout_only = projector_for(info.path, info.file_type, self.vision_plan)
         except OSError as e:  # no room for the copy: the original works too
             log.warning("could not write a copy of %s: %s", info.path.name, e)
         params = mtmd.mtmd_context_params_default()
@@ -802,9 +727,13 @@ __all__ = [
     "EngineSettings",
     "ModelInfo",
     "PrefillResult",
+    "PromptCount",
     "SamplingParams",
     "TextDelta",
     "TurnEvent",
     "TurnResult",
     "TurnStats",
+    "VisionEncoderError",
+    "default_plan",
+    "gpu_plan",
 ]

@@ -12,13 +12,13 @@ from __future__ import annotations
 import ctypes
 import logging
 import threading
-from dataclasses import dataclass
 from typing import Sequence
 
 import llama_cpp.mtmd_cpp as mtmd
 
 from smolchat.engine import backends
 from smolchat.engine.backends import llama_cpp
+from smolchat.engine.types import SamplingParams
 
 log = logging.getLogger("smolchat.llama")
 
@@ -164,23 +164,6 @@ class TextModel:
 
 class LoadError(RuntimeError):
     """llama.cpp refused a file or ran out of memory; the engine says which file."""
-
-
-@dataclass(frozen=True)
-class SamplingParams:
-    """How the next token is chosen. temperature <= 0 means always the most likely token."""
-
-    temperature: float = 0.2
-    top_p: float = 0.95
-    top_k: int = 40
-    min_p: float = 0.05
-    repeat_penalty: float = 1.1
-    repeat_last_n: int = 64
-    seed: int | None = None
-    max_tokens: int = 512
-    stop: tuple[str, ...] = ()
-    # Never end the answer early (benchmarks need exactly max_tokens generated tokens)
-    ignore_eos: bool = False
 
 
 class SamplerChain:

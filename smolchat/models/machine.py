@@ -15,8 +15,6 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from smolchat.engine import backends
-from smolchat.engine.backends import llama_cpp
 from smolchat.errors import SmolChatError
 
 MiB = 1 << 20
@@ -155,6 +153,8 @@ def ram() -> tuple[int, int]:
 
 def _ggml_gpus() -> tuple[str, int, int, bool] | None:
     """Name, total and free bytes of llama.cpp's GPUs, and whether they use the computer's RAM."""
+    from smolchat.engine import backends
+
     gpus = [d for d in backends.devices() if d.is_gpu]
     if not gpus:
         return None
@@ -166,6 +166,8 @@ def _ggml_gpus() -> tuple[str, int, int, bool] | None:
 
 def gpu_memory() -> tuple[str, int, int, bool] | None:
     """The GPU memory llama.cpp can use here: (name, total, free, unified), or None."""
+    from smolchat.engine.backends import llama_cpp  # loads llama.cpp: only when memory is read
+
     if not llama_cpp.llama_supports_gpu_offload():
         return None  # a CPU build: a graphics card is of no use to it
     found = _ggml_gpus()

@@ -30,11 +30,11 @@ import enum
 import math
 from dataclasses import asdict, dataclass
 
-from smolchat.engine.backends import llama_cpp
+from smolchat.engine.families import FAMILY
 from smolchat.engine.gguf_info import ProjectorInfo, TextModelInfo, file_type_name
 from smolchat.engine.vision import cpu as cpu_report
-from smolchat.engine.vision import tuning
-from smolchat.engine.vision.tuning import LLAMA_CPP, OPENVINO
+from smolchat.engine.vision import plan as vision_plan
+from smolchat.engine.vision.plan import LLAMA_CPP, OPENVINO
 from smolchat.errors import SmolChatError
 from smolchat.models.formats import FORMATS
 from smolchat.models.machine import MachineMemory
@@ -66,21 +66,25 @@ def expected_vision(
     """The vision encoder the engine would pick on this computer, without loading a model.
 
     Follows Engine's own choice: a GPU build reads images on the GPU; otherwise the fastest
-    measured variant (``tuning.plan``, which measures this computer once, about 15 s). With
-    ``measure=False`` nothing is measured: the choice follows the CPU report, and OpenVINO,
-    the larger of the two, is assumed wherever it is installed.
+    measured variant (``smolchat.calibrate.plan``, which measures this computer once, about
+    15 s). With ``measure=False`` nothing is measured: the choice follows the CPU report, and
+    OpenVINO, the larger of the two, is assumed wherever it is installed.
     """
+    from smolchat.engine.backends import llama_cpp  # loads llama.cpp: only when an estimate is made
+
     if vision_on_gpu and llama_cpp.llama_supports_gpu_offload():
         return VisionChoice(LLAMA_CPP, "F16", True, "GPU build")
     if measure:
+        from smolchat import calibrate
+
         try:
-            plan = tuning.plan(backend=backend, precision=precision)
+            plan = calibrate.plan(backend=backend, precision=precision)
         except ValueError as e:  # OpenVINO asked for but not installed
             raise EstimateError(str(e)) from e
         return VisionChoice(plan.backend, plan.precision, False, plan.how)
-    chosen = tuning.backends()[0] if backend == "auto" else backend
+    chosen = vision_plan.backends()[0] if backend == "auto" else backend
     if precision == "auto":
-        precision = tuning.precisions(chosen, cpu_report.detect())[0]
+        precision = vision_plan.precisions(chosen, cpu_report.detect())[0]
     return VisionChoice(chosen, precision, False, "from the CPU report (not measured)")
 
 
@@ -149,18 +153,17 @@ class _VisionShape:
         return self.n_pos // self.scale_factor**2
 
 
-# The SmolVLM family's text backbones (SmolLM2 135M, 360M, 1.7B): a size-only estimate takes
-# the nearest one by parameter count.
-_FAMILY_TEXT = (
-    (135e6, _TextShape(576, 30, 9, 3, 49280, 0)),
-    (362e6, _TextShape(960, 32, 15, 5, 49280, 0)),
-    (1.71e9, _TextShape(2048, 24, 32, 32, 49155, 0)),
+# The SmolVLM family's text backbones and vision towers: a size-only estimate takes the
+# nearest one by parameter count; the vision output width is the text model's.
+_FAMILY_TEXT = tuple(
+    (f.text_parameters, _TextShape(f.text.n_embd, f.text.n_layer, f.text.n_head, f.text.n_head_kv,
+                                   f.text.n_vocab or 0, 0))
+    for f in FAMILY
 )
-# SigLIP base at 512 px (256M, 500M) and SigLIP so400m at 384 px (2.2B), by parameter count;
-# the output width is the text model's.
-_FAMILY_VISION = (
-    (98e6, _VisionShape(768, 512, 16, 4, 2048, 0, 0, 2.0)),
-    (435e6, _VisionShape(1152, 384, 14, 3, 1536, 0, 0, 2.0)),
+_FAMILY_VISION = tuple(
+    (f.vision_parameters, _VisionShape(f.vision.n_embd, f.vision.image_size, f.vision.patch_size,
+                                       f.vision.scale_factor, f.vision.preproc_image_size, 0, 0, 2.0))
+    for f in FAMILY
 )
 
 

@@ -74,7 +74,7 @@ class SelfTest:
 
         from smolchat.models.library import InstalledModel
         from smolchat.settings import ModelSettings
-        from smolchat.testing.gguf_pair import TINY, write_pair
+        from smolchat.engine.synthetic import TINY, write_pair
 
         self.app = app
         text, mmproj = write_pair(self.home / "model", TINY)

@@ -12,7 +12,6 @@ from PIL import Image
 from smolchat.budget.detail import Detail, image_max_tokens
 from smolchat.budget.images import ImageMarkers, image_cost, prepared_size, tile_geometry
 from smolchat.engine import (
-    Engine,
     EngineSettings,
     ImageError,
     Message,
@@ -21,6 +20,7 @@ from smolchat.engine import (
     inspect_projector,
     prepare_image,
 )
+from smolchat.engine.engine import Engine
 from smolchat.engine.vision.tiles import cut_tiles
 
 # The tiny fixture's projector: 32 px tiles, 128 px preprocessing size, 4 tokens a tile.

@@ -7,15 +7,9 @@ import time
 
 import pytest
 
-from smolchat.engine import (
-    Engine,
-    EngineSettings,
-    Message,
-    SamplingParams,
-    TextDelta,
-    TurnResult,
-)
+from smolchat.engine import EngineSettings, Message, SamplingParams, TextDelta, TurnResult
 from smolchat.engine import engine as engine_module
+from smolchat.engine.engine import Engine
 from tests.helpers import GREEDY, answer
 
 LONG_QUESTION = "Please read this carefully. " + " ".join(

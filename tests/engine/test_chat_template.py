@@ -8,10 +8,11 @@ import time
 
 import pytest
 
-from smolchat.engine import Engine, EngineSettings, Message
+from smolchat.engine import EngineSettings, Message
 from smolchat.engine.chat_template import RENDER_OUTPUT_LIMIT, ChatTemplate, TemplateError
+from smolchat.engine.engine import Engine
 from smolchat.engine.prompt import SMOLVLM_CHAT_TEMPLATE
-from smolchat.testing.gguf_pair import TINY, write_mmproj, write_text_model
+from smolchat.engine.synthetic import TINY, write_mmproj, write_text_model
 from tests.helpers import GREEDY, answer
 
 # Each would hang the render, or build gigabytes, inside a plain Jinja sandbox.

@@ -224,7 +224,8 @@ def _load_each(batch_file: str, image: str, log_file: str) -> None:
     faulthandler.enable()  # a crash reports where in Python it happened
     import llama_cpp
 
-    from smolchat.engine import Engine, EngineSettings, Message, SamplingParams
+    from smolchat.engine import EngineSettings, Message, SamplingParams
+    from smolchat.engine.engine import Engine
     from smolchat.errors import SmolChatError
     from tests.helpers import answer
 

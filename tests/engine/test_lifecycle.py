@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from smolchat.engine import Engine, EngineSettings, Message
+from smolchat.engine import EngineSettings, Message
+from smolchat.engine.engine import Engine
 from tests.helpers import answer
 
 

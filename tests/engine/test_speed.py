@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from smolchat.engine import Engine, EngineSettings, Message
+from smolchat.engine import EngineSettings, Message
 from smolchat.engine import speed as speed_module
+from smolchat.engine.engine import Engine
 from smolchat.engine.speed import Speed, SpeedLog
 from tests.helpers import answer
 

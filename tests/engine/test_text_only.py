@@ -13,7 +13,8 @@ import re
 
 import pytest
 
-from smolchat.engine import Engine, EngineSettings, Message, SamplingParams
+from smolchat.engine import EngineSettings, Message, SamplingParams
+from smolchat.engine.engine import Engine
 from tests.helpers import answer
 
 # Room enough for a short answer to end by itself on any CPU.

@@ -4,14 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from smolchat.engine import (
-    ContextOverflowError,
-    Engine,
-    EngineError,
-    EngineSettings,
-    Message,
-    SamplingParams,
-)
+from smolchat.engine import ContextOverflowError, EngineError, EngineSettings, Message, SamplingParams
+from smolchat.engine.engine import Engine
 from tests.helpers import GREEDY, answer
 
 # The tiny mmproj: 32 px tiles of 4 tokens; images are first scaled so their longest side is

@@ -13,12 +13,16 @@ import pytest
 from PIL import Image
 
 from smolchat import paths
-from smolchat.engine import Engine, EngineError, EngineSettings, Message
+from smolchat.calibrate import open_engine, tuning
+from smolchat.engine import EngineError, EngineSettings, Message, VisionEncoderError
+from smolchat.engine import speed as speed_module
+from smolchat.engine.engine import Engine
+from smolchat.engine.synthetic import TINY, write_pair
 from smolchat.engine.vision import cpu as cpu_report
-from smolchat.engine.vision import openvino_encoder, tuning
+from smolchat.engine.vision import openvino_encoder
 from smolchat.engine.vision.cpu import CpuReport
+from smolchat.engine.vision.plan import LLAMA_CPP, NOT_MEASURED, OPENVINO, VisionPlan, backends, precisions
 from smolchat.engine.vision.projector_files import convert_mmproj
-from smolchat.testing.gguf_pair import TINY, write_pair
 from tests.helpers import answer
 
 LIBMTMD_F16 = EngineSettings(vision_backend="llama.cpp", vision_precision="F16")
@@ -96,10 +100,11 @@ def test_llama_cpp_bf16_loads_a_converted_copy_once(tiny_pair, images):
         assert engine.vision_mmproj_path == converted and converted.stat().st_mtime_ns == made
 
 
-def test_the_measured_fastest_settings_are_applied(tiny_pair):
+def test_the_measured_fastest_settings_are_applied(tiny_pair, tmp_path, monkeypatch):
+    monkeypatch.setattr(speed_module, "speeds_file", lambda: tmp_path / "speeds.json")  # no turn measured yet
     measured = tuning.measurements()
     backend, precision, threads = measured.fastest_vision()
-    with Engine(*tiny_pair) as engine:
+    with open_engine(*tiny_pair) as engine:
         plan = engine.vision_plan
         assert (plan.backend, plan.precision, plan.threads) == (backend, precision, threads)
         assert engine.decode_threads == measured.fastest_decode()
@@ -107,11 +112,48 @@ def test_the_measured_fastest_settings_are_applied(tiny_pair):
             assert engine._openvino.precision == precision and engine._openvino.threads == threads
         else:
             assert engine._openvino is None
+        # before its first tile, the wait shown comes from the probe, scaled to this projector's layers
+        probe_s = measured.vision[f"{backend} {precision} {threads}"]
+        layers = engine.projector_info.n_layer
+        assert engine.speed.encode_s_per_tile == pytest.approx(probe_s * layers / tuning.PROBE_VISION_LAYERS)
     # every candidate the CPU allows was measured, each backend on every thread count
     cpu = cpu_report.detect()
-    expected = {f"{b} {p} {t}" for b in tuning.backends() for p in tuning.precisions(b, cpu)
+    expected = {f"{b} {p} {t}" for b in backends() for p in precisions(b, cpu)
                 for t in cpu.thread_candidates()}
     assert set(measured.vision) == expected
+
+
+def test_an_engine_handed_no_plan_measures_nothing(tiny_pair, images, tmp_path, monkeypatch):
+    def no_measuring(*args):
+        raise AssertionError("the engine measured the computer")
+
+    monkeypatch.setattr(tuning, "measure", no_measuring)
+    monkeypatch.setattr(tuning, "_versions", lambda: "never measured")
+    monkeypatch.setattr(cpu_report, "detect", lambda: NO_BF16)
+    monkeypatch.setattr(speed_module, "speeds_file", lambda: tmp_path / "speeds.json")  # no turn measured yet
+    with Engine(*tiny_pair) as engine:
+        plan = engine.vision_plan
+        assert (plan.backend, plan.precision, plan.threads, plan.how) == (LLAMA_CPP, "F16", 2, NOT_MEASURED)
+        assert engine.speed.encode_s_per_tile is None  # no wait to show before a tile is read
+    handed = VisionPlan(LLAMA_CPP, "F16", 1, 1, "handed in")
+    with Engine(*tiny_pair, plan=handed, first_tile_s=0.5) as engine:
+        assert engine.vision_plan == handed and engine.decode_threads == 1
+        assert engine.speed.encode_s_per_tile == 0.5
+        result, _ = answer(engine, [Message.user("What is in this picture?", images=[images["photo"]])])
+        assert result.stats.image_tiles_encoded == 13
+
+
+def test_openvino_failing_to_load_falls_back_to_libmtmd(tiny_pair, images, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("no OpenVINO CPU plugin here")
+
+    monkeypatch.setattr(openvino_encoder, "OpenVINOVisionEncoder", broken)
+    with pytest.raises(VisionEncoderError, match="Choose the llama.cpp vision encoder"):
+        Engine(*tiny_pair, plan=VisionPlan(OPENVINO, "F32", 1, 1))
+    with open_engine(*tiny_pair, EngineSettings(vision_backend="openvino")) as engine:
+        assert engine.vision_plan.backend == LLAMA_CPP and engine._openvino is None
+        result, _ = answer(engine, [Message.user("What is in this picture?", images=[images["photo"]])])
+        assert result.stats.image_tiles_encoded == 13
 
 
 def test_a_cpu_without_bf16_falls_back_to_f16(tiny_pair, images, monkeypatch):
@@ -119,11 +161,11 @@ def test_a_cpu_without_bf16_falls_back_to_f16(tiny_pair, images, monkeypatch):
     measured = tuning.measurements()
     assert measured.cpu == NO_BF16.key
     assert not any("BF16" in candidate for candidate in measured.vision)
-    with Engine(*tiny_pair) as engine:
+    with open_engine(*tiny_pair) as engine:
         assert engine.vision_plan.precision in ("F16", "F32")
         result, _ = answer(engine, [Message.user("What is in this picture?", images=[images["photo"]])])
         assert result.stats.image_tiles_encoded == 13
-    with Engine(*tiny_pair, EngineSettings(vision_backend="llama.cpp")) as engine:
+    with open_engine(*tiny_pair, EngineSettings(vision_backend="llama.cpp")) as engine:
         assert engine.vision_plan.precision == "F16"
         assert engine.vision_mmproj_path == tiny_pair[1]  # nothing converted
 
@@ -131,10 +173,12 @@ def test_a_cpu_without_bf16_falls_back_to_f16(tiny_pair, images, monkeypatch):
 def test_without_openvino_images_are_read_by_libmtmd(tiny_pair, images, monkeypatch):
     monkeypatch.setattr(openvino_encoder, "available", lambda: False)
     monkeypatch.setattr(tuning, "_versions", lambda: "without openvino")  # measured afresh
-    with Engine(*tiny_pair) as engine:
+    with open_engine(*tiny_pair) as engine:
         assert engine.vision_plan.backend == "llama.cpp" and engine._openvino is None
         result, _ = answer(engine, [Message.user("What is in this picture?", images=[images["photo"]])])
         assert result.stats.image_tiles_encoded == 13 and result.stats.finish_reason == "length"
+    with pytest.raises(ValueError, match="OpenVINO is not installed"):
+        open_engine(*tiny_pair, EngineSettings(vision_backend="openvino"))
     with pytest.raises(ValueError, match="OpenVINO is not installed"):
         Engine(*tiny_pair, EngineSettings(vision_backend="openvino"))
 
@@ -177,7 +221,7 @@ def test_a_failed_measurement_falls_back_to_the_cpu_report(tiny_pair, images, mo
     monkeypatch.setattr(tuning, "measure", disk_full)
     monkeypatch.setattr(tuning, "_versions", lambda: "not measured yet")
     monkeypatch.setattr(cpu_report, "detect", lambda: NO_BF16)
-    with Engine(*tiny_pair) as engine:
+    with open_engine(*tiny_pair) as engine:
         assert "CPU report" in engine.vision_plan.how and "No space left" in engine.vision_plan.how
         assert engine.vision_plan.precision in ("F16", "F32") and engine.vision_plan.threads == 2
         result, _ = answer(engine, [Message.user("What is in this picture?", images=[images["photo"]])])

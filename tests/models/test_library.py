@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from smolchat.engine import Engine, EngineSettings, Message, ModelFileError
+from smolchat.engine import EngineSettings, Message, ModelFileError
+from smolchat.engine.engine import Engine
+from smolchat.engine.synthetic import TINY, write_mmproj
 from smolchat.models import hf_cache as cache_layout
 from smolchat.models.download import download
 from smolchat.models.library import Library, NotInstalledError, UnusableFile, model_name
-from smolchat.testing.gguf_pair import TINY, write_mmproj
 from tests.fake_hub_fixtures import REPO
 from tests.helpers import answer
 

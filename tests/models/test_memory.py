@@ -20,7 +20,7 @@ from smolchat.models.machine import (
     parse_vm_stat,
 )
 from smolchat.models.memory import Fit, MemoryEstimate, Part, estimate_memory, verdict
-from smolchat.testing.gguf_pair import TINY, write_mmproj
+from smolchat.engine.synthetic import TINY, write_mmproj
 
 GB = 1_000_000_000
 # The real 256M pair's files (ggml-org/SmolVLM-256M-Instruct-GGUF)

@@ -7,7 +7,7 @@ import shutil
 import pytest
 
 from smolchat.engine.gguf_info import inspect_projector
-from smolchat.engine.vision.tuning import LLAMA_CPP, OPENVINO, VisionPlan, projector_for
+from smolchat.engine.vision.plan import LLAMA_CPP, OPENVINO, VisionPlan, projector_for
 from smolchat.models import hf_cache as cache
 from smolchat.models.library import Library
 from tests.fake_hub_fixtures import REPO

@@ -9,7 +9,8 @@ import threading
 import types
 from pathlib import PurePath
 
-from smolchat.engine import Engine, native
+from smolchat.engine import native
+from smolchat.engine.engine import Engine
 
 NATIVE_TYPES = (Engine, native.TextModel, native.TokenBatch, native.SamplerChain, native.AbortWatch)
 _CTYPES = (ctypes._SimpleCData, ctypes._Pointer, ctypes.Structure, ctypes.Union, ctypes.Array, ctypes._CFuncPtr)

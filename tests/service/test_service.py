@@ -9,7 +9,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from smolchat.engine import Engine, EngineSettings, Message, SamplingParams
+from smolchat.engine import EngineSettings, Message, SamplingParams
+from smolchat.engine.engine import Engine
 from smolchat.errors import SmolChatError
 from smolchat.service import (
     CANCELLED,

@@ -12,7 +12,8 @@ from smolchat import settings as settings_module
 from smolchat.budget.context import plan_context
 from smolchat.budget.detail import Detail, max_tokens_for
 from smolchat.budget.images import image_cost
-from smolchat.engine import Engine, Message, inspect_text_model
+from smolchat.engine import Message, inspect_text_model
+from smolchat.engine.engine import Engine
 from smolchat.store import COMPLETE, STOPPED
 
 

@@ -14,11 +14,11 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QGuiApplication, QImage
 from PySide6.QtWidgets import QToolButton
 
-from smolchat.engine import Engine
 from smolchat.engine.chat_template import ChatTemplate
+from smolchat.engine.engine import Engine
+from smolchat.engine.synthetic import TINY, write_mmproj, write_pair, write_text_model
 from smolchat.models.library import InstalledModel
 from smolchat.service import engine_service
-from smolchat.testing.gguf_pair import TINY, write_mmproj, write_pair, write_text_model
 from smolchat.ui.workers.engine_worker import LoadedModel
 from tests.service.snapshots import native_objects_in
 from tests.ui.test_chat_window import attach, send

@@ -11,7 +11,7 @@ from smolchat.models.catalog import CATALOG, DEFAULT_REPO
 from smolchat.models.download import Progress
 from smolchat.models.hub import Hub, RepoListing
 from smolchat.models.library import InstalledModel, Library
-from smolchat.models.memory import format_bytes
+from smolchat.units import format_bytes
 from smolchat.ui.controllers.turns import TurnController
 from smolchat.ui.views.main_window import MainWindow
 from smolchat.ui.views.model_picker import ModelPicker

@@ -2,22 +2,24 @@
 
 The files have the real architecture, tokenizer layout and metadata keys of SmolVLM, so
 llama.cpp and libmtmd load and run them exactly as they run a downloaded model; only the
-weights are noise. Tests use the tiny shape (a few hundred KB, answers in milliseconds);
-benchmarks use the SmolVLM-256M shape, whose speed matches the real model's.
+weights are noise. The self-test and the tests use the tiny shape (a few hundred KB,
+answers in milliseconds); benchmarks use the SmolVLM-256M shape, whose speed matches the
+real model's; the first-run measurement writes its probe models with it.
 
-    python -m smolchat.testing.gguf_pair OUT_DIR --shape smolvlm-256m --text-type Q8_0
+    python -m smolchat.engine.synthetic OUT_DIR --shape smolvlm-256m --text-type Q8_0
 """
 
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
 import gguf
 import numpy as np
 
+from smolchat.engine import families
+from smolchat.engine.families import PairShape, TextShape, VisionShape
 from smolchat.engine.prompt import SMOLVLM_CHAT_TEMPLATE
 
 _LEADING_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
@@ -28,38 +30,6 @@ _IMAGE_SPECIALS = (
     + ["<end_of_utterance>"]
 )
 
-
-@dataclass(frozen=True)
-class TextShape:
-    n_embd: int
-    n_layer: int
-    n_head: int
-    n_head_kv: int
-    n_ff: int
-    n_vocab: int | None = None  # None: just the tokens the tokenizer needs
-    n_ctx_train: int = 8192
-    rope_freq_base: float = 100000.0
-
-
-@dataclass(frozen=True)
-class VisionShape:
-    n_embd: int
-    n_layer: int
-    n_head: int
-    n_ff: int  # keep it different from n_embd: libmtmd swaps up/down weights otherwise
-    image_size: int
-    patch_size: int
-    scale_factor: int  # must be > 1: llama.cpp aborts the process otherwise
-    preproc_image_size: int | None
-
-
-@dataclass(frozen=True)
-class PairShape:
-    name: str
-    text: TextShape
-    vision: VisionShape
-
-
 TINY = PairShape(
     name="TinySmolVLM",
     text=TextShape(n_embd=64, n_layer=2, n_head=4, n_head_kv=2, n_ff=128, n_ctx_train=4096),
@@ -69,14 +39,7 @@ TINY = PairShape(
     ),
 )
 
-SMOLVLM_256M = PairShape(
-    name="SmolVLM-256M-Shaped",
-    text=TextShape(n_embd=576, n_layer=30, n_head=9, n_head_kv=3, n_ff=1536, n_vocab=49280),
-    vision=VisionShape(
-        n_embd=768, n_layer=12, n_head=12, n_ff=3072,
-        image_size=512, patch_size=16, scale_factor=4, preproc_image_size=2048,
-    ),
-)
+SMOLVLM_256M = PairShape("SmolVLM-256M-Shaped", families.SMOLVLM_256M.text, families.SMOLVLM_256M.vision)
 
 SHAPES = {"tiny": TINY, "smolvlm-256m": SMOLVLM_256M}
 

@@ -13,50 +13,39 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from smolchat import paths
+from smolchat.engine import families
 from smolchat.engine.backends import llama_cpp
+from smolchat.engine.families import PairShape
 from smolchat.engine.vision import cpu as cpu_report
 from smolchat.engine.vision import openvino_encoder
 from smolchat.engine.vision.cpu import CpuReport
-from smolchat.engine.vision.projector_files import (
-    LAYOUT,
-    convert_mmproj,
-    copy_path,
-    layout_only_mmproj,
+from smolchat.engine.vision.plan import (
+    LLAMA_CPP,
+    OPENVINO,
+    VisionPlan,
+    backends,
+    check_installed,
+    from_cpu_report,
+    precisions,
 )
+from smolchat.engine.vision.projector_files import convert_mmproj
 from smolchat.errors import SmolChatError
+from smolchat.files import write_json
 
 log = logging.getLogger(__name__)
 
-OPENVINO = "openvino"
-LLAMA_CPP = "llama.cpp"
-BACKENDS = (OPENVINO, LLAMA_CPP)
 _FORMAT = 1  # bump when what is measured changes
 
 PROBE_NAME = "SmolChatProbe"
 PROBE_VISION_LAYERS = 2  # SigLIP at its real width, few layers: enough to rank the candidates
-
-
-@dataclass(frozen=True)
-class VisionPlan:
-    """How the vision encoder runs, and how many threads generation uses."""
-
-    backend: str  # OPENVINO or LLAMA_CPP
-    precision: str  # the vision weights' (llama.cpp) or compute (OpenVINO) precision
-    threads: int  # vision encoder
-    decode_threads: int  # text generation
-    how: str = "measured on this computer"
-
-    def describe(self) -> str:
-        return f"{self.backend} {self.precision}, {self.threads} thread{'s' if self.threads != 1 else ''}"
 
 
 @dataclass
@@ -74,17 +63,6 @@ class Measurements:
         return int(min(self.decode, key=self.decode.__getitem__))
 
 
-def precisions(backend: str, cpu: CpuReport) -> list[str]:
-    """Precisions worth trying: BF16 only where the CPU computes in it."""
-    if backend == OPENVINO:
-        return ["BF16", "F32"] if cpu.bf16 else ["F32"]
-    return ["BF16", "F16"] if cpu.bf16 else ["F16"]
-
-
-def backends() -> list[str]:
-    return [OPENVINO, LLAMA_CPP] if openvino_encoder.available() else [LLAMA_CPP]
-
-
 def _versions() -> str:
     ov = "none"
     if openvino_encoder.available():
@@ -95,16 +73,14 @@ def _versions() -> str:
 
 
 def _probe_files(folder: Path) -> tuple[Path, Path, Path]:
-    # the SmolVLM-shaped GGUF writer that the tests use; imported here, as it imports the engine
-    from smolchat.testing.gguf_pair import PairShape, TextShape, VisionShape, write_pair
+    from smolchat.engine.synthetic import write_pair  # gguf's writer: only when probes are written
 
+    # SmolVLM-256M's widths and tile, few layers, a minimal vocabulary, one tile per image
+    family = families.SMOLVLM_256M
     probe = PairShape(
         name=PROBE_NAME,
-        text=TextShape(n_embd=576, n_layer=4, n_head=9, n_head_kv=3, n_ff=1536, n_ctx_train=2048),
-        vision=VisionShape(
-            n_embd=768, n_layer=PROBE_VISION_LAYERS, n_head=12, n_ff=3072,
-            image_size=512, patch_size=16, scale_factor=4, preproc_image_size=512,
-        ),
+        text=replace(family.text, n_layer=4, n_vocab=None, n_ctx_train=2048),
+        vision=replace(family.vision, n_layer=PROBE_VISION_LAYERS, preproc_image_size=512),
     )
     text = folder / f"{PROBE_NAME}-F16.gguf"
     mmproj = folder / f"mmproj-{PROBE_NAME}-F16.gguf"
@@ -134,13 +110,14 @@ def _time_openvino(mmproj: Path, image: Path, precision: str, threads: int) -> f
 
 def _time_llama_cpp(text: Path, mmproj: Path, image: Path, precision: str, threads: int) -> tuple[float, float]:
     """Seconds per probe tile, and per generated token."""
-    from smolchat.engine.engine import Engine, EngineSettings
-    from smolchat.engine.native import SamplingParams
+    from smolchat.engine.engine import Engine
     from smolchat.engine.prompt import Message
+    from smolchat.engine.types import EngineSettings, SamplingParams
 
     settings = EngineSettings(n_ctx=1024, n_threads=threads, vision_backend=LLAMA_CPP,
                               vision_precision=precision, n_threads_vision=threads)
-    with Engine(text, mmproj, settings) as engine:
+    candidate = VisionPlan(LLAMA_CPP, precision, threads, threads, "a candidate being measured")
+    with Engine(text, mmproj, settings, plan=candidate) as engine:
         tile_runs = []
         for _ in range(3):  # the first run is a warm-up
             engine.reset()
@@ -212,10 +189,7 @@ def measurements(cpu: CpuReport | None = None) -> Measurements:
         return Measurements(**saved[key])
     result = measure(cpu, paths.cache_dir() / "probe")
     saved[key] = asdict(result)
-    store.parent.mkdir(parents=True, exist_ok=True)
-    partial = store.with_suffix(".partial")
-    partial.write_text(json.dumps(saved, indent=1))
-    os.replace(partial, store)
+    write_json(store, saved)
     return result
 
 
@@ -230,20 +204,16 @@ def plan(
     """The fastest way to read images here; what is given explicitly is kept, and the rest is
     the fastest measured variant that agrees with it."""
     cpu = cpu or cpu_report.detect()
-    if backend == OPENVINO and not openvino_encoder.available():
-        raise ValueError("OpenVINO is not installed: pip install 'smolchat[openvino]'")
+    check_installed(backend)
     if backend != "auto" and precision != "auto" and threads and decode_threads:
         return VisionPlan(backend, precision, threads, decode_threads, "from the settings")
     try:
         m = measurements(cpu)
     except (OSError, SmolChatError) as e:  # a full disk, say: go by what the CPU reports
         log.warning("could not measure this computer, going by its CPU report: %s", e)
-        chosen = backend if backend != "auto" else (OPENVINO if openvino_encoder.available() else LLAMA_CPP)
-        return VisionPlan(
-            chosen, precisions(chosen, cpu)[0] if precision == "auto" else precision,
-            threads or cpu.physical_cores, decode_threads or cpu.physical_cores,
-            f"from the CPU report (not measured: {e})",
-        )
+        return from_cpu_report(cpu, backends()[0] if backend == "auto" else backend, precision=precision,
+                               threads=threads, decode_threads=decode_threads,
+                               how=f"from the CPU report (not measured: {e})")
     matching = {
         key: seconds for key, seconds in m.vision.items()
         if (backend == "auto" or key.split()[0] == backend)
@@ -264,24 +234,3 @@ def plan(
         decode_threads=decode_threads or m.fastest_decode(),
         how="settings, the rest measured on this computer" if explicit else "measured on this computer",
     )
-
-
-def projector_for(path: Path, file_type: int | None, plan: VisionPlan) -> tuple[Path, bool]:
-    """The projector file libmtmd should load for ``plan``, made once if needed, and whether
-    it is a layout-only copy (OpenVINO reads the images; libmtmd only lays prompts out).
-
-    For libmtmd itself: the file, or a copy in the plan's precision (F16 <-> BF16; quantized
-    files stay as they are) kept in the data folder."""
-    if plan.backend == OPENVINO:
-        target = copy_path(path, LAYOUT)
-        if not target.exists():
-            layout_only_mmproj(path, target)
-        return target, True
-    current = {0: "F32", 1: "F16", 32: "BF16"}.get(file_type if file_type is not None else -1)
-    if current is None or current == plan.precision or plan.precision not in ("F16", "BF16"):
-        return path, False
-    target = copy_path(path, plan.precision)
-    if not target.exists():
-        log.info("converting %s to %s for this CPU (once)", path.name, plan.precision)
-        convert_mmproj(path, target, plan.precision)
-    return target, False

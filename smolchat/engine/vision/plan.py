@@ -1,0 +1,96 @@
+"""A vision plan: which encoder reads images, in which precision, on how many threads.
+
+The engine runs the plan it is handed; choosing one by measuring this computer is
+``smolchat.calibrate``'s work. What is here measures nothing: the plan type, the backends
+and precisions worth considering on a CPU, a plan from the CPU's own report, and the
+projector file libmtmd loads for a plan.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from smolchat.engine.gguf_info import file_type_name
+from smolchat.engine.vision import openvino_encoder
+from smolchat.engine.vision.cpu import CpuReport
+from smolchat.engine.vision.projector_files import LAYOUT, convert_mmproj, copy_path, layout_only_mmproj
+
+log = logging.getLogger(__name__)
+
+OPENVINO = "openvino"
+LLAMA_CPP = "llama.cpp"
+BACKENDS = (OPENVINO, LLAMA_CPP)
+NOT_MEASURED = "from the CPU report (not measured)"
+
+
+@dataclass(frozen=True)
+class VisionPlan:
+    """How the vision encoder runs, and how many threads generation uses."""
+
+    backend: str  # OPENVINO or LLAMA_CPP
+    precision: str  # the vision weights' (llama.cpp) or compute (OpenVINO) precision
+    threads: int  # vision encoder
+    decode_threads: int  # text generation
+    how: str = "measured on this computer"
+
+    def describe(self) -> str:
+        return f"{self.backend} {self.precision}, {self.threads} thread{'s' if self.threads != 1 else ''}"
+
+
+def precisions(backend: str, cpu: CpuReport) -> list[str]:
+    """Precisions worth trying: BF16 only where the CPU computes in it."""
+    if backend == OPENVINO:
+        return ["BF16", "F32"] if cpu.bf16 else ["F32"]
+    return ["BF16", "F16"] if cpu.bf16 else ["F16"]
+
+
+def backends() -> list[str]:
+    """The encoders installed here, the faster on a CPU first."""
+    return [OPENVINO, LLAMA_CPP] if openvino_encoder.available() else [LLAMA_CPP]
+
+
+def check_installed(backend: str) -> None:
+    if backend == OPENVINO and not openvino_encoder.available():
+        raise ValueError("OpenVINO is not installed: pip install 'smolchat[openvino]'")
+
+
+def from_cpu_report(
+    cpu: CpuReport,
+    backend: str,
+    *,
+    precision: str = "auto",
+    threads: int | None = None,
+    decode_threads: int | None = None,
+    how: str = NOT_MEASURED,
+) -> VisionPlan:
+    """A plan without measuring: what is given, and for the rest the first precision worth
+    trying with ``backend`` on this CPU and its physical cores."""
+    check_installed(backend)
+    return VisionPlan(
+        backend, precisions(backend, cpu)[0] if precision == "auto" else precision,
+        threads or cpu.physical_cores, decode_threads or cpu.physical_cores, how,
+    )
+
+
+def projector_for(path: Path, file_type: int | None, plan: VisionPlan) -> tuple[Path, bool]:
+    """The projector file libmtmd should load for ``plan``, made once if needed, and whether
+    it is a layout-only copy (OpenVINO reads the images; libmtmd only lays prompts out).
+
+    For libmtmd itself: the file, or a copy in the plan's precision (F16 <-> BF16; quantized
+    files stay as they are) kept in the data folder."""
+    if plan.backend == OPENVINO:
+        target = copy_path(path, LAYOUT)
+        if not target.exists():
+            layout_only_mmproj(path, target)
+        return target, True
+    current = file_type_name(file_type)
+    # quantized projectors stay as they are; float ones are converted between F16 and BF16
+    if current not in ("F32", "F16", "BF16") or current == plan.precision or plan.precision not in ("F16", "BF16"):
+        return path, False
+    target = copy_path(path, plan.precision)
+    if not target.exists():
+        log.info("converting %s to %s for this CPU (once)", path.name, plan.precision)
+        convert_mmproj(path, target, plan.precision)
+    return target, False
