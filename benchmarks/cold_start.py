@@ -49,10 +49,18 @@ def home_with_model(models: Path) -> Path:
     shared_cache = Path(os.environ.get("SMOLCHAT_CACHE", Path.home() / ".cache" / "SmolChat"))
     shared_cache.mkdir(parents=True, exist_ok=True)
     (home / "cache").symlink_to(shared_cache)  # the vision measurement is taken once per machine
-    subprocess.run([sys.executable, "-c",
-                    "import sys; from smolchat.models.library import Library; "
-                    "Library().import_pair(sys.argv[1], sys.argv[2], name='SmolVLM-256M-shaped')",
-                    str(text), str(mmproj)], check=True, env={**os.environ, "SMOLCHAT_HOME": str(home)})
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from smolchat.models.library import Library; "
+            "Library().import_pair(sys.argv[1], sys.argv[2], name='SmolVLM-256M-shaped')",
+            str(text),
+            str(mmproj),
+        ],
+        check=True,
+        env={**os.environ, "SMOLCHAT_HOME": str(home)},
+    )
     return home
 
 
@@ -65,7 +73,10 @@ def main() -> int:
 
     result: dict[str, list[float]] = {"import light core": import_seconds(LIGHT_CORE, args.runs)}
     empty = tempfile.mkdtemp(prefix="smolchat-start-empty-")
-    for label, home in (("window, first run", Path(empty)), ("window, a model installed", home_with_model(args.models))):
+    for label, home in (
+        ("window, first run", Path(empty)),
+        ("window, a model installed", home_with_model(args.models)),
+    ):
         os.environ["SMOLCHAT_HOME"] = str(home)
         time_to_window(1)  # not counted: the first start after a change compiles bytecode
         result[label] = time_to_window(args.runs)

@@ -30,12 +30,17 @@ def time_to_window(runs: int = 3, command: list[str] | None = None, before_each=
         if before_each:
             before_each()
         started = time.perf_counter()
-        app = subprocess.Popen(command or [sys.executable, "-m", "smolchat"], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+        app = subprocess.Popen(
+            command or [sys.executable, "-m", "smolchat"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         # Polled every 50 ms: xdotool's own --sync looks only every half second, and polling
         # much faster makes Xvfb turn away the app's own connection now and then.
-        while subprocess.run(["xdotool", "search", "--onlyvisible", "--name", "^SmolChat$"],
-                             capture_output=True).returncode != 0:
+        while (
+            subprocess.run(
+                ["xdotool", "search", "--onlyvisible", "--name", "^SmolChat$"], capture_output=True
+            ).returncode
+            != 0
+        ):
             if time.perf_counter() - started > 60:
                 raise TimeoutError("no SmolChat window within 60 s")
             time.sleep(0.05)
@@ -64,8 +69,12 @@ def main() -> int:
     # this pair under the official file names (huggingface_hub reads these at import).
     from smolchat.testing.fake_hub import FakeHub, FakeRepo
 
-    repo = FakeRepo({"SmolVLM-256M-Instruct-Q8_0.gguf": text.read_bytes(),
-                     "mmproj-SmolVLM-256M-Instruct-f16.gguf": mmproj.read_bytes()})
+    repo = FakeRepo(
+        {
+            "SmolVLM-256M-Instruct-Q8_0.gguf": text.read_bytes(),
+            "mmproj-SmolVLM-256M-Instruct-f16.gguf": mmproj.read_bytes(),
+        }
+    )
     hub = FakeHub({"ggml-org/SmolVLM-256M-Instruct-GGUF": repo}).start()
     os.environ["HF_ENDPOINT"], os.environ["HF_HUB_CACHE"] = hub.url, str(home / "hf")
     os.environ["HF_HUB_OFFLINE"] = "0"
@@ -78,8 +87,11 @@ def main() -> int:
     from smolchat.ui.app import STYLE, App
 
     Library().import_pair(text, mmproj, name="SmolVLM-256M-shaped")
-    save(Settings("SmolVLM-256M-shaped").with_model_settings(
-        "SmolVLM-256M-shaped", ModelSettings(max_tokens=args.max_tokens, temperature=0.0)))
+    save(
+        Settings("SmolVLM-256M-shaped").with_model_settings(
+            "SmolVLM-256M-shaped", ModelSettings(max_tokens=args.max_tokens, temperature=0.0)
+        )
+    )
     shown_s = time_to_window()
     qt = QApplication(sys.argv)
     qt.setStyleSheet(STYLE)
@@ -116,8 +128,11 @@ def main() -> int:
         composer.send_requested.emit(question, composer.images)
         wait(app.turns.answered)
         stats = app.store.messages(app.conversations.conversation_id)[-1].stats
-        return {"send_to_first_token_s": round(first[0] - sent, 2), "decode_tok_s": round(stats["decode_tok_s"], 1),
-                "tiles_read_after_send": stats["image_tiles_encoded"]}
+        return {
+            "send_to_first_token_s": round(first[0] - sent, 2),
+            "decode_tok_s": round(stats["decode_tok_s"], 1),
+            "tiles_read_after_send": stats["image_tiles_encoded"],
+        }
 
     def decode_speed(runs: int = 3) -> list[float]:
         """Text-only answers streamed into the view: the engine's own decode figure."""
@@ -152,16 +167,46 @@ def main() -> int:
 
     cli_speeds = []
     for n in range(3):  # the same text-only question through smolchat bench, one process each
-        bench = subprocess.run([sys.executable, "-m", "smolchat", "bench", "--model", str(text), "--mmproj",
-                                str(mmproj), "--prompt", f"Tell me story number {n}.", "--max-tokens",
-                                str(args.max_tokens), "--runs", "1", "--turns", "1", "--json"],
-                               capture_output=True, text=True, env={**os.environ})
+        bench = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "smolchat",
+                "bench",
+                "--model",
+                str(text),
+                "--mmproj",
+                str(mmproj),
+                "--prompt",
+                f"Tell me story number {n}.",
+                "--max-tokens",
+                str(args.max_tokens),
+                "--runs",
+                "1",
+                "--turns",
+                "1",
+                "--json",
+            ],
+            capture_output=True,
+            text=True,
+            env={**os.environ},
+        )
         if bench.returncode == 0:
             cli_speeds.append(round(json.loads(bench.stdout)["turns"][0]["decode_tok_s"], 1))
-    print(json.dumps({"start_to_window_s": shown_s, "model_load_s": round(load_s, 2),
-                      "without_reading_ahead": without, "reading_while_typing": with_read_ahead,
-                      "window_decode_tok_s": gui_speeds, "cli_bench_decode_tok_s": cli_speeds,
-                      "screenshots": {k: str(v) for k, v in shots.items()}}, indent=2))
+    print(
+        json.dumps(
+            {
+                "start_to_window_s": shown_s,
+                "model_load_s": round(load_s, 2),
+                "without_reading_ahead": without,
+                "reading_while_typing": with_read_ahead,
+                "window_decode_tok_s": gui_speeds,
+                "cli_bench_decode_tok_s": cli_speeds,
+                "screenshots": {k: str(v) for k, v in shots.items()},
+            },
+            indent=2,
+        )
+    )
     return 0
 
 

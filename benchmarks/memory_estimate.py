@@ -28,15 +28,44 @@ sys.path.insert(0, str(Path(__file__).parent))
 from smolvlm_256m_shaped import ensure_pair  # noqa: E402
 
 LIMIT = 0.20
-COLUMNS = ("vision", "n_ctx", "text", "mmproj", "KV", "text compute", "vision work", "runtime",
-           "estimate MiB", "peak RSS MiB", "error")
+COLUMNS = (
+    "vision",
+    "n_ctx",
+    "text",
+    "mmproj",
+    "KV",
+    "text compute",
+    "vision work",
+    "runtime",
+    "estimate MiB",
+    "peak RSS MiB",
+    "error",
+)
 
 
 def bench(text: Path, mmproj: Path, photo: Path, n_ctx: int, runs: int, vision: str) -> dict:
     command = [
-        sys.executable, "-m", "smolchat", "bench", "--json", "--model", str(text), "--mmproj", str(mmproj),
-        "--image", str(photo), "--n-ctx", str(n_ctx), "--runs", str(runs), "--turns", "2",
-        "--max-tokens", "64", "--vision", vision,
+        sys.executable,
+        "-m",
+        "smolchat",
+        "bench",
+        "--json",
+        "--model",
+        str(text),
+        "--mmproj",
+        str(mmproj),
+        "--image",
+        str(photo),
+        "--n-ctx",
+        str(n_ctx),
+        "--runs",
+        str(runs),
+        "--turns",
+        "2",
+        "--max-tokens",
+        "64",
+        "--vision",
+        vision,
     ]
     return json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
 
@@ -50,9 +79,19 @@ def prepare_copies(mmproj: Path, file_type: int | None, vision: str) -> None:
 def row(vision: str, n_ctx: int, estimate: MemoryEstimate, measured_mib: float) -> tuple[str, ...]:
     mib = lambda n: f"{n / MiB:.0f}"  # noqa: E731
     error = estimate.total / MiB / measured_mib - 1
-    return (vision, str(n_ctx), mib(estimate.text_weights.total), mib(estimate.projector_weights.total),
-            mib(estimate.kv_cache.total), mib(estimate.text_compute.total), mib(estimate.vision_work.total),
-            mib(estimate.runtime.total), mib(estimate.total), f"{measured_mib:.0f}", f"{error:+.1%}")
+    return (
+        vision,
+        str(n_ctx),
+        mib(estimate.text_weights.total),
+        mib(estimate.projector_weights.total),
+        mib(estimate.kv_cache.total),
+        mib(estimate.text_compute.total),
+        mib(estimate.vision_work.total),
+        mib(estimate.runtime.total),
+        mib(estimate.total),
+        f"{measured_mib:.0f}",
+        f"{error:+.1%}",
+    )
 
 
 def main() -> int:
@@ -72,16 +111,26 @@ def main() -> int:
             measured = bench(text_path, mmproj_path, photo, n_ctx, args.runs, vision)
             ran = measured["vision"].replace(",", " ").split()[:2]  # "openvino BF16, 2 threads (...)"
             if ran != [choice.backend, choice.precision]:
-                print(f"note: bench read images with {measured['vision']}, not {choice.backend} "
-                      f"{choice.precision}", file=sys.stderr)
-            estimate = estimate_memory(text, projector, n_ctx=n_ctx, vision_backend=ran[0],
-                                       vision_precision=ran[1], vision_on_gpu=choice.on_gpu)
+                print(
+                    f"note: bench read images with {measured['vision']}, not {choice.backend} {choice.precision}",
+                    file=sys.stderr,
+                )
+            estimate = estimate_memory(
+                text,
+                projector,
+                n_ctx=n_ctx,
+                vision_backend=ran[0],
+                vision_precision=ran[1],
+                vision_on_gpu=choice.on_gpu,
+            )
             rows.append(row(f"{ran[0]} {ran[1]}", n_ctx, estimate, measured["peak_rss_mb"]))
             worst = max(worst, abs(estimate.total / MiB / measured["peak_rss_mb"] - 1))
             print(" | ".join(rows[-1]), file=sys.stderr, flush=True)
 
-    print(f"{text_path.name} + {mmproj_path.name}, {photo.name} (13 tiles), 2 turns, "
-          f"{args.runs} run(s) after a warm-up; sizes in MiB (estimate parts, then totals)\n")
+    print(
+        f"{text_path.name} + {mmproj_path.name}, {photo.name} (13 tiles), 2 turns, "
+        f"{args.runs} run(s) after a warm-up; sizes in MiB (estimate parts, then totals)\n"
+    )
     print("| " + " | ".join(COLUMNS) + " |")
     print("|" + "---|" * len(COLUMNS))
     for r in rows:

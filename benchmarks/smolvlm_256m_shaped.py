@@ -66,9 +66,22 @@ def main() -> int:
 
     text, mmproj, photo = ensure_pair(args.out)
     command = [
-        sys.executable, "-m", "smolchat", "bench", "--model", str(text), "--mmproj", str(mmproj),
-        "--image", str(photo), "--runs", str(args.runs), "--turns", str(args.turns),
-        "--max-tokens", str(args.max_tokens),
+        sys.executable,
+        "-m",
+        "smolchat",
+        "bench",
+        "--model",
+        str(text),
+        "--mmproj",
+        str(mmproj),
+        "--image",
+        str(photo),
+        "--runs",
+        str(args.runs),
+        "--turns",
+        str(args.turns),
+        "--max-tokens",
+        str(args.max_tokens),
     ]
     subprocess.run(command, check=True)
     if not args.no_baseline:

@@ -26,18 +26,38 @@ VARIANTS = [
     ("OpenVINO, BF16, 1 thread", ["--vision", "openvino", "--vision-precision", "BF16", "--vision-threads", "1"]),
     ("llama.cpp, mmproj BF16 (converted), flash attention", ["--vision", "llama.cpp", "--vision-precision", "BF16"]),
     ("llama.cpp, mmproj F16, flash attention", ["--vision", "llama.cpp", "--vision-precision", "F16"]),
-    ("llama.cpp, mmproj BF16 (converted), no flash attention",
-     ["--vision", "llama.cpp", "--vision-precision", "BF16", "--no-flash-attn"]),
+    (
+        "llama.cpp, mmproj BF16 (converted), no flash attention",
+        ["--vision", "llama.cpp", "--vision-precision", "BF16", "--no-flash-attn"],
+    ),
 ]
 # The last one also runs the baseline with the same (usual) settings.
-USUAL = ("llama.cpp, mmproj F16, no flash attention",
-         ["--vision", "llama.cpp", "--vision-precision", "F16", "--no-flash-attn", "--baseline"])
+USUAL = (
+    "llama.cpp, mmproj F16, no flash attention",
+    ["--vision", "llama.cpp", "--vision-precision", "F16", "--no-flash-attn", "--baseline"],
+)
 
 
 def bench(text: Path, mmproj: Path, photo: Path, runs: int, extra: list[str]) -> dict:
     command = [
-        sys.executable, "-m", "smolchat", "bench", "--json", "--model", str(text), "--mmproj", str(mmproj),
-        "--image", str(photo), "--runs", str(runs), "--turns", "2", "--max-tokens", "64", *extra,
+        sys.executable,
+        "-m",
+        "smolchat",
+        "bench",
+        "--json",
+        "--model",
+        str(text),
+        "--mmproj",
+        str(mmproj),
+        "--image",
+        str(photo),
+        "--runs",
+        str(runs),
+        "--turns",
+        "2",
+        "--max-tokens",
+        "64",
+        *extra,
     ]
     return json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
 
@@ -45,9 +65,11 @@ def bench(text: Path, mmproj: Path, photo: Path, runs: int, extra: list[str]) ->
 def row(label: str, vision: str, turns: list[dict], rss: float) -> str:
     first, second = turns
     per_tile = first.get("encode_s_per_tile")
-    return (f"| {label} | {vision} | {first['ttft_s']:.2f} | "
-            f"{'-' if per_tile is None else f'{per_tile:.2f}'} | {first['decode_tok_s']:.1f} | "
-            f"{second['ttft_s']:.2f} | {rss:.0f} |")
+    return (
+        f"| {label} | {vision} | {first['ttft_s']:.2f} | "
+        f"{'-' if per_tile is None else f'{per_tile:.2f}'} | {first['decode_tok_s']:.1f} | "
+        f"{second['ttft_s']:.2f} | {rss:.0f} |"
+    )
 
 
 def main() -> int:
@@ -64,8 +86,15 @@ def main() -> int:
         print(row(label, result["vision"], result["turns"], result["peak_rss_mb"]), flush=True)
         if "baseline" in result:
             base = result["baseline"]
-            print(row("bare llama-cpp-python (MTMDChatHandler), usual settings", base["vision"],
-                      base["turns"], base["peak_rss_mb"]), flush=True)
+            print(
+                row(
+                    "bare llama-cpp-python (MTMDChatHandler), usual settings",
+                    base["vision"],
+                    base["turns"],
+                    base["peak_rss_mb"],
+                ),
+                flush=True,
+            )
     return 0
 
 

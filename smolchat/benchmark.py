@@ -91,10 +91,23 @@ def _windows_peak_working_set() -> float:
     from ctypes import wintypes
 
     class ProcessMemoryCounters(ctypes.Structure):
-        _fields_ = [("cb", wintypes.DWORD), ("PageFaultCount", wintypes.DWORD),
-                    *((name, ctypes.c_size_t) for name in (
-                        "PeakWorkingSetSize", "WorkingSetSize", "QuotaPeakPagedPoolUsage", "QuotaPagedPoolUsage",
-                        "QuotaPeakNonPagedPoolUsage", "QuotaNonPagedPoolUsage", "PagefileUsage", "PeakPagefileUsage"))]
+        _fields_ = [
+            ("cb", wintypes.DWORD),
+            ("PageFaultCount", wintypes.DWORD),
+            *(
+                (name, ctypes.c_size_t)
+                for name in (
+                    "PeakWorkingSetSize",
+                    "WorkingSetSize",
+                    "QuotaPeakPagedPoolUsage",
+                    "QuotaPagedPoolUsage",
+                    "QuotaPeakNonPagedPoolUsage",
+                    "QuotaNonPagedPoolUsage",
+                    "PagefileUsage",
+                    "PeakPagefileUsage",
+                )
+            ),
+        ]
 
     kernel32 = ctypes.WinDLL("kernel32")  # type: ignore[attr-defined]
     kernel32.GetCurrentProcess.restype = wintypes.HANDLE
@@ -120,9 +133,7 @@ def _median_figures(samples: list[dict]) -> TurnFigures:
         image_tokens=last.get("image_tokens"),
         reused_tokens=last.get("reused_tokens"),
         image_tiles_encoded=last.get("image_tiles_encoded"),
-        encode_s_per_tile=(
-            med("encode_s") / last["image_tiles_encoded"] if last.get("image_tiles_encoded") else None
-        ),
+        encode_s_per_tile=(med("encode_s") / last["image_tiles_encoded"] if last.get("image_tiles_encoded") else None),
     )
 
 
@@ -166,8 +177,7 @@ def measure_smolchat(config: BenchConfig, progress=None) -> EngineReport:
                 if run > 0:
                     per_turn[turn].append(result.stats.as_dict())
                 if progress:
-                    progress(f"smolchat run {run or 'warm-up'} turn {turn + 1}: "
-                             f"TTFT {result.stats.ttft_s:.2f} s")
+                    progress(f"smolchat run {run or 'warm-up'} turn {turn + 1}: TTFT {result.stats.ttft_s:.2f} s")
     return _report("smolchat", per_turn, load_s, vision, decode_threads)
 
 
@@ -186,10 +196,16 @@ def measure_baseline(config: BenchConfig, progress=None) -> EngineReport:
     started = time.perf_counter()
     handler = MTMDChatHandler(str(config.mmproj), verbose=False) if config.mmproj else None
     llama = Llama(
-        str(config.model), n_ctx=settings.n_ctx, n_batch=settings.n_batch, n_ubatch=settings.n_batch,
-        n_threads=threads, n_threads_batch=settings.n_threads_batch or threads,
-        n_gpu_layers=settings.n_gpu_layers, flash_attn=settings.flash_attn,
-        chat_handler=handler, verbose=False,
+        str(config.model),
+        n_ctx=settings.n_ctx,
+        n_batch=settings.n_batch,
+        n_ubatch=settings.n_batch,
+        n_threads=threads,
+        n_threads_batch=settings.n_threads_batch or threads,
+        n_gpu_layers=settings.n_gpu_layers,
+        flash_attn=settings.flash_attn,
+        chat_handler=handler,
+        verbose=False,
     )
     try:
         vocab = llama_cpp.llama_model_get_vocab(llama.model)
@@ -201,16 +217,18 @@ def measure_baseline(config: BenchConfig, progress=None) -> EngineReport:
             for turn in range(config.turns):
                 parts: list[dict] = []
                 if turn == 0:
-                    parts += [{"type": "image_url", "image_url": {"url": p.resolve().as_uri()}}
-                              for p in config.images]
+                    parts += [{"type": "image_url", "image_url": {"url": p.resolve().as_uri()}} for p in config.images]
                 parts.append({"type": "text", "text": question(turn, config)})
                 messages.append({"role": "user", "content": parts})
                 t0 = time.perf_counter()
                 first = None
                 answer = ""
                 for chunk in llama.create_chat_completion(
-                    messages=messages, max_tokens=config.max_tokens, temperature=0.0,
-                    logit_bias=never_end, stream=True,
+                    messages=messages,
+                    max_tokens=config.max_tokens,
+                    temperature=0.0,
+                    logit_bias=never_end,
+                    stream=True,
                 ):
                     delta = chunk["choices"][0]["delta"].get("content")
                     if delta is not None and first is None:
@@ -221,13 +239,18 @@ def measure_baseline(config: BenchConfig, progress=None) -> EngineReport:
                 tpot = (end - (first or end)) / max(1, config.max_tokens - 1)
                 messages.append({"role": "assistant", "content": [{"type": "text", "text": answer}]})
                 if run > 0:
-                    per_turn[turn].append({
-                        "ttft_s": ttft, "tpot_s": tpot, "e2e_s": end - t0,
-                        "decode_tok_s": 1 / tpot if tpot else None,
-                        # the KV cache then holds the prompt and all but the last answer token
-                        "prompt_tokens": llama.n_tokens - (config.max_tokens - 1),
-                        "image_tokens": None, "reused_tokens": 0,
-                    })
+                    per_turn[turn].append(
+                        {
+                            "ttft_s": ttft,
+                            "tpot_s": tpot,
+                            "e2e_s": end - t0,
+                            "decode_tok_s": 1 / tpot if tpot else None,
+                            # the KV cache then holds the prompt and all but the last answer token
+                            "prompt_tokens": llama.n_tokens - (config.max_tokens - 1),
+                            "image_tokens": None,
+                            "reused_tokens": 0,
+                        }
+                    )
                 if progress:
                     progress(f"baseline run {run or 'warm-up'} turn {turn + 1}: TTFT {ttft:.2f} s")
     finally:

@@ -42,8 +42,9 @@ class ModelSettings:
     def engine(self, image_max_tokens: int | None) -> EngineSettings:
         from smolchat.engine import EngineSettings  # gguf, jinja2 and numpy: not before a model is wanted
 
-        return EngineSettings(n_ctx=self.n_ctx, n_gpu_layers=self.n_gpu_layers, n_threads=self.threads,
-                              image_max_tokens=image_max_tokens)
+        return EngineSettings(
+            n_ctx=self.n_ctx, n_gpu_layers=self.n_gpu_layers, n_threads=self.threads, image_max_tokens=image_max_tokens
+        )
 
     def sampling(self) -> SamplingParams:
         from smolchat.engine import SamplingParams
@@ -86,6 +87,9 @@ def load() -> Settings:
 
 
 def save(settings: Settings) -> None:
-    data = {"model": settings.model, "window_geometry": settings.window_geometry,
-            "models": {name: asdict(m) for name, m in settings.models.items()}}
+    data = {
+        "model": settings.model,
+        "window_geometry": settings.window_geometry,
+        "models": {name: asdict(m) for name, m in settings.models.items()},
+    }
     write_json(settings_file(), data)

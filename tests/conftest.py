@@ -16,7 +16,10 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 # and what huggingface_hub remembers between runs): nothing of the user's is read or written.
 # huggingface_hub reads its variables once, when imported, so they are set before anything is.
 for name in [n for n in os.environ if n.startswith(("HF_", "HUGGINGFACE_"))] + [
-        "SMOLCHAT_DATA_DIR", "SMOLCHAT_CONFIG_DIR", "SMOLCHAT_CACHE_DIR"]:
+    "SMOLCHAT_DATA_DIR",
+    "SMOLCHAT_CONFIG_DIR",
+    "SMOLCHAT_CACHE_DIR",
+]:
     os.environ.pop(name, None)
 os.environ["SMOLCHAT_HOME"] = tempfile.mkdtemp(prefix="smolchat-tests-")
 os.environ["HF_HOME"] = os.path.join(os.environ["SMOLCHAT_HOME"], "huggingface")
@@ -31,7 +34,8 @@ from tests.fake_hub_fixtures import downloaded, fake_hub, hf_cache, hub, repo_fi
 
 def pytest_configure(config):
     config.addinivalue_line(
-        "markers", "real_model: runs SmolLM2 (marked by itself); these also run under llama.cpp's AVX2 CPU library")
+        "markers", "real_model: runs SmolLM2 (marked by itself); these also run under llama.cpp's AVX2 CPU library"
+    )
 
 
 def pytest_collection_modifyitems(items):

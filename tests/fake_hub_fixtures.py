@@ -38,7 +38,10 @@ def repo_files(tmp_path_factory) -> dict[str, bytes]:
 
 @pytest.fixture
 def fake_hub(repo_files, monkeypatch):
-    big = {BIG_TEXT: os.urandom(BIG_TEXT_SIZE), "mmproj-Big-f16.gguf": repo_files["mmproj-SmolVLM-256M-Instruct-f16.gguf"]}
+    big = {
+        BIG_TEXT: os.urandom(BIG_TEXT_SIZE),
+        "mmproj-Big-f16.gguf": repo_files["mmproj-SmolVLM-256M-Instruct-f16.gguf"],
+    }
     repos = {
         REPO: FakeRepo(dict(repo_files)),
         BIG_REPO: FakeRepo(big, commit="1" * 40),

@@ -21,8 +21,9 @@ WITHOUT_UNIX_MODULES = f"import sys\nfor name in {UNIX_ONLY!r}:\n    sys.modules
 
 
 def python_without_unix_modules(code: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", WITHOUT_UNIX_MODULES + code, *args],
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-c", WITHOUT_UNIX_MODULES + code, *args], capture_output=True, text=True, timeout=300
+    )
 
 
 def smolchat_modules() -> list[str]:
@@ -65,8 +66,12 @@ HEAVY = ("llama_cpp", "PySide6", "openvino")
 
 def modules_loaded_by(code: str) -> set[str]:
     """The names of the modules a fresh interpreter holds after running ``code``."""
-    done = subprocess.run([sys.executable, "-c", code + "\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))"],
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", code + "\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     return set(json.loads(done.stdout.splitlines()[-1]))
 
@@ -74,11 +79,27 @@ def modules_loaded_by(code: str) -> set[str]:
 def test_the_core_loads_neither_llama_cpp_nor_qt_nor_openvino():
     """Conversations, settings, budgets, the catalog and the memory estimate work without
     loading llama.cpp, so the window can show them before any model is loaded."""
-    core = ["smolchat.store", "smolchat.store.export", "smolchat.settings", "smolchat.budget",
-            "smolchat.budget.context", "smolchat.budget.detail", "smolchat.budget.fit", "smolchat.budget.images",
-            "smolchat.models.catalog", "smolchat.models.formats", "smolchat.models.library",
-            "smolchat.models.memory", "smolchat.models.machine", "smolchat.models.choice", "smolchat.models.hub",
-            "smolchat.models.download", "smolchat.engine", "smolchat.engine.types", "smolchat.errors"]
+    core = [
+        "smolchat.store",
+        "smolchat.store.export",
+        "smolchat.settings",
+        "smolchat.budget",
+        "smolchat.budget.context",
+        "smolchat.budget.detail",
+        "smolchat.budget.fit",
+        "smolchat.budget.images",
+        "smolchat.models.catalog",
+        "smolchat.models.formats",
+        "smolchat.models.library",
+        "smolchat.models.memory",
+        "smolchat.models.machine",
+        "smolchat.models.choice",
+        "smolchat.models.hub",
+        "smolchat.models.download",
+        "smolchat.engine",
+        "smolchat.engine.types",
+        "smolchat.errors",
+    ]
     loaded = modules_loaded_by("\n".join(f"import {name}" for name in core))
     assert set(core) <= loaded
     assert not loaded & set(HEAVY)
@@ -86,8 +107,11 @@ def test_the_core_loads_neither_llama_cpp_nor_qt_nor_openvino():
 
 # Arguments each command parses (nothing is run).
 COMMAND_LINES = {
-    "ask": ["ask", "--model", "m.gguf", "What is this?"], "bench": ["bench", "--model", "m.gguf"],
-    "budget": ["budget", "--model", "m.gguf"], "models": ["models", "catalog"], "info": ["info"],
+    "ask": ["ask", "--model", "m.gguf", "What is this?"],
+    "bench": ["bench", "--model", "m.gguf"],
+    "budget": ["budget", "--model", "m.gguf"],
+    "models": ["models", "catalog"],
+    "info": ["info"],
 }
 
 
@@ -96,7 +120,9 @@ def test_a_command_loads_only_its_own_module_and_nothing_heavy(command):
     """Naming a command imports that command's module and no other; the module itself loads
     neither llama.cpp, Qt, OpenVINO, the Hub client nor the engine until it runs."""
     loaded = modules_loaded_by(f"from smolchat import cli\nassert cli.parse({COMMAND_LINES[command]!r}).command")
-    commands = {name for name in loaded if name.startswith("smolchat.cli.") and name[len("smolchat.cli."):] in COMMANDS}
+    commands = {
+        name for name in loaded if name.startswith("smolchat.cli.") and name[len("smolchat.cli.") :] in COMMANDS
+    }
     assert commands == {f"smolchat.cli.{command}"}
     assert not loaded & {*HEAVY, "huggingface_hub", "smolchat.engine.engine", "smolchat.calibrate"}
 

@@ -9,7 +9,8 @@ from smolchat.settings import ModelSettings, Settings
 def test_settings_round_trip_per_model(tmp_path, monkeypatch):
     monkeypatch.setenv("SMOLCHAT_HOME", str(tmp_path))
     chosen = Settings("repo:Q8_0", "Z2VvbWV0cnk=").with_model_settings(
-        "repo:Q8_0", ModelSettings(n_ctx=8192, detail="full", system_prompt="Be brief."))
+        "repo:Q8_0", ModelSettings(n_ctx=8192, detail="full", system_prompt="Be brief.")
+    )
     settings.save(chosen)
     assert settings.load() == chosen
     assert [p.name for p in settings.settings_file().parent.iterdir()] == ["settings.json"]  # nothing left over

@@ -30,8 +30,12 @@ class PredictedCounter:
     the size in their file's header. It can run in the window's thread while the engine's
     thread reads an image."""
 
-    def __init__(self, render: Callable[..., list], count_text: Callable[[str, bool], int],
-                 image_cost: Callable[[int, int], ImageCost]) -> None:
+    def __init__(
+        self,
+        render: Callable[..., list],
+        count_text: Callable[[str, bool], int],
+        image_cost: Callable[[int, int], ImageCost],
+    ) -> None:
         self._render, self._count_text, self._image_cost = render, count_text, image_cost
 
     @staticmethod
@@ -42,8 +46,10 @@ class PredictedCounter:
         return PreparedImage(width, height, b"", f"size-only:{image}")
 
     def count_prompt(self, messages: Sequence[Message], *, add_generation_prompt: bool = True) -> PromptCount:
-        sized = [Message(m.role, tuple(p if isinstance(p, str) else self._placeholder(p) for p in m.content))
-                 for m in messages]
+        sized = [
+            Message(m.role, tuple(p if isinstance(p, str) else self._placeholder(p) for p in m.content))
+            for m in messages
+        ]
         positions = image_tokens = tiles = 0
         for i, segment in enumerate(self._render(sized, add_generation_prompt=add_generation_prompt)):
             if isinstance(segment, str):
@@ -103,28 +109,43 @@ class ContextBudget:
         elif largest_n_ctx is not None:
             raise_it = "start a new conversation (a larger context does not fit here)"
         if not self.fits:
-            return (f"This message does not fit: it needs {self.used:,} tokens with the reply's room, and the "
-                    f"context holds {self.n_ctx:,} even with every earlier turn left out. Lower the image "
-                    "detail, send fewer or smaller images, shorten the message or the reply length, or "
-                    f"{raise_it}.")
+            return (
+                f"This message does not fit: it needs {self.used:,} tokens with the reply's room, and the "
+                f"context holds {self.n_ctx:,} even with every earlier turn left out. Lower the image "
+                "detail, send fewer or smaller images, shorten the message or the reply length, or "
+                f"{raise_it}."
+            )
         if self.dropped:
             tokens = sum(i.tokens for i in self.dropped)
             turns = len(self.dropped)
-            return (f"The conversation is longer than the {self.n_ctx:,}-token context: the {turns} oldest "
-                    f"turn{'s' if turns > 1 else ''} ({tokens:,} tokens) will be left out of what the model "
-                    f"sees; they stay in the history. To keep them, {raise_it} or lower the image detail.")
+            return (
+                f"The conversation is longer than the {self.n_ctx:,}-token context: the {turns} oldest "
+                f"turn{'s' if turns > 1 else ''} ({tokens:,} tokens) will be left out of what the model "
+                f"sees; they stay in the history. To keep them, {raise_it} or lower the image detail."
+            )
         return None
 
     def as_dict(self) -> dict:
         return {
-            "n_ctx": self.n_ctx, "needed": self.needed, "used": self.used, "fits": self.fits,
-            "dropped_turns": len(self.dropped), "message": self.message(),
+            "n_ctx": self.n_ctx,
+            "needed": self.needed,
+            "used": self.used,
+            "fits": self.fits,
+            "dropped_turns": len(self.dropped),
+            "message": self.message(),
             "items": [vars(i) for i in self.items],
         }
 
 
-def plan_context(counter: Counter, history: Sequence[Message], new: Message, *, n_ctx: int,
-                 reply_tokens: int, image_tokens: dict[int, int] | None = None) -> ContextBudget:
+def plan_context(
+    counter: Counter,
+    history: Sequence[Message],
+    new: Message,
+    *,
+    n_ctx: int,
+    reply_tokens: int,
+    image_tokens: dict[int, int] | None = None,
+) -> ContextBudget:
     """The budget of sending ``new`` after ``history`` (which may start with a system prompt),
     with ``reply_tokens`` kept free for the answer. ``image_tokens`` (message index -> tokens
     of its images, from ``budget.images``) splits each item's count into text and images."""
@@ -161,8 +182,7 @@ def plan_context(counter: Counter, history: Sequence[Message], new: Message, *, 
     while used > n_ctx and dropped < len(turns):
         dropped += 1
         kept_from = sum(items[i].n_messages for i in turns[:dropped])
-        used = counter.count_prompt(_kept(history, new, kept_from), add_generation_prompt=True).positions \
-            + reply_tokens
+        used = counter.count_prompt(_kept(history, new, kept_from), add_generation_prompt=True).positions + reply_tokens
     return ContextBudget(n_ctx, tuple(_drop(items, turns[:dropped])), used)
 
 
@@ -177,4 +197,4 @@ def messages_to_send(history: Sequence[Message], new: Message, budget: ContextBu
 
 def _kept(history: Sequence[Message], new: Message, kept_from: int) -> list[Message]:
     system = [m for m in history[:1] if m.role == "system"]
-    return [*system, *history[len(system) + kept_from:], new]
+    return [*system, *history[len(system) + kept_from :], new]

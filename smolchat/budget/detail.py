@@ -13,7 +13,7 @@ import enum
 import os
 
 
-class Detail(str, enum.Enum):
+class Detail(enum.StrEnum):
     LOW = "low"  # one tile's worth of pixels, plus the overview: 2 tiles for most pictures
     BALANCED = "balanced"  # about 2x2 tiles plus the overview
     FULL = "full"  # what the model's preprocessing asks: up to 4x4 tiles plus the overview

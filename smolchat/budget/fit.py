@@ -13,25 +13,31 @@ if TYPE_CHECKING:
     from smolchat.engine import ModelInfo
 
 CONTEXT_STEP = 256  # llama.cpp pads the context to this anyway
-NO_GPU_BUILD = ("This build of llama.cpp has no GPU support, so every layer runs on the CPU. "
-                "Install a GPU build (see the README) to use a graphics card.")
+NO_GPU_BUILD = (
+    "This build of llama.cpp has no GPU support, so every layer runs on the CPU. "
+    "Install a GPU build (see the README) to use a graphics card."
+)
 
 
 def memory_settings(model: ModelInfo) -> dict:
     """``estimate_memory``'s settings for a loaded model: its GPU layers, attention, image
     cap, and how it reads images."""
     s, plan = model.settings, model.vision_plan
-    return dict(n_gpu_layers=s.n_gpu_layers, flash_attn=s.flash_attn, image_max_tokens=s.image_max_tokens,
-                vision_backend=plan.backend if plan else "llama.cpp",
-                vision_precision=plan.precision if plan else "F16",
-                vision_on_gpu=bool(plan and plan.how == "GPU build"))
+    return dict(
+        n_gpu_layers=s.n_gpu_layers,
+        flash_attn=s.flash_attn,
+        image_max_tokens=s.image_max_tokens,
+        vision_backend=plan.backend if plan else "llama.cpp",
+        vision_precision=plan.precision if plan else "F16",
+        vision_on_gpu=bool(plan and plan.how == "GPU build"),
+    )
 
 
-def largest_context(text: TextModelInfo, projector: ProjectorInfo | None, machine: MachineMemory,
-                    **settings) -> int:
+def largest_context(text: TextModelInfo, projector: ProjectorInfo | None, machine: MachineMemory, **settings) -> int:
     """The largest context (a multiple of 256, at most what the model was trained for) whose
     memory still fits what is free; 0 when not even the smallest does. ``settings`` are
     ``estimate_memory``'s (n_gpu_layers, cache_type, vision_backend, ...)."""
+
     def fits(n_ctx: int) -> bool:
         return verdict(estimate_memory(text, projector, n_ctx=n_ctx, **settings), machine).fit is not Fit.DOES_NOT_FIT
 
@@ -51,8 +57,9 @@ class GpuLayers:
     message: str
 
 
-def suggest_gpu_layers(text: TextModelInfo, projector: ProjectorInfo | None, machine: MachineMemory,
-                       *, n_ctx: int, **settings) -> GpuLayers:
+def suggest_gpu_layers(
+    text: TextModelInfo, projector: ProjectorInfo | None, machine: MachineMemory, *, n_ctx: int, **settings
+) -> GpuLayers:
     """The most layers whose video memory stays within the verdict's share of what the card has
     free (``settings`` may name n_gpu_layers: it is what is being chosen, so it is ignored)."""
     from smolchat.engine.backends import llama_cpp  # loads llama.cpp: only when layers are chosen
@@ -76,5 +83,8 @@ def suggest_gpu_layers(text: TextModelInfo, projector: ProjectorInfo | None, mac
             high = middle - 1
     if low == text.max_gpu_layers:
         return GpuLayers(low, f"All {low} layers fit on {machine.gpu_name or 'the GPU'}.")
-    return GpuLayers(low, f"{low} of {text.max_gpu_layers} layers fit in {VRAM_BUDGET_SHARE:.0%} of the free "
-                          f"video memory of {machine.gpu_name or 'the GPU'}.")
+    return GpuLayers(
+        low,
+        f"{low} of {text.max_gpu_layers} layers fit in {VRAM_BUDGET_SHARE:.0%} of the free "
+        f"video memory of {machine.gpu_name or 'the GPU'}.",
+    )

@@ -44,8 +44,9 @@ class ImageMarkers:
     @classmethod
     def from_tokenizer(cls, count_tokens: Callable[[str], int]) -> ImageMarkers:
         """Exact for any vocabulary: ``count_tokens`` tokenizes with special tokens parsed."""
-        return cls(functools.lru_cache(maxsize=None)(
-            lambda row, col: count_tokens(TILE_MARKER.format(row=row, col=col))))
+        return cls(
+            functools.lru_cache(maxsize=None)(lambda row, col: count_tokens(TILE_MARKER.format(row=row, col=col)))
+        )
 
 
 SMOLVLM_MARKERS = ImageMarkers()
@@ -74,24 +75,43 @@ class ImageCost:
         return self.embedding_tokens + self.marker_tokens
 
     def as_dict(self) -> dict:
-        return {"width": self.width, "height": self.height, "detail": self.detail.value, "tiles": self.tiles,
-                "grid": [self.columns, self.rows], "tokens": self.tokens,
-                "embedding_tokens": self.embedding_tokens}
+        return {
+            "width": self.width,
+            "height": self.height,
+            "detail": self.detail.value,
+            "tiles": self.tiles,
+            "grid": [self.columns, self.rows],
+            "tokens": self.tokens,
+            "embedding_tokens": self.embedding_tokens,
+        }
 
 
 def tile_geometry(projector: ProjectorInfo, detail: Detail) -> TileGeometry:
-    return TileGeometry(projector.image_size, projector.patch_size, projector.scale_factor,
-                        projector.preproc_image_size, image_max_tokens(detail, projector.tokens_per_tile))
+    return TileGeometry(
+        projector.image_size,
+        projector.patch_size,
+        projector.scale_factor,
+        projector.preproc_image_size,
+        image_max_tokens(detail, projector.tokens_per_tile),
+    )
 
 
-def image_cost(width: int, height: int, projector: ProjectorInfo, detail: Detail = Detail.FULL,
-               markers: ImageMarkers = SMOLVLM_MARKERS) -> ImageCost:
+def image_cost(
+    width: int,
+    height: int,
+    projector: ProjectorInfo,
+    detail: Detail = Detail.FULL,
+    markers: ImageMarkers = SMOLVLM_MARKERS,
+) -> ImageCost:
     """What an image of ``width`` x ``height`` pixels (as handed to libmtmd) costs."""
     columns, rows = grid_size(width, height, tile_geometry(projector, detail))
     if columns * rows == 0:  # a sliver too thin for one grid tile: the overview alone
         columns = rows = 0
-    marker_tokens = markers.overview + markers.row_end * max(rows - 1, 0) + sum(
-        markers.tile_tokens(row, col) for row in range(1, rows + 1) for col in range(1, columns + 1))
+    marker_tokens = (
+        markers.overview
+        + markers.row_end * max(rows - 1, 0)
+        + sum(markers.tile_tokens(row, col) for row in range(1, rows + 1) for col in range(1, columns + 1))
+    )
     return ImageCost(width, height, Detail(detail), columns, rows, projector.tokens_per_tile, marker_tokens)
 
 

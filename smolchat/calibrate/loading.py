@@ -34,13 +34,16 @@ def open_engine(
     projector = inspect_projector(mmproj_path)
     check_pair(text, projector)
     s = settings
-    plan = gpu_plan(s) or tuning.plan(backend=s.vision_backend, precision=s.vision_precision,
-                                      threads=s.n_threads_vision, decode_threads=s.n_threads)
+    plan = gpu_plan(s) or tuning.plan(
+        backend=s.vision_backend, precision=s.vision_precision, threads=s.n_threads_vision, decode_threads=s.n_threads
+    )
     try:
-        return Engine(model_path, mmproj_path, s, plan=plan,
-                      first_tile_s=tuning.probe_seconds_per_tile(plan, projector.n_layer))
+        return Engine(
+            model_path, mmproj_path, s, plan=plan, first_tile_s=tuning.probe_seconds_per_tile(plan, projector.n_layer)
+        )
     except VisionEncoderError as e:
         log.warning("reading images with llama.cpp instead of OpenVINO: %s", e.__cause__ or e)
         plan = tuning.plan(backend=LLAMA_CPP, threads=s.n_threads_vision, decode_threads=s.n_threads)
-        return Engine(model_path, mmproj_path, s, plan=plan,
-                      first_tile_s=tuning.probe_seconds_per_tile(plan, projector.n_layer))
+        return Engine(
+            model_path, mmproj_path, s, plan=plan, first_tile_s=tuning.probe_seconds_per_tile(plan, projector.n_layer)
+        )

@@ -114,8 +114,9 @@ def _time_llama_cpp(text: Path, mmproj: Path, image: Path, precision: str, threa
     from smolchat.engine.prompt import Message
     from smolchat.engine.types import EngineSettings, SamplingParams
 
-    settings = EngineSettings(n_ctx=1024, n_threads=threads, vision_backend=LLAMA_CPP,
-                              vision_precision=precision, n_threads_vision=threads)
+    settings = EngineSettings(
+        n_ctx=1024, n_threads=threads, vision_backend=LLAMA_CPP, vision_precision=precision, n_threads_vision=threads
+    )
     candidate = VisionPlan(LLAMA_CPP, precision, threads, threads, "a candidate being measured")
     with Engine(text, mmproj, settings, plan=candidate) as engine:
         tile_runs = []
@@ -125,8 +126,9 @@ def _time_llama_cpp(text: Path, mmproj: Path, image: Path, precision: str, threa
             tile_runs.append(result.encode_s / max(1, result.image_tiles_encoded))
         engine.reset()
         sampling = SamplingParams(max_tokens=24, ignore_eos=True, temperature=0.0)
-        stats = [event.stats for event in engine.run_turn([Message.user("Count.")], sampling)
-                 if hasattr(event, "stats")][-1]
+        stats = [
+            event.stats for event in engine.run_turn([Message.user("Count.")], sampling) if hasattr(event, "stats")
+        ][-1]
     return min(tile_runs[1:]), stats.tpot_s or float("inf")
 
 
@@ -152,8 +154,11 @@ def measure(cpu: CpuReport, folder: Path) -> Measurements:
                     vision[f"{OPENVINO} {precision} {threads}"] = _time_openvino(mmproj, image, precision, threads)
                 except Exception as e:  # an OpenVINO that cannot run here is simply not a candidate
                     log.warning("OpenVINO %s on %d threads failed: %s", precision, threads, e)
-    log.info("measured vision encoders in %.1f s: %s", time.perf_counter() - started,
-             ", ".join(f"{k}: {v * 1000:.0f} ms" for k, v in sorted(vision.items(), key=lambda kv: kv[1])))
+    log.info(
+        "measured vision encoders in %.1f s: %s",
+        time.perf_counter() - started,
+        ", ".join(f"{k}: {v * 1000:.0f} ms" for k, v in sorted(vision.items(), key=lambda kv: kv[1])),
+    )
     return Measurements(cpu.key, vision, decode)
 
 
@@ -211,11 +216,17 @@ def plan(
         m = measurements(cpu)
     except (OSError, SmolChatError) as e:  # a full disk, say: go by what the CPU reports
         log.warning("could not measure this computer, going by its CPU report: %s", e)
-        return from_cpu_report(cpu, backends()[0] if backend == "auto" else backend, precision=precision,
-                               threads=threads, decode_threads=decode_threads,
-                               how=f"from the CPU report (not measured: {e})")
+        return from_cpu_report(
+            cpu,
+            backends()[0] if backend == "auto" else backend,
+            precision=precision,
+            threads=threads,
+            decode_threads=decode_threads,
+            how=f"from the CPU report (not measured: {e})",
+        )
     matching = {
-        key: seconds for key, seconds in m.vision.items()
+        key: seconds
+        for key, seconds in m.vision.items()
         if (backend == "auto" or key.split()[0] == backend)
         and (precision == "auto" or key.split()[1] == precision)
         and (not threads or int(key.split()[2]) == threads)

@@ -28,9 +28,12 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         description="Chat privately with SmolVLM vision-language models on your own computer.",
     )
     parser.add_argument("--version", action="version", version=f"smolchat {__version__}")
-    parser.add_argument("--self-test", action="store_true",
-                        help="open the window, answer one question about a picture with a tiny generated "
-                             "model, print a JSON report and close (checks that an installation works)")
+    parser.add_argument(
+        "--self-test",
+        action="store_true",
+        help="open the window, answer one question about a picture with a tiny generated "
+        "model, print a JSON report and close (checks that an installation works)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         if only is None or name == only:

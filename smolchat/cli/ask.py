@@ -23,8 +23,15 @@ HELP = "ask a question about images (or just text)"
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("ask", help=HELP, description=HELP.capitalize() + ".")
     p.add_argument("prompt", help="the question")
-    p.add_argument("--image", "-i", type=Path, action="append", default=[], metavar="FILE",
-                   help="an image to ask about (repeat for several)")
+    p.add_argument(
+        "--image",
+        "-i",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="an image to ask about (repeat for several)",
+    )
     p.add_argument("--system", metavar="TEXT", help="a system prompt")
     add_model_options(p)
     s = p.add_argument_group("sampling")
@@ -35,8 +42,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--repeat-penalty", type=float, default=1.1, metavar="R")
     s.add_argument("--seed", type=int, metavar="N", help="for repeatable answers")
     s.add_argument("--stop", action="append", default=[], metavar="TEXT", help="end the answer at this text")
-    p.add_argument("--json", action="store_true",
-                   help="print one JSON object with the answer and its figures instead of streaming")
+    p.add_argument(
+        "--json", action="store_true", help="print one JSON object with the answer and its figures instead of streaming"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -46,12 +54,14 @@ def run(args: argparse.Namespace) -> int:
 
     for image in args.image:  # a file that is not a picture is refused before the model loads
         prepared_size(image)
-    messages = ([Message.system(args.system)] if args.system else []) + [
-        Message.user(args.prompt, images=args.image)
-    ]
+    messages = ([Message.system(args.system)] if args.system else []) + [Message.user(args.prompt, images=args.image)]
     sampling = SamplingParams(
-        temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
-        repeat_penalty=args.repeat_penalty, seed=args.seed, max_tokens=args.max_tokens,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        top_k=args.top_k,
+        repeat_penalty=args.repeat_penalty,
+        seed=args.seed,
+        max_tokens=args.max_tokens,
         stop=tuple(args.stop),
     )
     model, mmproj = model_files(args)

@@ -22,17 +22,29 @@ HELP = "measure time to first token and decode speed over a conversation"
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help=HELP, description=HELP.capitalize() + ".")
     add_model_options(p)
-    p.add_argument("--image", "-i", type=Path, action="append", default=[], metavar="FILE",
-                   help="an image for the first question (repeat for several)")
+    p.add_argument(
+        "--image",
+        "-i",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="an image for the first question (repeat for several)",
+    )
     p.add_argument("--prompt", default=DEFAULT_PROMPT, help=f"the first question (default: {DEFAULT_PROMPT!r})")
-    p.add_argument("--max-tokens", type=int, default=64, metavar="N",
-                   help="tokens generated per turn, exactly (default 64)")
+    p.add_argument(
+        "--max-tokens", type=int, default=64, metavar="N", help="tokens generated per turn, exactly (default 64)"
+    )
     p.add_argument("--runs", type=int, default=5, metavar="N", help="measured runs after one warm-up (default 5)")
-    p.add_argument("--turns", type=int, default=2, metavar="N",
-                   help="turns per run: the question, then follow-ups (default 2)")
-    p.add_argument("--baseline", action="store_true",
-                   help="also measure llama-cpp-python's create_chat_completion with MTMDChatHandler "
-                        "(images at full detail for both, since it cannot read them at less)")
+    p.add_argument(
+        "--turns", type=int, default=2, metavar="N", help="turns per run: the question, then follow-ups (default 2)"
+    )
+    p.add_argument(
+        "--baseline",
+        action="store_true",
+        help="also measure llama-cpp-python's create_chat_completion with MTMDChatHandler "
+        "(images at full detail for both, since it cannot read them at less)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -43,8 +55,14 @@ def run(args: argparse.Namespace) -> int:
         args.detail = "full"  # MTMDChatHandler cannot cap tiles: compare reading the same tiles
     model, mmproj = model_files(args)
     config = BenchConfig(
-        model=model, mmproj=mmproj, images=tuple(args.image), prompt=args.prompt,
-        max_tokens=args.max_tokens, runs=args.runs, turns=args.turns, settings=engine_settings(args, mmproj),
+        model=model,
+        mmproj=mmproj,
+        images=tuple(args.image),
+        prompt=args.prompt,
+        max_tokens=args.max_tokens,
+        runs=args.runs,
+        turns=args.turns,
+        settings=engine_settings(args, mmproj),
     )
     validate(config)
     reports = run_benchmark(config, baseline=args.baseline, verbose=args.verbose > 0)
@@ -69,9 +87,12 @@ def as_json(config: BenchConfig, reports: list[EngineReport]) -> dict:
         "decode_threads": ours.decode_threads,
         "settings": {
             "n_ctx": settings.n_ctx,
-            "n_gpu_layers": settings.n_gpu_layers, "flash_attn": settings.flash_attn,
-            "image_max_tokens": settings.image_max_tokens, "max_tokens": config.max_tokens,
-            "runs": config.runs, "turns": config.turns,
+            "n_gpu_layers": settings.n_gpu_layers,
+            "flash_attn": settings.flash_attn,
+            "image_max_tokens": settings.image_max_tokens,
+            "max_tokens": config.max_tokens,
+            "runs": config.runs,
+            "turns": config.turns,
         },
         "ttft_s_runs": ours.ttft_s_runs,
     }
@@ -93,21 +114,43 @@ def _turn_json(turn) -> dict:
 def format_table(config: BenchConfig, reports: list[EngineReport]) -> str:
     s = config.settings
     head = (
-        f"{config.model.name}" + (f" + {config.mmproj.name}" if config.mmproj else "")
+        f"{config.model.name}"
+        + (f" + {config.mmproj.name}" if config.mmproj else "")
         + f" · {len(config.images)} image(s) · n_ctx {s.n_ctx}"
         + f" · flash attention {'on' if s.flash_attn else 'off'}"
         + f" · {config.max_tokens} tokens/turn · median of {config.runs} runs after a warm-up"
     )
-    cols = ("engine", "turn", "TTFT s", "TPOT ms", "E2E s", "decode tok/s", "prompt", "image",
-            "reused", "tiles", "encode s/tile")
+    cols = (
+        "engine",
+        "turn",
+        "TTFT s",
+        "TPOT ms",
+        "E2E s",
+        "decode tok/s",
+        "prompt",
+        "image",
+        "reused",
+        "tiles",
+        "encode s/tile",
+    )
     rows = []
     for r in reports:
         for i, t in enumerate(r.turns, start=1):
-            rows.append((
-                r.engine, str(i), f"{t.ttft_s:.2f}", f"{t.tpot_s * 1000:.1f}", f"{t.e2e_s:.2f}",
-                f"{t.decode_tok_s:.1f}", _n(t.prompt_tokens), _n(t.image_tokens), _n(t.reused_tokens),
-                _n(t.image_tiles_encoded), "-" if t.encode_s_per_tile is None else f"{t.encode_s_per_tile:.2f}",
-            ))
+            rows.append(
+                (
+                    r.engine,
+                    str(i),
+                    f"{t.ttft_s:.2f}",
+                    f"{t.tpot_s * 1000:.1f}",
+                    f"{t.e2e_s:.2f}",
+                    f"{t.decode_tok_s:.1f}",
+                    _n(t.prompt_tokens),
+                    _n(t.image_tokens),
+                    _n(t.reused_tokens),
+                    _n(t.image_tiles_encoded),
+                    "-" if t.encode_s_per_tile is None else f"{t.encode_s_per_tile:.2f}",
+                )
+            )
     widths = [max(len(c), *(len(row[i]) for row in rows)) for i, c in enumerate(cols)]
     line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
     memory = " · ".join(f"{r.engine} {r.peak_rss_mb:.0f} MB (load {r.load_s:.2f} s)" for r in reports)

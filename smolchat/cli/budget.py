@@ -19,8 +19,15 @@ HELP = "show what a message with images costs: tokens, context, wait and memory"
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("budget", help=HELP, description=HELP.capitalize() + ".")
     p.add_argument("prompt", nargs="?", default="What is in this picture?", help="the message (default: %(default)r)")
-    p.add_argument("--image", "-i", type=Path, action="append", default=[], metavar="FILE",
-                   help="an image sent with it (repeat for several)")
+    p.add_argument(
+        "--image",
+        "-i",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="an image sent with it (repeat for several)",
+    )
     p.add_argument("--system", metavar="TEXT", help="a system prompt")
     p.add_argument("--max-tokens", type=int, default=512, metavar="N", help="room kept for the reply (default 512)")
     add_model_options(p)
@@ -47,8 +54,14 @@ def run(args: argparse.Namespace) -> int:
             costs = [image_cost(*prepared_size(p), engine.projector_info, detail, markers) for p in args.image]
         history = [Message.system(args.system)] if args.system else []
         new = Message.user(args.prompt, images=args.image)
-        budget = plan_context(engine, history, new, n_ctx=args.n_ctx, reply_tokens=args.max_tokens,
-                              image_tokens={len(history): sum(c.tokens for c in costs)})
+        budget = plan_context(
+            engine,
+            history,
+            new,
+            n_ctx=args.n_ctx,
+            reply_tokens=args.max_tokens,
+            image_tokens={len(history): sum(c.tokens for c in costs)},
+        )
         speed = engine.speed
         loaded = memory_settings(engine)
         text_info, projector_info = engine.text_info, engine.projector_info
@@ -86,8 +99,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _image(cost: ImageCost, wait: float | None) -> dict:
-    return {"width": cost.width, "height": cost.height, "tiles": cost.tiles, "tokens": cost.tokens,
-            "wait_s": _round(wait)}
+    return {
+        "width": cost.width,
+        "height": cost.height,
+        "tiles": cost.tiles,
+        "tokens": cost.tokens,
+        "wait_s": _round(wait),
+    }
 
 
 def _round(seconds: float | None) -> float | None:
@@ -99,20 +117,30 @@ def _about(seconds: float | None) -> str:
 
 
 def _text(r: dict, memory_lines: list[str]) -> str:
-    out = [f"Context {r['total_tokens']:,} of {r['n_ctx']:,} tokens"
-           + (" — fits" if r["fits"] else " — does NOT fit") + f" (images at {r['detail']} detail)"]
+    out = [
+        f"Context {r['total_tokens']:,} of {r['n_ctx']:,} tokens"
+        + (" — fits" if r["fits"] else " — does NOT fit")
+        + f" (images at {r['detail']} detail)"
+    ]
     for item in r["items"]:
         images = f", {item['images']} image(s): {item['image_tokens']:,}" if item["images"] else ""
         dropped = " (left out)" if item["dropped"] else ""
         out.append(f"  {item['label']:<28}{item['tokens']:>7,} tokens{images}{dropped}")
     for image in r["images"]:
-        out.append(f"  {Path(image['path']).name}: {image['width']}x{image['height']}, {image['tiles']} tiles, "
-                   f"{image['tokens']:,} tokens, {_about(image['wait_s'])}")
+        out.append(
+            f"  {Path(image['path']).name}: {image['width']}x{image['height']}, {image['tiles']} tiles, "
+            f"{image['tokens']:,} tokens, {_about(image['wait_s'])}"
+        )
     out.append(f"Wait before the answer starts: {_about(r['wait_s'])}")
     if r["message"]:
         out.append(r["message"])
-    out += ["", "Memory:", *(f"  {line}" for line in memory_lines), f"  {r['memory_message']}",
-            f"  Largest context that fits the free memory: {r['largest_n_ctx']:,} tokens"
-            + (" (as much as the model was trained for)" if r["largest_n_ctx"] >= r["n_ctx_train"] else ""),
-            f"  GPU: {r['gpu_message']}"]
+    out += [
+        "",
+        "Memory:",
+        *(f"  {line}" for line in memory_lines),
+        f"  {r['memory_message']}",
+        f"  Largest context that fits the free memory: {r['largest_n_ctx']:,} tokens"
+        + (" (as much as the model was trained for)" if r["largest_n_ctx"] >= r["n_ctx_train"] else ""),
+        f"  GPU: {r['gpu_message']}",
+    ]
     return "\n".join(out)

@@ -57,8 +57,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     return {
-        "catalog": _catalog, "list": _list, "download": _download, "installed": _installed,
-        "remove": _remove, "import": _import,
+        "catalog": _catalog,
+        "list": _list,
+        "download": _download,
+        "installed": _installed,
+        "remove": _remove,
+        "import": _import,
     }[args.models_command](args)
 
 
@@ -80,9 +84,12 @@ def _list(args: argparse.Namespace) -> int:
 
     hub = Hub()
     listing = hub.list_repo(args.repo)
-    rows = [(f, (estimate, fit)) for f, estimate, fit in
-            estimate_files(listing, hub.cache_dir, machine.machine_memory(), n_ctx=args.n_ctx,
-                           n_gpu_layers=args.gpu_layers)]
+    rows = [
+        (f, (estimate, fit))
+        for f, estimate, fit in estimate_files(
+            listing, hub.cache_dir, machine.machine_memory(), n_ctx=args.n_ctx, n_gpu_layers=args.gpu_layers
+        )
+    ]
     if args.json:
         print(json.dumps(_listing_json(listing, rows), indent=2))
         return 0
@@ -95,8 +102,14 @@ def _listing_json(listing: RepoListing, rows) -> dict:
 
     def file_json(f: RemoteFile, default: RemoteFile | None) -> dict:
         fmt = f.format
-        return {"path": f.path, "size": f.size, "sha256": f.sha256, "format": fmt.name if fmt else None,
-                "summary": fmt.summary if fmt else None, "default": f == default}
+        return {
+            "path": f.path,
+            "size": f.size,
+            "sha256": f.sha256,
+            "format": fmt.name if fmt else None,
+            "summary": fmt.summary if fmt else None,
+            "default": f == default,
+        }
 
     return {
         "repo": listing.repo,
@@ -106,16 +119,21 @@ def _listing_json(listing: RepoListing, rows) -> dict:
             {**file_json(f, default_text), "memory": est.as_dict(), "verdict": v.as_dict()} for f, (est, v) in rows
         ],
         "projector_files": [file_json(f, default_projector) for f in listing.projector_files],
-        "default": {"text": default_text.path if default_text else None,
-                    "mmproj": default_projector.path if default_projector else None},
+        "default": {
+            "text": default_text.path if default_text else None,
+            "mmproj": default_projector.path if default_projector else None,
+        },
     }
 
 
 def _listing_text(listing: RepoListing, rows, n_ctx: int, endpoint: str) -> str:
     entry = catalog_entry(listing.repo)
     title = f"{listing.repo}" + (f" — {entry.title}" if entry else "")
-    when = (f"offline: as listed on {datetime.fromtimestamp(listing.listed_at):%Y-%m-%d %H:%M}"
-            if listing.offline else f"listed live from {endpoint}")
+    when = (
+        f"offline: as listed on {datetime.fromtimestamp(listing.listed_at):%Y-%m-%d %H:%M}"
+        if listing.offline
+        else f"listed live from {endpoint}"
+    )
     out = [title, f"({when})", ""]
     if not listing.files:
         return "\n".join(out + ["No GGUF files in this repo: SmolChat cannot use it."])
@@ -125,22 +143,29 @@ def _listing_text(listing: RepoListing, rows, n_ctx: int, endpoint: str) -> str:
     for f, (est, v) in rows:
         mark = "*" if f == default_text else " "
         basis = "" if est.from_metadata else " (from file size)"
-        out.append(f"{mark} {f.path:<{name_width}}{f.format_name:<11}{format_bytes(f.size):>9}   "
-                   f"{format_bytes(est.total)}{basis}: {v.fit.value}")
+        out.append(
+            f"{mark} {f.path:<{name_width}}{f.format_name:<11}{format_bytes(f.size):>9}   "
+            f"{format_bytes(est.total)}{basis}: {v.fit.value}"
+        )
     out += ["", f"  {'Vision projector (mmproj)':<{name_width}}{'format':<11}{'size':>9}"]
     for f in listing.projector_files:
         mark = "*" if f == default_projector else " "
         out.append(f"{mark} {f.path:<{name_width}}{f.format_name:<11}{format_bytes(f.size):>9}")
     if default_text and default_projector:
-        out += ["", f"* default pair: {default_text.format_name} + {default_projector.format_name}, "
-                    f"{format_bytes(default_text.size + default_projector.size)} to download "
-                    f"(smolchat models download {listing.repo})"]
+        out += [
+            "",
+            f"* default pair: {default_text.format_name} + {default_projector.format_name}, "
+            f"{format_bytes(default_text.size + default_projector.size)} to download "
+            f"(smolchat models download {listing.repo})",
+        ]
     if rows and default_text:
         estimate, fit = dict(rows)[default_text]
         reader = f", images read by {estimate.vision_backend}" if estimate.vision_backend else ""
         out.append(f"  {fit.message} Estimated with the * projector at n_ctx {n_ctx}{reader}.")
-    formats = sorted({f.format_name for f in listing.files if f.format},
-                     key=lambda n: -(FORMATS[n].bits_per_weight if n in FORMATS else 0))
+    formats = sorted(
+        {f.format_name for f in listing.files if f.format},
+        key=lambda n: -(FORMATS[n].bits_per_weight if n in FORMATS else 0),
+    )
     out += ["", "Formats:"]
     for f in listing.files:
         if f.format and f.format_name in formats:
@@ -166,8 +191,9 @@ def download_pair(repo: str, quant: str | None, mmproj_quant: str | None, json_o
     finally:
         if bar:
             bar.close()
-    return InstalledModel(model_name(listing.repo, text.path), text_path, projector_path, listing.repo,
-                          text.size + projector.size)
+    return InstalledModel(
+        model_name(listing.repo, text.path), text_path, projector_path, listing.repo, text.size + projector.size
+    )
 
 
 def _download(args: argparse.Namespace) -> int:
@@ -196,8 +222,10 @@ def _installed(args: argparse.Namespace) -> int:
     width = max(len(m.name) for m in models) + 2
     for m in models:
         kind = "imported" if m.imported else "downloaded"
-        print(f"{m.name:<{width}}{m.text_format:>8} + {m.mmproj_format:<6}{format_bytes(m.size_bytes):>9}  "
-              f"{kind}  {m.text}")
+        print(
+            f"{m.name:<{width}}{m.text_format:>8} + {m.mmproj_format:<6}{format_bytes(m.size_bytes):>9}  "
+            f"{kind}  {m.text}"
+        )
     return 0
 
 
@@ -213,8 +241,10 @@ def _import(args: argparse.Namespace) -> int:
     from smolchat.models.library import Library
 
     model = Library().import_pair(args.text, args.mmproj, args.name)
-    print(f"Imported {model.name}: {model.text.name} + {model.mmproj.name} ({format_bytes(model.size_bytes)}); "
-          f"use it with --repo '{model.name}'")
+    print(
+        f"Imported {model.name}: {model.text.name} + {model.mmproj.name} ({format_bytes(model.size_bytes)}); "
+        f"use it with --repo '{model.name}'"
+    )
     return 0
 
 
@@ -231,8 +261,10 @@ class _ProgressBar:
         self._last = now
         filled = int(p.fraction * 30)
         eta = f"{p.eta_s:4.0f} s left" if p.eta_s is not None else "         "
-        line = (f"[{'#' * filled}{'.' * (30 - filled)}] {p.fraction:4.0%} "
-                f"{format_bytes(p.done)}/{format_bytes(p.total)} {format_bytes(int(p.speed))}/s {eta}  {p.filename}")
+        line = (
+            f"[{'#' * filled}{'.' * (30 - filled)}] {p.fraction:4.0%} "
+            f"{format_bytes(p.done)}/{format_bytes(p.total)} {format_bytes(int(p.speed))}/s {eta}  {p.filename}"
+        )
         sys.stderr.write("\r" + line[:150].ljust(150))
         sys.stderr.flush()
 

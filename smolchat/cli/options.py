@@ -17,38 +17,76 @@ if TYPE_CHECKING:
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model (files, or an installed or downloadable repo)")
     which = group.add_mutually_exclusive_group(required=True)
-    which.add_argument("--model", "-m", type=Path, metavar="GGUF",
-                       help="the text model, e.g. SmolVLM-256M-Instruct-Q8_0.gguf")
-    which.add_argument("--repo", "-r", metavar="REPO",
-                       help="a model by repo, e.g. ggml-org/SmolVLM-256M-Instruct-GGUF (downloaded first "
-                            "if it is not installed), or the name of an imported model")
-    group.add_argument("--mmproj", type=Path, metavar="GGUF",
-                       help="with --model: its vision projector, e.g. mmproj-SmolVLM-256M-Instruct-f16.gguf "
-                            "(without it the model answers text only)")
-    group.add_argument("--quant", "-q", metavar="FORMAT",
-                       help="with --repo: the text model's format, e.g. Q8_0 or Q4_K_M (default: the repo's default)")
+    which.add_argument(
+        "--model", "-m", type=Path, metavar="GGUF", help="the text model, e.g. SmolVLM-256M-Instruct-Q8_0.gguf"
+    )
+    which.add_argument(
+        "--repo",
+        "-r",
+        metavar="REPO",
+        help="a model by repo, e.g. ggml-org/SmolVLM-256M-Instruct-GGUF (downloaded first "
+        "if it is not installed), or the name of an imported model",
+    )
+    group.add_argument(
+        "--mmproj",
+        type=Path,
+        metavar="GGUF",
+        help="with --model: its vision projector, e.g. mmproj-SmolVLM-256M-Instruct-f16.gguf "
+        "(without it the model answers text only)",
+    )
+    group.add_argument(
+        "--quant",
+        "-q",
+        metavar="FORMAT",
+        help="with --repo: the text model's format, e.g. Q8_0 or Q4_K_M (default: the repo's default)",
+    )
     default_ctx = ModelSettings().n_ctx  # the window's default too
-    group.add_argument("--n-ctx", type=int, default=default_ctx, metavar="N",
-                       help=f"context size in tokens (default {default_ctx})")
-    group.add_argument("--threads", type=int, metavar="N",
-                       help="CPU threads for generating (default: the fastest count measured here)")
-    group.add_argument("--gpu-layers", type=int, default=0, metavar="N",
-                       help="layers to offload to the GPU (-1: all; needs a GPU build of llama.cpp)")
-    group.add_argument("--no-flash-attn", dest="flash_attn", action="store_false",
-                       help="turn flash attention off (on by default)")
-    group.add_argument("--detail", choices=[d.value for d in Detail], default=DEFAULT_DETAIL.value,
-                       help="how finely images are read: low (2 tiles), balanced (about 2x2 tiles + "
-                            f"overview) or full (up to 4x4 + overview); default {DEFAULT_DETAIL.value}")
-    group.add_argument("--image-max-tokens", type=int, metavar="N",
-                       help="cap the tokens of each image's tile grid exactly (overrides --detail)")
+    group.add_argument(
+        "--n-ctx", type=int, default=default_ctx, metavar="N", help=f"context size in tokens (default {default_ctx})"
+    )
+    group.add_argument(
+        "--threads", type=int, metavar="N", help="CPU threads for generating (default: the fastest count measured here)"
+    )
+    group.add_argument(
+        "--gpu-layers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="layers to offload to the GPU (-1: all; needs a GPU build of llama.cpp)",
+    )
+    group.add_argument(
+        "--no-flash-attn", dest="flash_attn", action="store_false", help="turn flash attention off (on by default)"
+    )
+    group.add_argument(
+        "--detail",
+        choices=[d.value for d in Detail],
+        default=DEFAULT_DETAIL.value,
+        help="how finely images are read: low (2 tiles), balanced (about 2x2 tiles + "
+        f"overview) or full (up to 4x4 + overview); default {DEFAULT_DETAIL.value}",
+    )
+    group.add_argument(
+        "--image-max-tokens",
+        type=int,
+        metavar="N",
+        help="cap the tokens of each image's tile grid exactly (overrides --detail)",
+    )
     vision = parser.add_argument_group("reading images (default: what measured fastest on this computer)")
-    vision.add_argument("--vision", choices=("auto", "openvino", "llama.cpp"), default="auto",
-                        help="the vision encoder: OpenVINO's (with smolchat[openvino]) or libmtmd's")
-    vision.add_argument("--vision-precision", choices=("auto", "BF16", "F16", "F32"), default="auto",
-                        help="its precision: BF16 or F16 weights for llama.cpp, BF16 or F32 compute for OpenVINO")
+    vision.add_argument(
+        "--vision",
+        choices=("auto", "openvino", "llama.cpp"),
+        default="auto",
+        help="the vision encoder: OpenVINO's (with smolchat[openvino]) or libmtmd's",
+    )
+    vision.add_argument(
+        "--vision-precision",
+        choices=("auto", "BF16", "F16", "F32"),
+        default="auto",
+        help="its precision: BF16 or F16 weights for llama.cpp, BF16 or F32 compute for OpenVINO",
+    )
     vision.add_argument("--vision-threads", type=int, metavar="N", help="its CPU threads")
-    parser.add_argument("-v", "--verbose", action="count", default=0,
-                        help="show progress and llama.cpp's log (twice: everything)")
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="show progress and llama.cpp's log (twice: everything)"
+    )
 
 
 def model_files(args: argparse.Namespace) -> tuple[Path, Path | None]:

@@ -58,7 +58,10 @@ _lib.ggml_backend_dev_description.restype = ctypes.c_char_p
 _lib.ggml_backend_dev_description.argtypes = [ctypes.c_void_p]
 _lib.ggml_backend_dev_memory.restype = None
 _lib.ggml_backend_dev_memory.argtypes = [
-    ctypes.c_void_p, ctypes.POINTER(ctypes.c_size_t), ctypes.POINTER(ctypes.c_size_t)]
+    ctypes.c_void_p,
+    ctypes.POINTER(ctypes.c_size_t),
+    ctypes.POINTER(ctypes.c_size_t),
+]
 _lib.ggml_backend_dev_backend_reg.restype = ctypes.c_void_p
 _lib.ggml_backend_dev_backend_reg.argtypes = [ctypes.c_void_p]
 _lib.ggml_backend_reg_name.restype = ctypes.c_char_p
@@ -94,7 +97,7 @@ def cpu_variants() -> list[str]:
     """The tags of the CPU libraries beside llama.cpp (haswell, zen4, ...); none where the
     CPU code is built in."""
     head, tail = _library_file("cpu-*").split("*")
-    return sorted(p.name[len(head):-len(tail)] for p in LIBRARY_DIR.glob(f"{head}*{tail}"))
+    return sorted(p.name[len(head) : -len(tail)] for p in LIBRARY_DIR.glob(f"{head}*{tail}"))
 
 
 @contextmanager
@@ -126,10 +129,13 @@ def load() -> None:
         raise CpuVariantError(
             f"{CPU_VARIANT_VARIABLE} asks for llama.cpp's '{forced}' CPU library, but this build of llama.cpp has "
             f"its CPU code built in. Unset {CPU_VARIANT_VARIABLE}; it works with builds made for other computers, "
-            "such as the packaged app's.")
+            "such as the packaged app's."
+        )
     if forced not in variants:
-        raise CpuVariantError(f"{CPU_VARIANT_VARIABLE}={forced}: this build of llama.cpp has no such CPU library. "
-                              f"It has: {', '.join(variants)}.")
+        raise CpuVariantError(
+            f"{CPU_VARIANT_VARIABLE}={forced}: this build of llama.cpp has no such CPU library. "
+            f"It has: {', '.join(variants)}."
+        )
     if _forced_cpu_variant == forced:
         return
     with _quiet_backend_log():
@@ -137,7 +143,8 @@ def load() -> None:
     if not loaded:
         raise CpuVariantError(
             f"{CPU_VARIANT_VARIABLE}={forced}: llama.cpp could not load that CPU library; this CPU may lack the "
-            f"instructions it was built for. Choose another ({', '.join(variants)}) or unset {CPU_VARIANT_VARIABLE}.")
+            f"instructions it was built for. Choose another ({', '.join(variants)}) or unset {CPU_VARIANT_VARIABLE}."
+        )
     _forced_cpu_variant = forced
 
 
@@ -216,8 +223,15 @@ def devices() -> list[Device]:
         _lib.ggml_backend_dev_memory(device, ctypes.byref(free), ctypes.byref(total))
         backend = _lib.ggml_backend_reg_name(_lib.ggml_backend_dev_backend_reg(device)) or b"?"
         description = _lib.ggml_backend_dev_description(device) or b""
-        found.append(Device(backend.decode(errors="replace"), description.decode(errors="replace").strip(),
-                            _lib.ggml_backend_dev_type(device), total.value, free.value))
+        found.append(
+            Device(
+                backend.decode(errors="replace"),
+                description.decode(errors="replace").strip(),
+                _lib.ggml_backend_dev_type(device),
+                total.value,
+                free.value,
+            )
+        )
     return found
 
 
@@ -257,17 +271,37 @@ class BuildInfo:
         return cpu + ("" if self.gpu_support else "; no GPU support in this build")
 
     def as_dict(self) -> dict:
-        return dict(llama_cpp_python=self.llama_cpp_python, cpu_features=list(self.cpu_features),
-                    cpu_variant=self.cpu_variant, cpu_variant_forced=self.cpu_variant_forced,
-                    gpu_support=self.gpu_support,
-                    devices=[dict(backend=d.backend, description=d.description, total=d.total, free=d.free,
-                                  gpu=d.is_gpu) for d in self.devices],
-                    summary=self.summary(), headline=self.headline())
+        return dict(
+            llama_cpp_python=self.llama_cpp_python,
+            cpu_features=list(self.cpu_features),
+            cpu_variant=self.cpu_variant,
+            cpu_variant_forced=self.cpu_variant_forced,
+            gpu_support=self.gpu_support,
+            devices=[
+                dict(backend=d.backend, description=d.description, total=d.total, free=d.free, gpu=d.is_gpu)
+                for d in self.devices
+            ],
+            summary=self.summary(),
+            headline=self.headline(),
+        )
 
 
 # The instruction sets worth naming: the ones that set how fast llama.cpp runs on a CPU.
-_NOTABLE = ("AVX2", "AVX512", "AVX512_VNNI", "AVX512_BF16", "AVX_VNNI", "AMX_INT8", "AMX_BF16",
-            "NEON", "ARM_FMA", "DOTPROD", "MATMUL_INT8", "SVE", "SME")
+_NOTABLE = (
+    "AVX2",
+    "AVX512",
+    "AVX512_VNNI",
+    "AVX512_BF16",
+    "AVX_VNNI",
+    "AMX_INT8",
+    "AMX_BF16",
+    "NEON",
+    "ARM_FMA",
+    "DOTPROD",
+    "MATMUL_INT8",
+    "SVE",
+    "SME",
+)
 
 
 def cpu_features(system_info: str) -> tuple[str, ...]:
@@ -290,11 +324,31 @@ def loaded_cpu_variant(maps: str | None = None) -> str | None:
 
 def build_info() -> BuildInfo:
     info = llama_cpp.llama_print_system_info().decode(errors="replace")
-    return BuildInfo(llama_cpp.__version__, cpu_features(info), _forced_cpu_variant or loaded_cpu_variant(),
-                     bool(llama_cpp.llama_supports_gpu_offload()), tuple(devices()),
-                     cpu_variant_forced=_forced_cpu_variant is not None)
+    return BuildInfo(
+        llama_cpp.__version__,
+        cpu_features(info),
+        _forced_cpu_variant or loaded_cpu_variant(),
+        bool(llama_cpp.llama_supports_gpu_offload()),
+        tuple(devices()),
+        cpu_variant_forced=_forced_cpu_variant is not None,
+    )
 
 
-__all__ = ["llama_cpp", "load", "cpu_variants", "CPU_VARIANT_VARIABLE", "CpuVariantError", "cpu_extra_buffer_types",
-           "extra_weight_layouts_safe", "devices", "Device", "BuildInfo", "build_info", "cpu_features",
-           "loaded_cpu_variant", "LIBRARY_DIR", "DEVICE_GPU", "DEVICE_IGPU"]
+__all__ = [
+    "llama_cpp",
+    "load",
+    "cpu_variants",
+    "CPU_VARIANT_VARIABLE",
+    "CpuVariantError",
+    "cpu_extra_buffer_types",
+    "extra_weight_layouts_safe",
+    "devices",
+    "Device",
+    "BuildInfo",
+    "build_info",
+    "cpu_features",
+    "loaded_cpu_variant",
+    "LIBRARY_DIR",
+    "DEVICE_GPU",
+    "DEVICE_IGPU",
+]

@@ -78,8 +78,12 @@ class _BoundedSandbox(ImmutableSandboxedEnvironment):
                 if _size(seq) and isinstance(n, int) and _size(seq) * max(n, 0) > RENDER_OUTPUT_LIMIT:
                     raise _Exceeded(f"it repeated a value {n:,} times")
         elif operator == "**":
-            if isinstance(right, (int, float)) and abs(right) > 256 and isinstance(left, (int, float)) \
-                    and abs(left) > 1:
+            if (
+                isinstance(right, (int, float))
+                and abs(right) > 256
+                and isinstance(left, (int, float))
+                and abs(left) > 1
+            ):
                 raise _Exceeded(f"it raised a number to the power {right:,}")
         elif operator == "+":
             if _size(left) + _size(right) > RENDER_OUTPUT_LIMIT:
@@ -106,6 +110,7 @@ def _check_join(items: Any, separator: Any) -> None:
 
 def _bounded_concat(join):
     """Jinja's ``~`` (one call for a whole chain a ~ b ~ c), refused before it builds too much."""
+
     def concat(parts: Any) -> str:
         parts = [str(part) for part in parts]
         if sum(map(len, parts)) > RENDER_OUTPUT_LIMIT:
@@ -138,8 +143,9 @@ class _IgnoreGenerationTags(jinja2.ext.Extension):
         return parser.parse_statements(("name:endgeneration",), drop_needle=True)
 
 
-def _tojson(value: Any, ensure_ascii: bool = False, indent: int | None = None, separators=None,
-            sort_keys: bool = False) -> str:
+def _tojson(
+    value: Any, ensure_ascii: bool = False, indent: int | None = None, separators=None, sort_keys: bool = False
+) -> str:
     # as transformers renders JSON in templates: non-ASCII kept as it is
     return json.dumps(value, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
 
@@ -187,8 +193,9 @@ class _Watchdog:
 
 
 def _set_async_exception(thread_id: int, exception: type[BaseException] | None) -> None:
-    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id),
-                                               ctypes.py_object(exception) if exception else None)
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(
+        ctypes.c_ulong(thread_id), ctypes.py_object(exception) if exception else None
+    )
 
 
 class ChatTemplate:
@@ -196,7 +203,9 @@ class ChatTemplate:
 
     def __init__(self, template: str, *, bos_token: str = "", eos_token: str = "") -> None:
         environment = _BoundedSandbox(
-            loader=jinja2.BaseLoader(), trim_blocks=True, lstrip_blocks=True,
+            loader=jinja2.BaseLoader(),
+            trim_blocks=True,
+            lstrip_blocks=True,
             extensions=[_IgnoreGenerationTags, jinja2.ext.loopcontrols],  # as transformers renders them
         )
         environment.filters["tojson"] = _tojson
@@ -234,8 +243,12 @@ class ChatTemplate:
             watchdog = _Watchdog(RENDER_TIME_LIMIT_S)
             try:
                 pieces, length = [], 0
-                for piece in self._template.generate(messages=messages, add_generation_prompt=add_generation_prompt,
-                                                     bos_token=self.bos_token, eos_token=self.eos_token):
+                for piece in self._template.generate(
+                    messages=messages,
+                    add_generation_prompt=add_generation_prompt,
+                    bos_token=self.bos_token,
+                    eos_token=self.eos_token,
+                ):
                     length += len(piece)
                     if length > RENDER_OUTPUT_LIMIT:
                         raise _Exceeded(f"it wrote more than {RENDER_OUTPUT_LIMIT:,} characters")
@@ -248,13 +261,16 @@ class ChatTemplate:
         except _Exceeded as e:
             if not str(e):  # raised by the watchdog, which cannot give it a message
                 e = _Exceeded(f"it ran for more than {RENDER_TIME_LIMIT_S:g} s")
-            raise TemplateError(f"The model's chat template was stopped: {e}. The template in this model file "
-                                "is broken or hostile; use a model from a trusted source.") from e
+            raise TemplateError(
+                f"The model's chat template was stopped: {e}. The template in this model file "
+                "is broken or hostile; use a model from a trusted source."
+            ) from e
         except RecursionError as e:
             raise TemplateError("The model's chat template was stopped: it recursed without end.") from e
         except Exception as e:  # a template error of any kind: an unknown filter, a type error...
-            raise TemplateError(f"The model's chat template failed on this conversation ({type(e).__name__}: "
-                                f"{e}).") from e
+            raise TemplateError(
+                f"The model's chat template failed on this conversation ({type(e).__name__}: {e})."
+            ) from e
 
     def render(self, messages: Sequence[Message], *, add_generation_prompt: bool = True) -> list[Segment]:
         """Render ``messages``, whose images must already be decoded (PreparedImage)."""

@@ -89,8 +89,13 @@ def gpu_plan(settings: EngineSettings) -> VisionPlan | None:
     nothing to measure. None where images are read on the CPU."""
     if not (settings.vision_on_gpu and llama_cpp.llama_supports_gpu_offload()):
         return None
-    return VisionPlan(LLAMA_CPP, "F16", settings.n_threads_vision or default_threads(),
-                      settings.n_threads or default_threads(), "GPU build")
+    return VisionPlan(
+        LLAMA_CPP,
+        "F16",
+        settings.n_threads_vision or default_threads(),
+        settings.n_threads or default_threads(),
+        "GPU build",
+    )
 
 
 def default_plan(settings: EngineSettings) -> VisionPlan:
@@ -99,8 +104,13 @@ def default_plan(settings: EngineSettings) -> VisionPlan:
     libmtmd in the best precision the CPU reports, on its physical cores."""
     s = settings
     backend = LLAMA_CPP if s.vision_backend == "auto" else s.vision_backend
-    return gpu_plan(s) or from_cpu_report(cpu_report.detect(), backend, precision=s.vision_precision,
-                                          threads=s.n_threads_vision, decode_threads=s.n_threads)
+    return gpu_plan(s) or from_cpu_report(
+        cpu_report.detect(),
+        backend,
+        precision=s.vision_precision,
+        threads=s.n_threads_vision,
+        decode_threads=s.n_threads,
+    )
 
 
 @dataclass
@@ -206,21 +216,26 @@ class Engine:
         self.speed_log = SpeedLog(self._speed_key())
         if self.vision_plan is not None:
             self.speed_log.start_from(self._first_tile_s)
-        log.info("loaded %s%s in %.2f s", self.text_info.path.name,
-                 f" + {self.projector_info.path.name} ({self.vision_plan.describe()})" if self.vision_plan else "",
-                 time.perf_counter() - started)
+        log.info(
+            "loaded %s%s in %.2f s",
+            self.text_info.path.name,
+            f" + {self.projector_info.path.name} ({self.vision_plan.describe()})" if self.vision_plan else "",
+            time.perf_counter() - started,
+        )
 
     def _load_openvino(self):
         from smolchat.engine.vision.openvino_encoder import OpenVINOVisionEncoder
 
         assert self.projector_info is not None and self.vision_plan is not None
         try:
-            return OpenVINOVisionEncoder(self.projector_info.path, threads=self.vision_plan.threads,
-                                         precision=self.vision_plan.precision)
+            return OpenVINOVisionEncoder(
+                self.projector_info.path, threads=self.vision_plan.threads, precision=self.vision_plan.precision
+            )
         except (ModelFileError, ImportError, RuntimeError) as e:
             raise VisionEncoderError(
                 f"OpenVINO cannot read images with {self.projector_info.path.name} here ({e}). "
-                "Choose the llama.cpp vision encoder in the settings.") from e
+                "Choose the llama.cpp vision encoder in the settings."
+            ) from e
 
     def _load_vision(self) -> None:
         s = self.settings
@@ -236,8 +251,7 @@ class Engine:
         params.n_threads = self.vision_plan.threads
         params.print_timings = False
         params.flash_attn_type = (
-            llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED if s.flash_attn
-            else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+            llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED if s.flash_attn else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
         )
         if s.image_max_tokens is not None:
             params.image_max_tokens = s.image_max_tokens
@@ -252,16 +266,17 @@ class Engine:
                 "The file may be damaged; download it again.",
             )
         if not mtmd.mtmd_support_vision(self._mtmd_ctx):
-            raise ModelFileError(info.path, "cannot read images.",
-                                 "Choose the model's image projector (mmproj).")
+            raise ModelFileError(info.path, "cannot read images.", "Choose the model's image projector (mmproj).")
         self.vision_mmproj_path = mmproj_path
 
     def _make_template(self) -> ChatTemplate:
         """The model's own chat template; the family's default where it has none, or where
         its own does not parse or exceeds the rendering bounds (``template_note`` says so)."""
         text_of = self._text_model.token_text
-        tokens = dict(bos_token=text_of(llama_cpp.llama_vocab_bos(self._vocab)),
-                      eos_token=text_of(llama_cpp.llama_vocab_eos(self._vocab)))
+        tokens = dict(
+            bos_token=text_of(llama_cpp.llama_vocab_bos(self._vocab)),
+            eos_token=text_of(llama_cpp.llama_vocab_eos(self._vocab)),
+        )
         default = SMOLVLM_CHAT_TEMPLATE if self.projector_info else CHATML_TEMPLATE
         family = "SmolVLM's" if self.projector_info else "a standard (ChatML)"
         source = self.text_info.chat_template
@@ -271,15 +286,24 @@ class Engine:
         try:
             return ChatTemplate(source, **tokens)
         except TemplateError as e:
-            self.template_note = (f"{self.text_info.path.name}: {e} SmolChat uses {family} chat template instead; "
-                                  "answers may be worse than with the model's own.")
+            self.template_note = (
+                f"{self.text_info.path.name}: {e} SmolChat uses {family} chat template instead; "
+                "answers may be worse than with the model's own."
+            )
             log.warning("%s", self.template_note)
             return ChatTemplate(default, **tokens)
 
     def info(self) -> ModelInfo:
         """A snapshot of what this engine is, for other threads."""
-        return ModelInfo(self.text_info, self.projector_info, self.vision_plan, self.settings, self.template,
-                         self.template_note, self.speed)
+        return ModelInfo(
+            self.text_info,
+            self.projector_info,
+            self.vision_plan,
+            self.settings,
+            self.template,
+            self.template_note,
+            self.speed,
+        )
 
     @property
     def has_vision(self) -> bool:
@@ -370,8 +394,12 @@ class Engine:
             yield from self._generate(sampling, started, prompt, counters, cancelled)
 
     def _generate(
-        self, sampling: SamplingParams, started: float, prompt: TokenizedPrompt,
-        counters: _EvalCounters, cancelled: threading.Event,
+        self,
+        sampling: SamplingParams,
+        started: float,
+        prompt: TokenizedPrompt,
+        counters: _EvalCounters,
+        cancelled: threading.Event,
     ) -> Iterator[TurnEvent]:
         assert self._text_model is not None and self._batch is not None
         ctx = self._text_model.ctx
@@ -427,13 +455,24 @@ class Engine:
             yield TextDelta(text[emitted:])
         stats = self._stats(started, first_at, last_at, generated, prompt, counters, finish)
         if finish != "cancelled" and stats.ttft_s is not None:
-            self.speed_log.record(tiles=counters.tiles, encode_s=counters.encode_s, evaluated=counters.evaluated,
-                                  prompt_s=stats.ttft_s, decode_tok_s=stats.decode_tok_s)
+            self.speed_log.record(
+                tiles=counters.tiles,
+                encode_s=counters.encode_s,
+                evaluated=counters.evaluated,
+                prompt_s=stats.ttft_s,
+                decode_tok_s=stats.decode_tok_s,
+            )
         yield TurnResult(text, stats)
 
     def _stats(
-        self, started: float, first_at: float | None, last_at: float | None, generated: int,
-        prompt: TokenizedPrompt, counters: _EvalCounters, finish: str,
+        self,
+        started: float,
+        first_at: float | None,
+        last_at: float | None,
+        generated: int,
+        prompt: TokenizedPrompt,
+        counters: _EvalCounters,
+        finish: str,
     ) -> TurnStats:
         ended = time.perf_counter()
         tpot = None
@@ -471,8 +510,13 @@ class Engine:
                     raise ContextOverflowError(prompt.n_pos + 1, self.n_ctx)
                 self._evaluate(prompt, stable, logits_last=False, counters=counters)
             if not counters.cancelled:
-                self.speed_log.record(tiles=counters.tiles, encode_s=counters.encode_s, evaluated=counters.evaluated,
-                                      prompt_s=time.perf_counter() - started, decode_tok_s=None)
+                self.speed_log.record(
+                    tiles=counters.tiles,
+                    encode_s=counters.encode_s,
+                    evaluated=counters.evaluated,
+                    prompt_s=time.perf_counter() - started,
+                    decode_tok_s=None,
+                )
             return PrefillResult(
                 prompt_tokens=self._n_past,
                 reused_tokens=counters.reused,
@@ -505,8 +549,7 @@ class Engine:
                     "read images. Load the model together with its mmproj file."
                 )
             content = tuple(
-                part if isinstance(part, (str, PreparedImage)) else self.image_cache.get(part)
-                for part in m.content
+                part if isinstance(part, (str, PreparedImage)) else self.image_cache.get(part) for part in m.content
             )
             resolved.append(Message(m.role, content))
         return resolved
@@ -516,9 +559,7 @@ class Engine:
         self, messages: Sequence[Message], *, add_generation_prompt: bool, pixels: bool = True
     ) -> Iterator[TokenizedPrompt]:
         """The prompt's chunks. With ``pixels=False`` only their layout (nothing to evaluate)."""
-        segments = self.template.render(
-            self._resolve_images(messages), add_generation_prompt=add_generation_prompt
-        )
+        segments = self.template.render(self._resolve_images(messages), add_generation_prompt=add_generation_prompt)
         if self._mtmd_ctx is None:
             assert self._text_model is not None
             (text,) = segments
@@ -593,8 +634,16 @@ class Engine:
             return
         new_n_past = llama_cpp.llama_pos(0)
         rc = mtmd.mtmd_helper_decode_image_chunk(
-            self._mtmd_ctx, self._text_model.ctx, chunk.image_ptr, embd_ptr,
-            self._n_past, 0, self._batch.capacity, ctypes.byref(new_n_past), _NO_POST_DECODE_CALLBACK, None,
+            self._mtmd_ctx,
+            self._text_model.ctx,
+            chunk.image_ptr,
+            embd_ptr,
+            self._n_past,
+            0,
+            self._batch.capacity,
+            ctypes.byref(new_n_past),
+            _NO_POST_DECODE_CALLBACK,
+            None,
         )
         if rc != 0:
             self._fail_or_cancel(rc, counters)
@@ -610,8 +659,9 @@ class Engine:
         if embeddings is not None:
             return embeddings.ctypes.data_as(ctypes.POINTER(ctypes.c_float)), embeddings
         if self._layout_only:  # never encode with a projector that has no encoder layers
-            raise EngineError("SmolChat could not read this image with OpenVINO. "
-                              "Choose the llama.cpp vision encoder in the settings.")
+            raise EngineError(
+                "SmolChat could not read this image with OpenVINO. Choose the llama.cpp vision encoder in the settings."
+            )
         if mtmd.mtmd_encode_chunk(self._mtmd_ctx, chunk.image_ptr) != 0:
             raise EngineError("The vision encoder failed on this image.")
         return mtmd.mtmd_get_output_embd(self._mtmd_ctx), None
@@ -635,8 +685,9 @@ class Engine:
     def _speed_key(self) -> str:
         files = [self.text_info] + ([self.projector_info] if self.projector_info else [])
         plan = self.vision_plan.describe() if self.vision_plan else "text only"
-        return " | ".join([*(f"{f.path.name}:{f.size_bytes}" for f in files), plan,
-                           f"gpu layers {self.settings.n_gpu_layers}"])
+        return " | ".join(
+            [*(f"{f.path.name}:{f.size_bytes}" for f in files), plan, f"gpu layers {self.settings.n_gpu_layers}"]
+        )
 
     def count_tokens(self, text: str, add_bos: bool = False) -> int:
         """Tokens of ``text`` in this model's vocabulary, special tokens parsed. Only reads the
@@ -669,8 +720,11 @@ class Engine:
         if image is None:
             return None
         if self._tiles is None or self._tiles[0] != unit.content_id:
-            geometry = replace(self._openvino.geometry, max_tokens=self.settings.image_max_tokens,
-                               min_tokens=self.settings.image_min_tokens)
+            geometry = replace(
+                self._openvino.geometry,
+                max_tokens=self.settings.image_max_tokens,
+                min_tokens=self.settings.image_min_tokens,
+            )
             pixels = np.frombuffer(image.rgb, np.uint8).reshape(image.height, image.width, 3)
             tiles = cut_tiles(pixels, geometry)
             self._tiles = (unit.content_id, normalized(tiles, self._openvino.mean, self._openvino.std))
@@ -680,8 +734,10 @@ class Engine:
         if n_chunks % len(tiles) or chunk.n_image_tokens != self._openvino.tokens_per_tile:
             self._tiles = None
             if self._layout_only:  # libmtmd holds no encoder layers to fall back on
-                raise EngineError("This image could not be read: SmolChat and libmtmd cut it into tiles "
-                                  "differently. Choose the llama.cpp vision encoder in the settings.")
+                raise EngineError(
+                    "This image could not be read: SmolChat and libmtmd cut it into tiles "
+                    "differently. Choose the llama.cpp vision encoder in the settings."
+                )
             log.warning("libmtmd cut %s differently; reading it with libmtmd", image.source or "an image")
             return None
         tile = unit.index % len(tiles)

@@ -55,13 +55,30 @@ class Family:
 # SmolLM2 135M, 360M and 1.7B, with SmolVLM's extended vocabulary
 SMOLLM2_135M = TextShape(n_embd=576, n_layer=30, n_head=9, n_head_kv=3, n_ff=1536, n_vocab=49280)
 SMOLLM2_360M = TextShape(n_embd=960, n_layer=32, n_head=15, n_head_kv=5, n_ff=2560, n_vocab=49280)
-SMOLLM2_1_7B = TextShape(n_embd=2048, n_layer=24, n_head=32, n_head_kv=32, n_ff=8192, n_vocab=49155,
-                         n_ctx_train=16384, rope_freq_base=273768.0)
+SMOLLM2_1_7B = TextShape(
+    n_embd=2048,
+    n_layer=24,
+    n_head=32,
+    n_head_kv=32,
+    n_ff=8192,
+    n_vocab=49155,
+    n_ctx_train=16384,
+    rope_freq_base=273768.0,
+)
 # SigLIP base at 512 px tiles (64 tokens each), and SigLIP so400m at 384 px (81 tokens each)
-SIGLIP_BASE_512 = VisionShape(n_embd=768, n_layer=12, n_head=12, n_ff=3072,
-                              image_size=512, patch_size=16, scale_factor=4, preproc_image_size=2048)
-SIGLIP_SO400M_384 = VisionShape(n_embd=1152, n_layer=27, n_head=16, n_ff=4304,
-                                image_size=384, patch_size=14, scale_factor=3, preproc_image_size=1536)
+SIGLIP_BASE_512 = VisionShape(
+    n_embd=768, n_layer=12, n_head=12, n_ff=3072, image_size=512, patch_size=16, scale_factor=4, preproc_image_size=2048
+)
+SIGLIP_SO400M_384 = VisionShape(
+    n_embd=1152,
+    n_layer=27,
+    n_head=16,
+    n_ff=4304,
+    image_size=384,
+    patch_size=14,
+    scale_factor=3,
+    preproc_image_size=1536,
+)
 
 SMOLVLM_256M = Family("SmolVLM-256M", SMOLLM2_135M, SIGLIP_BASE_512, 135e6, 98e6)
 SMOLVLM_500M = Family("SmolVLM-500M", SMOLLM2_360M, SIGLIP_BASE_512, 362e6, 98e6)

@@ -25,8 +25,11 @@ def describe_stats(stats: Mapping[str, Any], *, brief: bool = True, vision: str 
             parts.append(f"{tiles} tiles read")
         return " · ".join(parts)
     parts.append(f"{stats['generated_tokens']} tokens in {stats['e2e_s']:.2f} s")
-    details = [f"{stats[key]} {what}" for key, what in (("image_tokens", "image"), ("reused_tokens", "reused"))
-               if stats.get(key)]
+    details = [
+        f"{stats[key]} {what}"
+        for key, what in (("image_tokens", "image"), ("reused_tokens", "reused"))
+        if stats.get(key)
+    ]
     parts.append(f"prompt {stats['prompt_tokens']} tokens" + (f" ({', '.join(details)})" if details else ""))
     if tiles:
         parts.append(f"{tiles} tiles encoded in {stats['encode_s']:.2f} s" + (f" by {vision}" if vision else ""))

@@ -129,8 +129,11 @@ class GGUFMetadata:
         """The integer value of ``key``, refused unless it is there and ``low <= value <= high``."""
         value = self.optional_integer(key, what, low, high)
         if value is None:
-            raise ModelFileError(self.path, f"is missing {what} ('{key}').",
-                                 "The file was not converted completely; get a fresh copy of the model.")
+            raise ModelFileError(
+                self.path,
+                f"is missing {what} ('{key}').",
+                "The file was not converted completely; get a fresh copy of the model.",
+            )
         return value
 
     def optional_integer(self, key: str, what: str, low: int, high: int | None = None) -> int | None:
@@ -142,8 +145,9 @@ class GGUFMetadata:
             raise ModelFileError(self.path, f"has {what} that is not a whole number ('{key}').", _DAMAGED)
         if value < low or (high is not None and value > high):
             allowed = f"at least {low}" if high is None else f"{low} to {high}"
-            raise ModelFileError(self.path, f"has an invalid {what} ('{key}' = {value}; it must be {allowed}).",
-                                 _DAMAGED)
+            raise ModelFileError(
+                self.path, f"has an invalid {what} ('{key}' = {value}; it must be {allowed}).", _DAMAGED
+            )
         return value
 
 
@@ -161,8 +165,17 @@ class _Damaged(Exception):
 
 _VT = gguf.GGUFValueType
 _SCALARS = {
-    _VT.UINT8: "B", _VT.INT8: "b", _VT.UINT16: "H", _VT.INT16: "h", _VT.UINT32: "I", _VT.INT32: "i",
-    _VT.FLOAT32: "f", _VT.BOOL: "?", _VT.UINT64: "Q", _VT.INT64: "q", _VT.FLOAT64: "d",
+    _VT.UINT8: "B",
+    _VT.INT8: "b",
+    _VT.UINT16: "H",
+    _VT.INT16: "h",
+    _VT.UINT32: "I",
+    _VT.INT32: "i",
+    _VT.FLOAT32: "f",
+    _VT.BOOL: "?",
+    _VT.UINT64: "Q",
+    _VT.INT64: "q",
+    _VT.FLOAT64: "d",
 }
 _SCALAR_STRUCTS: dict[int, struct.Struct] = {vtype: struct.Struct("<" + fmt) for vtype, fmt in _SCALARS.items()}
 _ARRAY_DTYPES: dict[int, np.dtype] = {vtype: np.dtype("<" + fmt.replace("?", "u1")) for vtype, fmt in _SCALARS.items()}
@@ -279,8 +292,7 @@ def read_metadata(path: str | os.PathLike[str]) -> GGUFMetadata:
                 raise ModelFileError(
                     path,
                     "is not a GGUF file.",
-                    "SmolChat runs llama.cpp models: pick a .gguf file (for example "
-                    "SmolVLM-256M-Instruct-Q8_0.gguf).",
+                    "SmolChat runs llama.cpp models: pick a .gguf file (for example SmolVLM-256M-Instruct-Q8_0.gguf).",
                 )
             with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as buf:
                 meta, data_end = _parse(path, buf)
@@ -295,8 +307,9 @@ def read_metadata(path: str | os.PathLike[str]) -> GGUFMetadata:
             "A download that stopped early looks like this; download the file again.",
         ) from None
     except _Damaged as e:
-        raise ModelFileError(path, f"is damaged: its header cannot be parsed ({e}).",
-                             "Download the file again.") from None
+        raise ModelFileError(
+            path, f"is damaged: its header cannot be parsed ({e}).", "Download the file again."
+        ) from None
     if data_end > size:
         should_hold, has = format_two_sizes(data_end, size)
         raise ModelFileError(
@@ -398,7 +411,8 @@ def _tensor_bytes(name: str, shape: tuple[int, ...], ggml_type: int) -> int:
 # vectors (norms, biases), which it adds and multiplies element by element, in F32 only, as
 # every converter writes them. Anything else aborts the process in the middle of a turn.
 _MATRIX_TYPES = frozenset(gguf.GGMLQuantizationType) - {
-    gguf.GGMLQuantizationType[name] for name in ("Q8_1", "Q8_K", "I8", "I16", "I32", "I64", "F64")}
+    gguf.GGMLQuantizationType[name] for name in ("Q8_1", "Q8_K", "I8", "I16", "I32", "I64", "F64")
+}
 _F32 = frozenset({gguf.GGMLQuantizationType.F32})
 
 
@@ -412,15 +426,17 @@ def _check_norm_epsilons(meta: GGUFMetadata, prefix: str) -> None:
     """ggml's normalizations assert that their epsilon is not negative (NaN fails that too)."""
     for key, value in meta.fields.items():
         if key.startswith(prefix) and key.endswith("_epsilon") and isinstance(value, float) and not value >= 0:
-            raise ModelFileError(meta.path, f"has an invalid normalization epsilon ('{_shown(key)}' = {value}).",
-                                 _DAMAGED)
+            raise ModelFileError(
+                meta.path, f"has an invalid normalization epsilon ('{_shown(key)}' = {value}).", _DAMAGED
+            )
 
 
 def _check_tensor_type(meta: GGUFMetadata, name: str, allowed: frozenset[int], user: str) -> None:
     if meta.tensor_types[name] not in allowed:
         kind = gguf.GGMLQuantizationType(meta.tensor_types[name]).name
-        raise ModelFileError(meta.path, f"stores the tensor '{name}' as {kind}, which {user} cannot compute with.",
-                             _DAMAGED)
+        raise ModelFileError(
+            meta.path, f"stores the tensor '{name}' as {kind}, which {user} cannot compute with.", _DAMAGED
+        )
 
 
 # -- text models -------------------------------------------------------------------------------
@@ -433,23 +449,78 @@ _ROPE_SCALING_TYPES = frozenset({"none", "linear", "yarn", "longrope"})
 _SCALAR_U32 = frozenset({(_VT.UINT32,)})
 _PER_LAYER_U32 = frozenset({(_VT.UINT32,), (_VT.ARRAY, _VT.UINT32), (_VT.ARRAY, _VT.INT32)})
 _LLAMA_KEY_TYPES = {
-    **dict.fromkeys([f"{{arch}}.{name}" for name in (
-        "context_length", "embedding_length", "block_count", "vocab_size", "rope.dimension_count",
-        "attention.key_length", "attention.value_length", "expert_count", "expert_group_count",
-        "expert_group_used_count", "nextn_predict_layers")] + ["general.file_type"]
-        + [f"tokenizer.ggml.{name}_token_id" for name in (
-            "bos", "eos", "eot", "eom", "unknown", "seperator", "padding", "mask", "fim_pre", "fim_suf", "fim_mid",
-            "fim_pad", "fim_rep", "fim_sep", "prefix", "suffix", "middle")], _SCALAR_U32),
-    **dict.fromkeys([f"{{arch}}.{name}" for name in (
-        "feed_forward_length", "attention.head_count", "attention.head_count_kv", "expert_used_count")],
-        _PER_LAYER_U32),
-    **dict.fromkeys([f"{{arch}}.{name}" for name in (
-        "rope.freq_base", "rope.scaling.factor", "attention.layer_norm_epsilon", "attention.layer_norm_rms_epsilon")],
-        frozenset({(_VT.FLOAT32,)})),
-    **dict.fromkeys(["general.name", "{arch}.rope.scaling.type", "tokenizer.ggml.model", "tokenizer.ggml.pre",
-                     "tokenizer.chat_template"], frozenset({(_VT.STRING,)})),
-    **dict.fromkeys([f"tokenizer.ggml.add_{name}_token" for name in ("bos", "eos", "sep")],
-                    frozenset({(_VT.BOOL,)})),
+    **dict.fromkeys(
+        [
+            f"{{arch}}.{name}"
+            for name in (
+                "context_length",
+                "embedding_length",
+                "block_count",
+                "vocab_size",
+                "rope.dimension_count",
+                "attention.key_length",
+                "attention.value_length",
+                "expert_count",
+                "expert_group_count",
+                "expert_group_used_count",
+                "nextn_predict_layers",
+            )
+        ]
+        + ["general.file_type"]
+        + [
+            f"tokenizer.ggml.{name}_token_id"
+            for name in (
+                "bos",
+                "eos",
+                "eot",
+                "eom",
+                "unknown",
+                "seperator",
+                "padding",
+                "mask",
+                "fim_pre",
+                "fim_suf",
+                "fim_mid",
+                "fim_pad",
+                "fim_rep",
+                "fim_sep",
+                "prefix",
+                "suffix",
+                "middle",
+            )
+        ],
+        _SCALAR_U32,
+    ),
+    **dict.fromkeys(
+        [
+            f"{{arch}}.{name}"
+            for name in ("feed_forward_length", "attention.head_count", "attention.head_count_kv", "expert_used_count")
+        ],
+        _PER_LAYER_U32,
+    ),
+    **dict.fromkeys(
+        [
+            f"{{arch}}.{name}"
+            for name in (
+                "rope.freq_base",
+                "rope.scaling.factor",
+                "attention.layer_norm_epsilon",
+                "attention.layer_norm_rms_epsilon",
+            )
+        ],
+        frozenset({(_VT.FLOAT32,)}),
+    ),
+    **dict.fromkeys(
+        [
+            "general.name",
+            "{arch}.rope.scaling.type",
+            "tokenizer.ggml.model",
+            "tokenizer.ggml.pre",
+            "tokenizer.chat_template",
+        ],
+        frozenset({(_VT.STRING,)}),
+    ),
+    **dict.fromkeys([f"tokenizer.ggml.add_{name}_token" for name in ("bos", "eos", "sep")], frozenset({(_VT.BOOL,)})),
     "tokenizer.ggml.token_type": frozenset({(_VT.ARRAY, _VT.INT32)}),
     "tokenizer.ggml.scores": frozenset({(_VT.ARRAY, _VT.FLOAT32), (_VT.ARRAY, _VT.INT32)}),
     "tokenizer.ggml.merges": frozenset({(_VT.ARRAY, _VT.STRING)}),
@@ -469,12 +540,12 @@ def inspect_text_model(path: str | os.PathLike[str]) -> TextModelInfo:
         raise ModelFileError(
             meta.path,
             "is a vision projector (mmproj), not a text model.",
-            "Use it as the projector, and as the model choose the file without 'mmproj' "
-            "in its name.",
+            "Use it as the projector, and as the model choose the file without 'mmproj' in its name.",
         )
     if not isinstance(arch, str) or not arch:
-        raise ModelFileError(meta.path, "does not say which architecture it is.",
-                             "It is probably not a llama.cpp model.")
+        raise ModelFileError(
+            meta.path, "does not say which architecture it is.", "It is probably not a llama.cpp model."
+        )
     _check_key_types(meta, {key.format(arch=arch): kinds for key, kinds in _LLAMA_KEY_TYPES.items()})
     n_vocab = _check_vocabulary(meta)
     for name, shape in meta.tensors.items():
@@ -516,8 +587,9 @@ def _check_vocabulary(meta: GGUFMetadata) -> int:
     # llama.cpp names empty tokens "[EMPTY_<id>]" and aborts when two tokens have the same text
     words = {token or f"[EMPTY_{i}]" for i, token in enumerate(tokens)}
     if len(words) != len(tokens):
-        raise ModelFileError(meta.path, f"has a vocabulary in which {len(tokens) - len(words)} token(s) appear twice.",
-                             _DAMAGED)
+        raise ModelFileError(
+            meta.path, f"has a vocabulary in which {len(tokens) - len(words)} token(s) appear twice.", _DAMAGED
+        )
     # tokenizing a prompt aborts when the model asks for a special token it does not have
     for flag, id_key, what in (
         (gguf.Keys.Tokenizer.ADD_BOS, gguf.Keys.Tokenizer.BOS_ID, "beginning-of-text"),
@@ -538,13 +610,17 @@ def _attention_heads(meta: GGUFMetadata, arch: str, n_embd: int, n_layer: int) -
     per_layer = kv.tolist() if isinstance(kv, np.ndarray) and kv.dtype.kind in "iu" else None
     if per_layer is not None:  # hybrid models: 0 for layers without attention
         if len(per_layer) != n_layer or any(v != 0 and (v < 0 or n_head % v) for v in per_layer) or not any(per_layer):
-            raise ModelFileError(meta.path, f"has per-layer key/value head counts that do not fit its {n_head} "
-                                 f"attention heads ('{key}').", _DAMAGED)
+            raise ModelFileError(
+                meta.path,
+                f"has per-layer key/value head counts that do not fit its {n_head} attention heads ('{key}').",
+                _DAMAGED,
+            )
         return n_head, max(per_layer)
     n_head_kv = meta.integer(key, "key/value head count", 1, n_head)
     if n_head % n_head_kv:
-        raise ModelFileError(meta.path, f"has {n_head_kv} key/value heads, which do not divide its {n_head} "
-                             "attention heads.", _DAMAGED)
+        raise ModelFileError(
+            meta.path, f"has {n_head_kv} key/value heads, which do not divide its {n_head} attention heads.", _DAMAGED
+        )
     return n_head, n_head_kv
 
 
@@ -560,8 +636,11 @@ def _check_experts(meta: GGUFMetadata, arch: str) -> None:
     groups = meta.optional_integer(f"{arch}.expert_group_count", "expert group count", 0) or 0
     groups_used = meta.optional_integer(f"{arch}.expert_group_used_count", "count of expert groups used", 0) or 0
     if n_expert:
-        consistent = 0 < used <= n_expert and groups < n_expert and (
-            groups <= 1 or (n_expert % groups == 0 and 0 < groups_used < groups))
+        consistent = (
+            0 < used <= n_expert
+            and groups < n_expert
+            and (groups <= 1 or (n_expert % groups == 0 and 0 < groups_used < groups))
+        )
     else:
         consistent = used == 0 and groups == 0
     if not consistent:
@@ -577,14 +656,46 @@ def _check_experts(meta: GGUFMetadata, arch: str) -> None:
 
 # libmtmd reads these keys without checking their type, and aborts the process when it differs
 _LIBMTMD_KEY_TYPES = {
-    **dict.fromkeys(["general.name", "general.description", "clip.projector_type", "clip.vision.projector_type",
-                     "clip.vision.mm_patch_merge_type"], _VT.STRING),
-    **dict.fromkeys(["clip.has_vision_encoder", "clip.has_audio_encoder", "clip.has_gen_audio_encoder",
-                     "clip.use_gelu", "clip.use_silu"], _VT.BOOL),
-    **dict.fromkeys([f"clip.vision.{name}" for name in (
-        "embedding_length", "feed_forward_length", "block_count", "projection_dim", "attention.head_count",
-        "attention.head_count_kv", "attention.head_dim", "image_size", "patch_size", "projector.scale_factor",
-        "preproc_image_size")] + ["clip.minicpmv_query_num"], _VT.UINT32),
+    **dict.fromkeys(
+        [
+            "general.name",
+            "general.description",
+            "clip.projector_type",
+            "clip.vision.projector_type",
+            "clip.vision.mm_patch_merge_type",
+        ],
+        _VT.STRING,
+    ),
+    **dict.fromkeys(
+        [
+            "clip.has_vision_encoder",
+            "clip.has_audio_encoder",
+            "clip.has_gen_audio_encoder",
+            "clip.use_gelu",
+            "clip.use_silu",
+        ],
+        _VT.BOOL,
+    ),
+    **dict.fromkeys(
+        [
+            f"clip.vision.{name}"
+            for name in (
+                "embedding_length",
+                "feed_forward_length",
+                "block_count",
+                "projection_dim",
+                "attention.head_count",
+                "attention.head_count_kv",
+                "attention.head_dim",
+                "image_size",
+                "patch_size",
+                "projector.scale_factor",
+                "preproc_image_size",
+            )
+        ]
+        + ["clip.minicpmv_query_num"],
+        _VT.UINT32,
+    ),
     "clip.vision.attention.layer_norm_epsilon": _VT.FLOAT32,
     "clip.minicpmv_version": _VT.INT32,
 }
@@ -602,8 +713,7 @@ def inspect_projector(path: str | os.PathLike[str]) -> ProjectorInfo:
         raise ModelFileError(
             meta.path,
             f"is a text model ({_shown(arch)}), not a vision projector (mmproj).",
-            "Use it as the model, and as the projector choose the file whose name starts "
-            "with 'mmproj'.",
+            "Use it as the model, and as the projector choose the file whose name starts with 'mmproj'.",
         )
     _check_key_types(meta, {key: frozenset({(kind,)}) for key, kind in _LIBMTMD_KEY_TYPES.items()})
     for key, kind in _LIBMTMD_KEY_TYPES.items():
@@ -611,11 +721,11 @@ def inspect_projector(path: str | os.PathLike[str]) -> ProjectorInfo:
             meta.optional_integer(key, "value", 0, _INT32_MAX)
     _check_libmtmd_requirements(meta)
     if meta.get("clip.has_vision_encoder") is not True:
-        raise ModelFileError(meta.path, "has no vision encoder, so it cannot read images.",
-                             "Choose the model's image projector.")
+        raise ModelFileError(
+            meta.path, "has no vision encoder, so it cannot read images.", "Choose the model's image projector."
+        )
     if meta.get("clip.has_audio_encoder") or meta.get("clip.has_gen_audio_encoder"):
-        raise ModelFileError(meta.path, "also holds an audio encoder, which SmolVLM projectors do not have.",
-                             _DAMAGED)
+        raise ModelFileError(meta.path, "also holds an audio encoder, which SmolVLM projectors do not have.", _DAMAGED)
     projector = meta.get("clip.projector_type") or meta.get("clip.vision.projector_type")
     if projector not in SUPPORTED_PROJECTORS:
         raise ModelFileError(
@@ -646,8 +756,9 @@ def _check_libmtmd_requirements(meta: GGUFMetadata) -> None:
     v = "clip.vision."
     meta.integer(v + "projection_dim", "projection width", 0)
     if not isinstance(meta.get(v + "attention.layer_norm_epsilon"), float):
-        raise ModelFileError(meta.path, f"is missing the normalization epsilon ('{v}attention.layer_norm_epsilon').",
-                             _DAMAGED)
+        raise ModelFileError(
+            meta.path, f"is missing the normalization epsilon ('{v}attention.layer_norm_epsilon').", _DAMAGED
+        )
     for key in (v + "image_mean", v + "image_std"):
         if meta.field_types.get(key) != (_VT.ARRAY, _VT.FLOAT32) or len(meta.fields[key]) < 3:
             raise ModelFileError(meta.path, f"lacks the three colour channels of '{key}'.", _DAMAGED)
@@ -677,12 +788,18 @@ def _vision_shape(meta: GGUFMetadata) -> _VisionShape:
     n_head = meta.integer(v + "attention.head_count", "vision attention head count", 1, n_embd)
     head_dim = meta.optional_integer(v + "attention.head_dim", "vision attention head size", 1) or n_embd // n_head
     if head_dim * n_head != n_embd:
-        raise ModelFileError(meta.path, f"has {n_head} vision attention heads of size {head_dim}, which do not "
-                             f"make up its width ({n_embd}).", _DAMAGED)
+        raise ModelFileError(
+            meta.path,
+            f"has {n_head} vision attention heads of size {head_dim}, which do not make up its width ({n_embd}).",
+            _DAMAGED,
+        )
     n_head_kv = meta.optional_integer(v + "attention.head_count_kv", "vision key/value head count", 1, n_head) or n_head
     if n_head % n_head_kv:
-        raise ModelFileError(meta.path, f"has {n_head_kv} vision key/value heads, which do not divide its "
-                             f"{n_head} attention heads.", _DAMAGED)
+        raise ModelFileError(
+            meta.path,
+            f"has {n_head_kv} vision key/value heads, which do not divide its {n_head} attention heads.",
+            _DAMAGED,
+        )
     image_size = meta.integer(v + "image_size", "tile size", 1, _MAX_TILE_SIZE)
     patch_size = meta.integer(v + "patch_size", "patch size", 1, image_size)
     scale_factor = meta.integer(v + "projector.scale_factor", "projector scale factor", 2)
@@ -735,8 +852,12 @@ def _check_idefics3_tensors(meta: GGUFMetadata, s: _VisionShape) -> None:
         # converters disagree on which of up/down is which: libmtmd accepts either order
         up = meta.tensors.get(b + "ffn_up.weight")
         ff_in, ff_out = (s.n_ff, d) if up is not None and up[:1] == (s.n_ff,) else (d, s.n_ff)
-        matrices = {**{name: (d, width) for name, width in projections.items()},
-                    "attn_out": (d, d), "ffn_up": (ff_in, ff_out), "ffn_down": (ff_out, ff_in)}
+        matrices = {
+            **{name: (d, width) for name, width in projections.items()},
+            "attn_out": (d, d),
+            "ffn_up": (ff_in, ff_out),
+            "ffn_down": (ff_out, ff_in),
+        }
         for name, (width_in, width_out) in matrices.items():
             expected[f"{b}{name}.weight"] = ((width_in, width_out), _MATRIX_TYPES)
             expected[f"{b}{name}.bias"] = ((width_out,), _F32)

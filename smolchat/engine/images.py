@@ -38,8 +38,12 @@ _READABLE = "Use a PNG, JPEG, WebP, GIF, BMP or TIFF file."
 
 # EXIF orientation -> what turns the stored pixels upright
 _UPRIGHT = {
-    2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
-    5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
     8: Image.Transpose.ROTATE_90,
 }
 
@@ -117,12 +121,16 @@ def open_image(path: str | os.PathLike[str], max_side: int = DEFAULT_MAX_SIDE) -
                     # JPEG decodes at 1/2, 1/4 or 1/8 scale directly: far faster for big photos
                     image.draft("RGB", (max_side, max_side))
                 if image.format == "EPS":  # its pixels come from running Ghostscript on the file's program
-                    raise ImageError(label, "is a PostScript file, a program SmolChat does not run. "
-                                            "Export it as a PNG first.")
+                    raise ImageError(
+                        label, "is a PostScript file, a program SmolChat does not run. Export it as a PNG first."
+                    )
                 width, height = image.size
                 if width < 1 or height < 1:  # Pillow's stubs for data formats (GRIB, BUFR, HDF5) open so
-                    raise ImageError(label, f"is a {image.format} file without a picture SmolChat can read "
-                                            f"({width} x {height} pixels). {_READABLE}")
+                    raise ImageError(
+                        label,
+                        f"is a {image.format} file without a picture SmolChat can read "
+                        f"({width} x {height} pixels). {_READABLE}",
+                    )
                 orientation = _orientation(image)
                 if orientation >= 5:  # turned by 90 degrees one way or the other
                     width, height = height, width

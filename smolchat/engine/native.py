@@ -12,7 +12,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import threading
-from typing import Sequence
+from collections.abc import Sequence
 
 import llama_cpp.mtmd_cpp as mtmd
 
@@ -113,8 +113,18 @@ class TextModel:
     ``vocab_only``, a context to evaluate in. Free it with ``close()``, from the thread that
     uses it. Returns None-checked handles: a file llama.cpp refuses raises ``LoadError``."""
 
-    def __init__(self, path: str, *, vocab_only: bool = False, n_gpu_layers: int = 0, n_ctx: int = 0,
-                 n_batch: int = 512, n_threads: int = 1, n_threads_batch: int = 1, flash_attn: bool = True) -> None:
+    def __init__(
+        self,
+        path: str,
+        *,
+        vocab_only: bool = False,
+        n_gpu_layers: int = 0,
+        n_ctx: int = 0,
+        n_batch: int = 512,
+        n_threads: int = 1,
+        n_threads_batch: int = 1,
+        flash_attn: bool = True,
+    ) -> None:
         _init_backend()
         route_native_logs()
         self.model = self.ctx = None
@@ -133,8 +143,9 @@ class TextModel:
         context.n_ctx = n_ctx
         context.n_batch = context.n_ubatch = n_batch
         context.n_threads, context.n_threads_batch = n_threads, n_threads_batch
-        context.flash_attn_type = (llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED if flash_attn
-                                   else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED)
+        context.flash_attn_type = (
+            llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED if flash_attn else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        )
         self.ctx = llama_cpp.llama_init_from_model(self.model, context)
         if not self.ctx:
             self.ctx = None
@@ -172,9 +183,7 @@ class SamplerChain:
     def __init__(self, vocab: llama_cpp.llama_vocab_p, params: SamplingParams, end_tokens: Sequence[int] = ()) -> None:
         """``end_tokens``: the tokens that end a turn, banned when ``params.ignore_eos``."""
         n_vocab = llama_cpp.llama_vocab_n_tokens(vocab)
-        self._chain = llama_cpp.llama_sampler_chain_init(
-            llama_cpp.llama_sampler_chain_default_params()
-        )
+        self._chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
         add = lambda s: llama_cpp.llama_sampler_chain_add(self._chain, s)  # noqa: E731
         if params.ignore_eos:
             eog = list(end_tokens)
@@ -185,9 +194,7 @@ class SamplerChain:
                     biases[i].bias = float("-inf")
                 add(llama_cpp.llama_sampler_init_logit_bias(n_vocab, len(eog), biases))
         if params.repeat_penalty != 1.0 and params.repeat_last_n != 0:
-            add(llama_cpp.llama_sampler_init_penalties(
-                n_vocab, params.repeat_last_n, params.repeat_penalty, 0.0, 0.0
-            ))
+            add(llama_cpp.llama_sampler_init_penalties(n_vocab, params.repeat_last_n, params.repeat_penalty, 0.0, 0.0))
         if params.temperature <= 0:
             add(llama_cpp.llama_sampler_init_greedy())
         else:

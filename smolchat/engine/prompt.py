@@ -7,17 +7,17 @@ gives the prompt as a list of segments: text (to tokenize) and images (for libmt
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence, Union
 
 from smolchat.engine.images import PreparedImage
 from smolchat.errors import SmolChatError
 
 # An image in a message: decoded pixels, or the path of an image file. (A plain str in a
 # message's content is always text.)
-ImageRef = Union[PreparedImage, os.PathLike]
-Segment = Union[str, PreparedImage]
+ImageRef = PreparedImage | os.PathLike
+Segment = str | PreparedImage
 
 ROLES = ("system", "user", "assistant")
 

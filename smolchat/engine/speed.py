@@ -65,8 +65,9 @@ class SpeedLog:
         if self.speed.encode_s_per_tile is None and encode_s_per_tile:
             self.speed = replace(self.speed, encode_s_per_tile=encode_s_per_tile)
 
-    def record(self, *, tiles: int, encode_s: float, evaluated: int, prompt_s: float,
-               decode_tok_s: float | None) -> Speed:
+    def record(
+        self, *, tiles: int, encode_s: float, evaluated: int, prompt_s: float, decode_tok_s: float | None
+    ) -> Speed:
         """Take one turn's (or prefill's) measurements into account, and keep them."""
         s = self.speed
         per_tile = encode_s / tiles if tiles else None

@@ -12,8 +12,8 @@ real model's; the first-run measurement writes its probe models with it.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import gguf
 import numpy as np
@@ -34,8 +34,14 @@ TINY = PairShape(
     name="TinySmolVLM",
     text=TextShape(n_embd=64, n_layer=2, n_head=4, n_head_kv=2, n_ff=128, n_ctx_train=4096),
     vision=VisionShape(
-        n_embd=32, n_layer=2, n_head=4, n_ff=48,
-        image_size=32, patch_size=8, scale_factor=2, preproc_image_size=128,
+        n_embd=32,
+        n_layer=2,
+        n_head=4,
+        n_ff=48,
+        image_size=32,
+        patch_size=8,
+        scale_factor=2,
+        preproc_image_size=128,
     ),
 )
 
@@ -53,9 +59,7 @@ _FILE_TYPES = {
 def _byte_level_alphabet() -> list[str]:
     """The GPT-2 byte-to-unicode table: one printable character per byte value."""
     printable = (
-        list(range(ord("!"), ord("~") + 1))
-        + list(range(ord("¡"), ord("¬") + 1))
-        + list(range(ord("®"), ord("ÿ") + 1))
+        list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
     )
     table = {b: chr(b) for b in printable}
     extra = 0
@@ -66,9 +70,7 @@ def _byte_level_alphabet() -> list[str]:
     return [table[b] for b in range(256)]
 
 
-def build_vocab(
-    n_vocab: int | None, base_tokenizer: Path | None = None
-) -> tuple[list[str], list[int], list[str]]:
+def build_vocab(n_vocab: int | None, base_tokenizer: Path | None = None) -> tuple[list[str], list[int], list[str]]:
     """Tokens, token types and merges of a SmolVLM tokenizer.
 
     By default a minimal byte-level BPE vocabulary; with ``base_tokenizer`` (a GGUF of the
@@ -88,9 +90,9 @@ def build_vocab(
         newline = alphabet[ord("\n")]
         # libmtmd looks "\n\n" up as ONE token when it lays out an image: it must be a merge.
         base = _LEADING_SPECIALS + alphabet + [newline + newline]
-        base_types = [int(gguf.TokenType.CONTROL)] * len(_LEADING_SPECIALS) + [
-            int(gguf.TokenType.NORMAL)
-        ] * (len(alphabet) + 1)
+        base_types = [int(gguf.TokenType.CONTROL)] * len(_LEADING_SPECIALS) + [int(gguf.TokenType.NORMAL)] * (
+            len(alphabet) + 1
+        )
         merges = [f"{newline} {newline}"]
     specials = [t for t in _IMAGE_SPECIALS if t not in set(base)]
     n_needed = len(base) + len(specials)
@@ -99,9 +101,7 @@ def build_vocab(
         raise ValueError(f"this SmolVLM tokenizer needs at least {n_needed} tokens")
     fillers = [f"<unused_{i}>" for i in range(n_vocab - n_needed)]
     tokens = base + fillers + specials
-    types = base_types + [int(gguf.TokenType.NORMAL)] * len(fillers) + [
-        int(gguf.TokenType.CONTROL)
-    ] * len(specials)
+    types = base_types + [int(gguf.TokenType.NORMAL)] * len(fillers) + [int(gguf.TokenType.CONTROL)] * len(specials)
     return tokens, types, merges
 
 
@@ -280,8 +280,11 @@ def write_pair(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     text = write_text_model(
-        out_dir / f"{shape.name}-{text_type}.gguf", shape.text, weight_type=text_type,
-        name=shape.name, base_tokenizer=base_tokenizer,
+        out_dir / f"{shape.name}-{text_type}.gguf",
+        shape.text,
+        weight_type=text_type,
+        name=shape.name,
+        base_tokenizer=base_tokenizer,
     )
     mmproj = write_mmproj(
         out_dir / f"mmproj-{shape.name}-{mmproj_type}.gguf",
@@ -300,12 +303,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--text-type", choices=sorted(_FILE_TYPES), default="F16")
     parser.add_argument("--mmproj-type", choices=("F16", "F32"), default="F16")
     parser.add_argument(
-        "--tokenizer-from", type=Path, metavar="GGUF",
+        "--tokenizer-from",
+        type=Path,
+        metavar="GGUF",
         help="take the tokenizer of this GGUF (e.g. SmolLM2-135M-Instruct) instead of a minimal one",
     )
     args = parser.parse_args(argv)
     text, mmproj = write_pair(
-        args.out_dir, SHAPES[args.shape], text_type=args.text_type, mmproj_type=args.mmproj_type,
+        args.out_dir,
+        SHAPES[args.shape],
+        text_type=args.text_type,
+        mmproj_type=args.mmproj_type,
         base_tokenizer=args.tokenizer_from,
     )
     print(text)
@@ -314,8 +322,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 __all__ = [
-    "PairShape", "TextShape", "VisionShape", "TINY", "SMOLVLM_256M", "SHAPES",
-    "build_vocab", "write_text_model", "write_mmproj", "write_pair",
+    "PairShape",
+    "TextShape",
+    "VisionShape",
+    "TINY",
+    "SMOLVLM_256M",
+    "SHAPES",
+    "build_vocab",
+    "write_text_model",
+    "write_mmproj",
+    "write_pair",
 ]
 
 if __name__ == "__main__":

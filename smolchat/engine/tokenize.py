@@ -9,9 +9,9 @@ for SmolVLM) that the vision encoder turns into embeddings.
 from __future__ import annotations
 
 import ctypes
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence, Union
 
 import llama_cpp.mtmd_cpp as mtmd
 
@@ -32,7 +32,7 @@ class ImageUnit:
     n_pos: int
 
 
-Unit = Union[int, ImageUnit]  # a text token, or an image chunk
+Unit = int | ImageUnit  # a text token, or an image chunk
 
 
 @dataclass
@@ -78,9 +78,7 @@ def text_prompt(tokens: Sequence[int]) -> TokenizedPrompt:
 
 
 @contextmanager
-def mtmd_layout(
-    mtmd_ctx: object, segments: Sequence[Segment], real_ids: frozenset[str]
-) -> Iterator[TokenizedPrompt]:
+def mtmd_layout(mtmd_ctx: object, segments: Sequence[Segment], real_ids: frozenset[str]) -> Iterator[TokenizedPrompt]:
     """Tokenize ``segments`` with libmtmd.
 
     Images whose content id is in ``real_ids`` get their pixels (so their chunks can be
@@ -149,9 +147,7 @@ def _read_chunks(chunks: object) -> TokenizedPrompt:
             prompt.units.append(ImageUnit(content_id, index, n_pos))
             prompt.n_pos += n_pos
             prompt.image_tokens += n_image_tokens
-            prompt.chunks.append(
-                Chunk(first_unit, 1, first_pos, n_pos, image_ptr=chunk, n_image_tokens=n_image_tokens)
-            )
+            prompt.chunks.append(Chunk(first_unit, 1, first_pos, n_pos, image_ptr=chunk, n_image_tokens=n_image_tokens))
         else:
             raise TokenizeError("This conversation holds media SmolChat cannot play (audio).")
     return prompt

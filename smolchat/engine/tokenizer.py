@@ -25,8 +25,9 @@ class Tokenizer:
         try:
             self._model: native.TextModel | None = native.TextModel(str(path), vocab_only=True)
         except native.LoadError as e:
-            raise ModelFileError(path, f"has a vocabulary llama.cpp cannot read ({e}).",
-                                 "Download the model again.") from e
+            raise ModelFileError(
+                path, f"has a vocabulary llama.cpp cannot read ({e}).", "Download the model again."
+            ) from e
 
     def count(self, text: str, add_bos: bool = False) -> int:
         """Tokens of ``text``, special tokens parsed (as the engine tokenizes prompts)."""

@@ -7,7 +7,7 @@ window can use them before (or without) a model being loaded.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING
 
 from smolchat.errors import SmolChatError
 
@@ -126,7 +126,7 @@ class PromptCount:
     image_tiles: int
 
 
-TurnEvent = Union[TextDelta, TurnResult]
+TurnEvent = TextDelta | TurnResult
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,9 @@ from smolchat.models.machine import MachineMemory
 from smolchat.models.memory import MemoryEstimate, Verdict, estimate_memory, verdict
 
 
-def estimate_files(listing: RepoListing, cache_dir: Path, machine: MachineMemory, *, n_ctx: int,
-                   n_gpu_layers: int = 0) -> list[tuple[RemoteFile, MemoryEstimate, Verdict]]:
+def estimate_files(
+    listing: RepoListing, cache_dir: Path, machine: MachineMemory, *, n_ctx: int, n_gpu_layers: int = 0
+) -> list[tuple[RemoteFile, MemoryEstimate, Verdict]]:
     """Each text file of ``listing`` with the default projector: its estimate and verdict."""
     try:
         local = {f.filename: f.path for f in hf_cache.cached_files(cache_dir, listing.repo)}
@@ -36,8 +37,12 @@ def estimate_files(listing: RepoListing, cache_dir: Path, machine: MachineMemory
         bits = {"text_bits_per_weight": text.format.bits_per_weight} if text.format else {}
         if projector and projector.format:
             bits["projector_bits_per_weight"] = projector.format.bits_per_weight
-        estimate = estimate_memory(known(text, inspect_text_model),
-                                   known(projector, inspect_projector) if projector else None,
-                                   n_ctx=n_ctx, n_gpu_layers=n_gpu_layers, **bits)
+        estimate = estimate_memory(
+            known(text, inspect_text_model),
+            known(projector, inspect_projector) if projector else None,
+            n_ctx=n_ctx,
+            n_gpu_layers=n_gpu_layers,
+            **bits,
+        )
         rows.append((text, estimate, verdict(estimate, machine)))
     return rows

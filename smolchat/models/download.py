@@ -99,8 +99,14 @@ def free_bytes(path: Path) -> int:
     return shutil.disk_usage(path).free
 
 
-def download(hub: Hub, repo: str, files: list[RemoteFile], *, on_progress: ProgressCallback | None = None,
-             cancel: threading.Event | None = None) -> list[Path]:
+def download(
+    hub: Hub,
+    repo: str,
+    files: list[RemoteFile],
+    *,
+    on_progress: ProgressCallback | None = None,
+    cancel: threading.Event | None = None,
+) -> list[Path]:
     """Fetch ``files`` of ``repo`` into the cache (resuming any partial file) and return their
     paths in the cache. Raises a SmolChatError with a message for the user on any failure;
     a partial file is kept for the next attempt unless its bytes proved wrong."""
@@ -120,12 +126,19 @@ def _writing_to(cache_dir: Path) -> Iterator[None]:
         where = f" ({e.filename})" if e.filename else ""
         raise CacheNotWritableError(
             f"SmolChat cannot write to the model folder {cache_dir}: {e.strerror or e}{where}. Make sure it is a "
-            "folder you may write to (or point HF_HUB_CACHE at one) and download again.") from e
+            "folder you may write to (or point HF_HUB_CACHE at one) and download again."
+        ) from e
 
 
 class _Download:
-    def __init__(self, hub: Hub, repo: str, files: list[RemoteFile], on_progress: ProgressCallback | None,
-                 cancel: threading.Event) -> None:
+    def __init__(
+        self,
+        hub: Hub,
+        repo: str,
+        files: list[RemoteFile],
+        on_progress: ProgressCallback | None,
+        cancel: threading.Event,
+    ) -> None:
         self.hub, self.repo, self.files, self.cancel = hub, repo, files, cancel
         self.on_progress = on_progress
         self.total = sum(f.size for f in files)
@@ -163,7 +176,8 @@ class _Download:
                 f"Not enough disk space: the download needs {format_bytes(needed)} and the disk holding "
                 f"{self.hub.cache_dir} has {format_bytes(free)} free (SmolChat leaves "
                 f"{format_bytes(SPARE_DISK_BYTES)} for the rest of the system). Free some space, or point "
-                "HF_HUB_CACHE at a bigger disk, and download again.")
+                "HF_HUB_CACHE at a bigger disk, and download again."
+            )
 
     def _fetch(self, f: RemoteFile) -> Path:
         url = self.hub.file_url(self.repo, f.path)
@@ -176,12 +190,14 @@ class _Download:
             raise HubAnswerError(
                 f"The Hub at {self.hub.endpoint} named the version of {f.path} {meta.commit_hash!r}, which is not a "
                 "commit id (40 hexadecimal digits); SmolChat stores nothing under such a name. If HF_ENDPOINT "
-                "points at a mirror, check that mirror.")
+                "points at a mirror, check that mirror."
+            )
         if meta.size is not None and meta.size != f.size:
             now, listed = format_two_sizes(meta.size, f.size)
             raise FileGoneError(
                 f"{f.path} in {self.repo} is now {now}, not {listed} as listed: it changed on the Hub. "
-                f"List the repo again (`smolchat models list {self.repo}`) and download again.")
+                f"List the repo again (`smolchat models list {self.repo}`) and download again."
+            )
         cache = self.hub.cache_dir
         blob = hf_cache.blob_path(cache, self.repo, sha256)
         lock = hf_cache.lock_path(cache, self.repo, sha256)
@@ -231,7 +247,8 @@ class _Download:
             except (httpx2.HTTPError, httpx2.InvalidURL, httpx2.StreamError) as e:
                 raise HubAnswerError(
                     f"The Hub at {self.hub.endpoint} sent {f.name} in a form SmolChat cannot read ({e}). "
-                    "Try again later; if HF_ENDPOINT points at a mirror, check that mirror.") from e
+                    "Try again later; if HF_ENDPOINT points at a mirror, check that mirror."
+                ) from e
             if have >= size:
                 break
             stalls = 0 if have > before else stalls + 1
@@ -240,22 +257,26 @@ class _Download:
                 if lost is not None:
                     raise DownloadInterruptedError(
                         f"The connection to the Hub was lost while downloading {f.name} ({done}). "
-                        "Download again to continue from there.") from lost
+                        "Download again to continue from there."
+                    ) from lost
                 raise HubAnswerError(
                     f"The Hub at {self.hub.endpoint} did not send all of {f.name} in {requests} requests ({done}): "
                     f"{answer}. SmolChat stopped asking; what arrived is kept, and downloading again continues "
-                    "from there. If HF_ENDPOINT points at a mirror, check that mirror.")
+                    "from there. If HF_ENDPOINT points at a mirror, check that mirror."
+                )
             self._wait(RETRY_DELAYS_S[stalls - 1] if stalls else 0)
         if digest.hexdigest() != sha256:
             partial.unlink(missing_ok=True)
             raise ChecksumMismatchError(
                 f"{f.name} arrived damaged: its sha256 does not match the Hub's. The download was deleted; "
-                "download it again (if this repeats, the network or a proxy is altering the file).")
+                "download it again (if this repeats, the network or a proxy is altering the file)."
+            )
         os.replace(partial, blob)
         os.chmod(blob, 0o644)
 
-    def _stream(self, f: RemoteFile, location: str, partial: Path, have: int, size: int,
-                digest: hashlib._Hash) -> tuple[int, hashlib._Hash, str]:
+    def _stream(
+        self, f: RemoteFile, location: str, partial: Path, have: int, size: int, digest: hashlib._Hash
+    ) -> tuple[int, hashlib._Hash, str]:
         """Append what one GET brings to ``partial``; the bytes now there, their hash, and what the
         server did if the file is not complete."""
         headers = build_hf_headers(token=self.hub.token)
@@ -263,8 +284,7 @@ class _Download:
         if have:
             headers["Range"] = f"bytes={have}-"
         timeout = httpx2.Timeout(constants.HF_HUB_DOWNLOAD_TIMEOUT)
-        with get_session().stream("GET", location, headers=headers, timeout=timeout,
-                                  follow_redirects=True) as response:
+        with get_session().stream("GET", location, headers=headers, timeout=timeout, follow_redirects=True) as response:
             if response.status_code == 416:  # the partial file is longer than the file: start over
                 partial.unlink(missing_ok=True)
                 return 0, hashlib.sha256(), "it refused to send the rest of the file (416)"
@@ -297,7 +317,8 @@ class _Download:
                 if e.errno in (errno.ENOSPC, errno.EDQUOT):
                     raise DiskFullError(
                         f"The disk filled up while downloading {f.name} ({format_bytes(have)} of "
-                        f"{format_bytes(size)} kept). Free some space and download again to continue.") from e
+                        f"{format_bytes(size)} kept). Free some space and download again to continue."
+                    ) from e
                 raise
         if have > size:
             partial.unlink(missing_ok=True)
@@ -311,7 +332,8 @@ class _Download:
     def _raise_if_cancelled(self) -> None:
         if self.cancel.is_set():
             raise DownloadCancelledError(
-                "Download cancelled. What was fetched is kept: downloading again continues from there.")
+                "Download cancelled. What was fetched is kept: downloading again continues from there."
+            )
 
     def _report(self, f: RemoteFile, file_done: int, file_total: int, final: bool = False) -> None:
         now = time.monotonic()

@@ -29,17 +29,27 @@ def _fmt(name: str, bits: float, summary: str) -> Format:
 
 _FLOAT = {
     "F32": _fmt("F32", 32.0, "Full 32-bit precision: the largest and slowest; only for comparing other formats."),
-    "BF16": _fmt("BF16", 16.0, "16-bit, the precision the model was trained in: exact quality, twice the size "
-                               "of Q8_0; fast on CPUs with BF16 instructions and on recent GPUs."),
-    "F16": _fmt("F16", 16.0, "16-bit: exact quality for all practical purposes, twice the size of Q8_0; "
-                             "the best choice for the vision projector."),
+    "BF16": _fmt(
+        "BF16",
+        16.0,
+        "16-bit, the precision the model was trained in: exact quality, twice the size "
+        "of Q8_0; fast on CPUs with BF16 instructions and on recent GPUs.",
+    ),
+    "F16": _fmt(
+        "F16",
+        16.0,
+        "16-bit: exact quality for all practical purposes, twice the size of Q8_0; "
+        "the best choice for the vision projector.",
+    ),
 }
 
 _EIGHT = "8-bit: answers indistinguishable from 16-bit at half the size; the best choice when memory allows."
 _SIX = "6-bit: very close to Q8_0, a fifth smaller."
 _FIVE = "5-bit: a small loss of quality for a third less memory than Q8_0."
-_FOUR_MIXED = ("4-bit, with the most sensitive tensors kept larger: the usual balance of size and quality "
-               "for larger models (small models gain little from it).")
+_FOUR_MIXED = (
+    "4-bit, with the most sensitive tensors kept larger: the usual balance of size and quality "
+    "for larger models (small models gain little from it)."
+)
 _FOUR = "4-bit: about half the size of Q8_0, with a slight but noticeable loss of quality."
 _THREE = "3-bit: for tight memory; answers get visibly worse, especially with small models."
 _TWO = "2-bit: only when nothing else fits; expect mistakes."
@@ -48,14 +58,37 @@ _ONE = "1-bit class, experimental: barely usable with models this small."
 _QUANTS = {
     "Q8_0": (8.5, _EIGHT),
     "Q6_K": (6.56, _SIX),
-    "Q5_K_M": (5.69, _FIVE), "Q5_K_S": (5.54, _FIVE), "Q5_K": (5.5, _FIVE), "Q5_0": (5.5, _FIVE), "Q5_1": (6.0, _FIVE),
-    "Q4_K_M": (4.85, _FOUR_MIXED), "Q4_K_L": (5.0, _FOUR_MIXED), "Q4_K_S": (4.58, _FOUR), "Q4_K": (4.5, _FOUR),
-    "Q4_0": (4.5, _FOUR), "Q4_1": (5.0, _FOUR), "IQ4_XS": (4.25, _FOUR), "IQ4_NL": (4.5, _FOUR),
-    "Q3_K_L": (4.27, _THREE), "Q3_K_M": (3.91, _THREE), "Q3_K_S": (3.5, _THREE), "Q3_K": (3.44, _THREE),
-    "IQ3_M": (3.66, _THREE), "IQ3_S": (3.44, _THREE), "IQ3_XS": (3.3, _THREE), "IQ3_XXS": (3.06, _THREE),
-    "Q2_K": (2.63, _TWO), "Q2_K_S": (2.5, _TWO), "IQ2_M": (2.7, _TWO), "IQ2_S": (2.5, _TWO),
-    "IQ2_XS": (2.31, _TWO), "IQ2_XXS": (2.06, _TWO),
-    "IQ1_M": (1.75, _ONE), "IQ1_S": (1.56, _ONE), "TQ1_0": (1.69, _ONE), "TQ2_0": (2.06, _ONE),
+    "Q5_K_M": (5.69, _FIVE),
+    "Q5_K_S": (5.54, _FIVE),
+    "Q5_K": (5.5, _FIVE),
+    "Q5_0": (5.5, _FIVE),
+    "Q5_1": (6.0, _FIVE),
+    "Q4_K_M": (4.85, _FOUR_MIXED),
+    "Q4_K_L": (5.0, _FOUR_MIXED),
+    "Q4_K_S": (4.58, _FOUR),
+    "Q4_K": (4.5, _FOUR),
+    "Q4_0": (4.5, _FOUR),
+    "Q4_1": (5.0, _FOUR),
+    "IQ4_XS": (4.25, _FOUR),
+    "IQ4_NL": (4.5, _FOUR),
+    "Q3_K_L": (4.27, _THREE),
+    "Q3_K_M": (3.91, _THREE),
+    "Q3_K_S": (3.5, _THREE),
+    "Q3_K": (3.44, _THREE),
+    "IQ3_M": (3.66, _THREE),
+    "IQ3_S": (3.44, _THREE),
+    "IQ3_XS": (3.3, _THREE),
+    "IQ3_XXS": (3.06, _THREE),
+    "Q2_K": (2.63, _TWO),
+    "Q2_K_S": (2.5, _TWO),
+    "IQ2_M": (2.7, _TWO),
+    "IQ2_S": (2.5, _TWO),
+    "IQ2_XS": (2.31, _TWO),
+    "IQ2_XXS": (2.06, _TWO),
+    "IQ1_M": (1.75, _ONE),
+    "IQ1_S": (1.56, _ONE),
+    "TQ1_0": (1.69, _ONE),
+    "TQ2_0": (2.06, _ONE),
 }
 
 FORMATS: dict[str, Format] = {**_FLOAT, **{n: _fmt(n, b, s) for n, (b, s) in _QUANTS.items()}}
@@ -128,7 +161,8 @@ def default_projector_file(files: dict[str, int]) -> str | None:
     quantization than text models."""
     by_format = {f.name: n for n in files if is_projector(n) and (f := parse_format(n))}
     return _first_preferred(by_format, _PROJECTOR_PREFERENCE) or next(
-        (n for n in sorted(files) if is_projector(n)), None)
+        (n for n in sorted(files) if is_projector(n)), None
+    )
 
 
 def _first_preferred(by_format: dict[str, str], preference: list[str]) -> str | None:

@@ -70,8 +70,10 @@ def repo_of_folder(folder: Path) -> str | None:
 
 def blob_path(cache_dir: Path, repo: str, sha256: str) -> Path:
     if not is_sha256(sha256):
-        raise CachePathError(f"SmolChat refused to name a file in {cache_dir} after {sha256!r}: "
-                             "that is not a sha256 hash. Download the model again.")
+        raise CachePathError(
+            f"SmolChat refused to name a file in {cache_dir} after {sha256!r}: "
+            "that is not a sha256 hash. Download the model again."
+        )
     return repo_folder(cache_dir, repo) / "blobs" / sha256
 
 
@@ -101,7 +103,8 @@ def make_folder(root: Path, path: Path) -> Path:
         if not _is_within(os.path.realpath(current), real_root):
             raise CachePathError(
                 f"{current} is a link that leads outside {root}; SmolChat does not write through it. "
-                "Remove the link and try again.")
+                "Remove the link and try again."
+            )
     return current
 
 
@@ -161,8 +164,10 @@ def add_to_snapshot(cache_dir: Path, repo: str, commit: str, filename: str, blob
     Only an entry inside that snapshot is ever replaced."""
     folder = repo_folder(cache_dir, repo)
     if not is_commit(commit):
-        raise CachePathError(f"SmolChat refused to make a snapshot folder named {commit!r} in {folder}: "
-                             "that is not a commit id (40 hexadecimal digits).")
+        raise CachePathError(
+            f"SmolChat refused to make a snapshot folder named {commit!r} in {folder}: "
+            "that is not a commit id (40 hexadecimal digits)."
+        )
     if problem := file_name_problem(filename):
         raise CachePathError(f"SmolChat refused to store a file named {filename!r} in {folder}: the name {problem}.")
     snapshot = make_folder(folder, folder / "snapshots" / commit)
@@ -212,7 +217,8 @@ def remove_repo_if_empty(cache_dir: Path, repo: str) -> None:
     """Remove a repo's folder (refs, locks) once it holds no file and no partial download."""
     folder = repo_folder(cache_dir, repo)
     if any(p.is_file() or p.is_symlink() for p in (folder / "blobs").glob("*")) or any(
-            p.is_file() or p.is_symlink() for p in (folder / "snapshots").rglob("*")):
+        p.is_file() or p.is_symlink() for p in (folder / "snapshots").rglob("*")
+    ):
         return
     shutil.rmtree(folder, ignore_errors=True)
     shutil.rmtree(cache_dir / ".locks" / folder.name, ignore_errors=True)

@@ -133,8 +133,10 @@ class RepoListing:
         candidates = self.projector_files if projector else self.text_files
         what = "vision projector (mmproj)" if projector else "text model"
         if not candidates:
-            raise HubError(f"{self.repo} has no {what} in GGUF format, so SmolChat cannot use it. "
-                           "Pick a repo from `smolchat models catalog`.")
+            raise HubError(
+                f"{self.repo} has no {what} in GGUF format, so SmolChat cannot use it. "
+                "Pick a repo from `smolchat models catalog`."
+            )
         if quant is None:
             chosen = self.default_projector if projector else self.default_text
             assert chosen is not None
@@ -162,8 +164,13 @@ def _by_size(f: RemoteFile) -> tuple[int, str]:
 class Hub:
     """One Hugging Face Hub: the public one unless ``HF_ENDPOINT`` (or ``endpoint``) says otherwise."""
 
-    def __init__(self, endpoint: str | None = None, token: str | bool | None = None,
-                 cache_dir: str | os.PathLike[str] | None = None, offline: bool | None = None) -> None:
+    def __init__(
+        self,
+        endpoint: str | None = None,
+        token: str | bool | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        offline: bool | None = None,
+    ) -> None:
         self.endpoint = (endpoint or constants.ENDPOINT).rstrip("/")
         self.token = token
         self.cache_dir = Path(cache_dir or paths.models_dir())
@@ -175,7 +182,9 @@ class Hub:
         if self.offline:
             remembered = self._remembered(repo)
             if remembered is None:
-                raise HubUnreachableError(f"Offline mode is on (HF_HUB_OFFLINE), and {repo} has not been listed before.")
+                raise HubUnreachableError(
+                    f"Offline mode is on (HF_HUB_OFFLINE), and {repo} has not been listed before."
+                )
             return remembered
         try:
             with hub_errors(repo, self.endpoint):
@@ -205,8 +214,13 @@ class Hub:
             if url in pages or len(pages) == MAX_LISTING_PAGES:
                 raise self._unreadable_listing(repo, f"it keeps sending more pages ({len(pages)} so far)")
             pages.add(url)
-            response = get_session().get(url, params=params, headers=build_hf_headers(token=self.token),
-                                         timeout=LISTING_TIMEOUT_S, follow_redirects=True)
+            response = get_session().get(
+                url,
+                params=params,
+                headers=build_hf_headers(token=self.token),
+                timeout=LISTING_TIMEOUT_S,
+                follow_redirects=True,
+            )
             hf_raise_for_status(response)
             try:
                 page = response.json()
@@ -235,7 +249,8 @@ class Hub:
     def _unreadable_listing(self, repo: str, why: str) -> HubAnswerError:
         return HubAnswerError(
             f"The Hub at {self.endpoint} sent a file list of {repo} that SmolChat cannot use: {why}. "
-            "SmolChat stored nothing from it. If HF_ENDPOINT points at a mirror, check that mirror.")
+            "SmolChat stored nothing from it. If HF_ENDPOINT points at a mirror, check that mirror."
+        )
 
     def _listing_path(self, repo: str) -> Path:
         host = self.endpoint.split("://", 1)[-1].replace(":", "_").replace("/", "_")
@@ -262,26 +277,30 @@ def hub_errors(repo: str, endpoint: str, filename: str | None = None) -> Iterato
     except errors.GatedRepoError as e:
         raise GatedRepoError(
             f"{repo} is gated: accept its terms on {endpoint}/{repo} while logged in, then log in here "
-            "with `hf auth login` (or set HF_TOKEN) and try again.") from e
+            "with `hf auth login` (or set HF_TOKEN) and try again."
+        ) from e
     except errors.RepositoryNotFoundError as e:
         raise RepoNotFoundError(
             f"There is no model repo named {repo} on the Hub (or it is private). Check the spelling: "
-            "owner/name, as in the repo's address.") from e
+            "owner/name, as in the repo's address."
+        ) from e
     except errors.RevisionNotFoundError as e:
         raise RepoNotFoundError(f"{repo} has no branch 'main' on the Hub.") from e
     except errors.RemoteEntryNotFoundError as e:
         raise FileGoneError(
             f"{filename or 'A file'} is no longer in {repo} on the Hub; list the repo again "
-            f"(`smolchat models list {repo}`) and pick one of its files.") from e
+            f"(`smolchat models list {repo}`) and pick one of its files."
+        ) from e
     except errors.HfHubHTTPError as e:
         status = e.response.status_code if e.response is not None else "?"
         raise HubError(f"The Hub answered with an error ({status}) for {repo}; try again in a minute.") from e
     except (httpx2.DecodingError, httpx2.TooManyRedirects, httpx2.InvalidURL, ValueError) as e:
         raise HubAnswerError(
             f"The Hub at {endpoint} sent an answer about {filename or repo} that SmolChat cannot read ({e}). "
-            "Try again later; if HF_ENDPOINT points at a mirror, check that mirror.") from e
-    except (httpx2.TransportError, errors.OfflineModeIsEnabled, errors.LocalEntryNotFoundError,
-            ConnectionError) as e:
+            "Try again later; if HF_ENDPOINT points at a mirror, check that mirror."
+        ) from e
+    except (httpx2.TransportError, errors.OfflineModeIsEnabled, errors.LocalEntryNotFoundError, ConnectionError) as e:
         raise HubUnreachableError(
             f"Cannot reach the Hugging Face Hub at {endpoint}. Check the internet connection; "
-            "installed models keep working offline.") from e
+            "installed models keep working offline."
+        ) from e

@@ -68,9 +68,16 @@ class InstalledModel:
         return format_name(self.mmproj.name)
 
     def as_dict(self) -> dict:
-        return {"name": self.name, "repo": self.repo, "text": str(self.text), "mmproj": str(self.mmproj),
-                "text_format": self.text_format, "mmproj_format": self.mmproj_format,
-                "size_bytes": self.size_bytes, "imported": self.imported}
+        return {
+            "name": self.name,
+            "repo": self.repo,
+            "text": str(self.text),
+            "mmproj": str(self.mmproj),
+            "text_format": self.text_format,
+            "mmproj_format": self.mmproj_format,
+            "size_bytes": self.size_bytes,
+            "imported": self.imported,
+        }
 
 
 @dataclass(frozen=True)
@@ -111,8 +118,9 @@ class Library:
     def inventory(self) -> Inventory:
         """The usable models, and every file found that cannot be used and why."""
         found = [*self._downloaded(), *self._imported()]
-        return Inventory([f for f in found if isinstance(f, InstalledModel)],
-                         [f for f in found if isinstance(f, UnusableFile)])
+        return Inventory(
+            [f for f in found if isinstance(f, InstalledModel)], [f for f in found if isinstance(f, UnusableFile)]
+        )
 
     def _downloaded(self) -> list[InstalledModel | UnusableFile]:
         found: list[InstalledModel | UnusableFile] = []
@@ -136,8 +144,11 @@ class Library:
             chosen = default_projector_file({name: f.size for name, f in projectors.items()})
             if chosen is None:
                 continue  # no usable SmolVLM projector: not a model SmolChat can run
-            found += [self._pair(model_name(repo, f.filename), f.path, projectors[chosen].path, repo)
-                      for f in files if not is_projector(f.filename)]
+            found += [
+                self._pair(model_name(repo, f.filename), f.path, projectors[chosen].path, repo)
+                for f in files
+                if not is_projector(f.filename)
+            ]
         return found
 
     def _imported(self) -> list[InstalledModel | UnusableFile]:
@@ -179,7 +190,8 @@ class Library:
             suffix = f" --quant {quant}" if quant else ""
             raise NotInstalledError(
                 f"{name}{':' + quant if quant else ''} is not installed. Download it with "
-                f"`smolchat models download {name}{suffix}`, or see `smolchat models installed`.")
+                f"`smolchat models download {name}{suffix}`, or see `smolchat models installed`."
+            )
         if len(matches) == 1 or quant:
             return matches[0]
         by_file = {m.text.name: m for m in matches}  # several formats: the same default as for downloads
@@ -220,8 +232,9 @@ class Library:
         remove_copies(copies)
         return [f.filename for f in doomed]
 
-    def import_pair(self, text: str | os.PathLike[str], mmproj: str | os.PathLike[str],
-                    name: str | None = None) -> InstalledModel:
+    def import_pair(
+        self, text: str | os.PathLike[str], mmproj: str | os.PathLike[str], name: str | None = None
+    ) -> InstalledModel:
         """Check a text GGUF and its projector with the engine's validation, then remember them."""
         text, mmproj = Path(text).expanduser().resolve(), Path(mmproj).expanduser().resolve()
         check_pair(inspect_text_model(text), inspect_projector(mmproj))

@@ -123,10 +123,14 @@ def _macos_ram() -> tuple[int, int]:
 def _windows_ram() -> tuple[int, int]:
     class MemoryStatusEx(ctypes.Structure):
         _fields_ = [
-            ("dwLength", ctypes.c_ulong), ("dwMemoryLoad", ctypes.c_ulong),
-            ("ullTotalPhys", ctypes.c_ulonglong), ("ullAvailPhys", ctypes.c_ulonglong),
-            ("ullTotalPageFile", ctypes.c_ulonglong), ("ullAvailPageFile", ctypes.c_ulonglong),
-            ("ullTotalVirtual", ctypes.c_ulonglong), ("ullAvailVirtual", ctypes.c_ulonglong),
+            ("dwLength", ctypes.c_ulong),
+            ("dwMemoryLoad", ctypes.c_ulong),
+            ("ullTotalPhys", ctypes.c_ulonglong),
+            ("ullAvailPhys", ctypes.c_ulonglong),
+            ("ullTotalPageFile", ctypes.c_ulonglong),
+            ("ullAvailPageFile", ctypes.c_ulonglong),
+            ("ullTotalVirtual", ctypes.c_ulonglong),
+            ("ullAvailVirtual", ctypes.c_ulonglong),
             ("ullAvailExtendedVirtual", ctypes.c_ulonglong),
         ]
 
@@ -160,8 +164,12 @@ def _ggml_gpus() -> tuple[str, int, int, bool] | None:
         return None
     # Apple's Metal reports a GPU, but its memory is the computer's RAM
     unified = all(d.kind == backends.DEVICE_IGPU or sys.platform == "darwin" for d in gpus)
-    return (_gpu_names([d.description or "GPU" for d in gpus]), sum(d.total for d in gpus),
-            sum(d.free for d in gpus), unified)
+    return (
+        _gpu_names([d.description or "GPU" for d in gpus]),
+        sum(d.total for d in gpus),
+        sum(d.free for d in gpus),
+        unified,
+    )
 
 
 def gpu_memory() -> tuple[str, int, int, bool] | None:
@@ -173,8 +181,9 @@ def gpu_memory() -> tuple[str, int, int, bool] | None:
     found = _ggml_gpus()
     if found is not None:
         return found
-    smi = parse_nvidia_smi(_run(["nvidia-smi", "--query-gpu=name,memory.total,memory.free",
-                                 "--format=csv,noheader,nounits"]))
+    smi = parse_nvidia_smi(
+        _run(["nvidia-smi", "--query-gpu=name,memory.total,memory.free", "--format=csv,noheader,nounits"])
+    )
     return (*smi, False) if smi else None
 
 

@@ -92,8 +92,15 @@ def expected_vision(
 
 # Bytes per KV cache element for llama.cpp's cache types (block size and bytes per block).
 CACHE_TYPE_BYTES: dict[str, float] = {
-    "f32": 4.0, "f16": 2.0, "bf16": 2.0,
-    "q8_0": 34 / 32, "q5_1": 24 / 32, "q5_0": 22 / 32, "q4_1": 20 / 32, "q4_0": 18 / 32, "iq4_nl": 18 / 32,
+    "f32": 4.0,
+    "f16": 2.0,
+    "bf16": 2.0,
+    "q8_0": 34 / 32,
+    "q5_1": 24 / 32,
+    "q5_0": 22 / 32,
+    "q4_1": 20 / 32,
+    "q4_0": 18 / 32,
+    "iq4_nl": 18 / 32,
 }
 _KV_PAD = 256  # llama.cpp rounds the context up to a multiple of this
 
@@ -156,13 +163,26 @@ class _VisionShape:
 # The SmolVLM family's text backbones and vision towers: a size-only estimate takes the
 # nearest one by parameter count; the vision output width is the text model's.
 _FAMILY_TEXT = tuple(
-    (f.text_parameters, _TextShape(f.text.n_embd, f.text.n_layer, f.text.n_head, f.text.n_head_kv,
-                                   f.text.n_vocab or 0, 0))
+    (
+        f.text_parameters,
+        _TextShape(f.text.n_embd, f.text.n_layer, f.text.n_head, f.text.n_head_kv, f.text.n_vocab or 0, 0),
+    )
     for f in FAMILY
 )
 _FAMILY_VISION = tuple(
-    (f.vision_parameters, _VisionShape(f.vision.n_embd, f.vision.image_size, f.vision.patch_size,
-                                       f.vision.scale_factor, f.vision.preproc_image_size, 0, 0, 2.0))
+    (
+        f.vision_parameters,
+        _VisionShape(
+            f.vision.n_embd,
+            f.vision.image_size,
+            f.vision.patch_size,
+            f.vision.scale_factor,
+            f.vision.preproc_image_size,
+            0,
+            0,
+            2.0,
+        ),
+    )
     for f in FAMILY
 )
 
@@ -238,8 +258,12 @@ class MemoryEstimate:
     def as_dict(self) -> dict:
         return {
             "parts": {name: {"ram": p.ram, "vram": p.vram} for name, p in self.parts().items()},
-            "ram": self.ram, "vram": self.vram, "total": self.total,
-            "from_metadata": self.from_metadata, "n_ctx": self.n_ctx, "vision_backend": self.vision_backend,
+            "ram": self.ram,
+            "vram": self.vram,
+            "total": self.total,
+            "from_metadata": self.from_metadata,
+            "n_ctx": self.n_ctx,
+            "vision_backend": self.vision_backend,
         }
 
 
@@ -296,13 +320,13 @@ def estimate_memory(
     runtime = Part(baseline + t.n_vocab * VOCAB_BYTES_PER_TOKEN)
 
     if projector is None:
-        return MemoryEstimate(text_weights, Part(0), kv_cache, text_compute, Part(0), runtime,
-                              text_known, n_ctx, None)
+        return MemoryEstimate(text_weights, Part(0), kv_cache, text_compute, Part(0), runtime, text_known, n_ctx, None)
 
     v, vision_known = _vision_shape(projector, projector_bits_per_weight, t.n_embd)
     if vision_backend == "auto" or vision_precision == "auto" or vision_on_gpu is None:
-        guess = expected_vision(vision_backend, vision_precision, vision_on_gpu=vision_on_gpu is not False,
-                                measure=False)
+        guess = expected_vision(
+            vision_backend, vision_precision, vision_on_gpu=vision_on_gpu is not False, measure=False
+        )
         vision_backend, vision_precision, vision_on_gpu = guess.backend, guess.precision, guess.on_gpu
     if vision_backend not in (LLAMA_CPP, OPENVINO):
         raise EstimateError(f"Unknown vision encoder '{vision_backend}'; use {LLAMA_CPP} or {OPENVINO}.")
@@ -328,8 +352,17 @@ def estimate_memory(
         on_gpu = bool(vision_on_gpu)
         projector_weights = Part(0, weights) if on_gpu else Part(weights)
         vision_work = Part(LIBMTMD_FIXED + image + (0 if on_gpu else compute), compute if on_gpu else 0)
-    return MemoryEstimate(text_weights, projector_weights, kv_cache, text_compute, vision_work, runtime,
-                          text_known and vision_known, n_ctx, vision_backend)
+    return MemoryEstimate(
+        text_weights,
+        projector_weights,
+        kv_cache,
+        text_compute,
+        vision_work,
+        runtime,
+        text_known and vision_known,
+        n_ctx,
+        vision_backend,
+    )
 
 
 def _nearest(family, n_params: float):
@@ -338,8 +371,7 @@ def _nearest(family, n_params: float):
 
 def _text_shape(text: TextModelInfo | int, bits_per_weight: float) -> tuple[_TextShape, bool]:
     if isinstance(text, TextModelInfo):
-        return _TextShape(text.n_embd, text.n_layer, text.n_head, text.n_head_kv, text.n_vocab,
-                          text.size_bytes), True
+        return _TextShape(text.n_embd, text.n_layer, text.n_head, text.n_head_kv, text.n_vocab, text.size_bytes), True
     size = int(text)
     shape = _nearest(_FAMILY_TEXT, max(1.0, size * 8 / bits_per_weight))
     return _TextShape(shape.n_embd, shape.n_layer, shape.n_head, shape.n_head_kv, shape.n_vocab, size), False
@@ -350,16 +382,33 @@ def _bytes_per_weight(file_type: int | None) -> float:
     return fmt.bits_per_weight / 8 if fmt else 2.0  # a format not named: taken as 16-bit
 
 
-def _vision_shape(projector: ProjectorInfo | int, bits_per_weight: float,
-                  output_width: int) -> tuple[_VisionShape, bool]:
+def _vision_shape(
+    projector: ProjectorInfo | int, bits_per_weight: float, output_width: int
+) -> tuple[_VisionShape, bool]:
     if isinstance(projector, ProjectorInfo):
         p = projector
-        return _VisionShape(p.n_embd, p.image_size, p.patch_size, p.scale_factor, p.preproc_image_size,
-                            p.output_width, p.size_bytes, _bytes_per_weight(p.file_type)), True
+        return _VisionShape(
+            p.n_embd,
+            p.image_size,
+            p.patch_size,
+            p.scale_factor,
+            p.preproc_image_size,
+            p.output_width,
+            p.size_bytes,
+            _bytes_per_weight(p.file_type),
+        ), True
     size = int(projector)
     shape = _nearest(_FAMILY_VISION, max(1.0, size * 8 / bits_per_weight))
-    return _VisionShape(shape.n_embd, shape.image_size, shape.patch_size, shape.scale_factor,
-                        shape.preproc_image_size, output_width, size, bits_per_weight / 8), False
+    return _VisionShape(
+        shape.n_embd,
+        shape.image_size,
+        shape.patch_size,
+        shape.scale_factor,
+        shape.preproc_image_size,
+        output_width,
+        size,
+        bits_per_weight / 8,
+    ), False
 
 
 def _embedding_bytes(t: _TextShape) -> int:
@@ -459,8 +508,14 @@ def verdict(estimate: MemoryEstimate, machine: MachineMemory) -> Verdict:
     budget = vram_budget(machine)
     gpu = f"{format_bytes(vram)} of video memory ({format_bytes(budget)} usable)"
     if vram > budget:
-        return Verdict(Fit.DOES_NOT_FIT, f"Does not fit on the GPU: needs about {gpu}. Offload fewer layers.",
-                       ram_needed, machine.available_ram, vram, budget)
+        return Verdict(
+            Fit.DOES_NOT_FIT,
+            f"Does not fit on the GPU: needs about {gpu}. Offload fewer layers.",
+            ram_needed,
+            machine.available_ram,
+            vram,
+            budget,
+        )
     message = ram.message.rstrip(".") + f", and {gpu}."
     return Verdict(ram.fit, message, ram_needed, machine.available_ram, vram, budget)
 
@@ -476,12 +531,19 @@ def _ram_verdict(needed: int, machine: MachineMemory, note: str) -> Verdict:
     free = machine.available_ram
     need, have = format_bytes(needed), format_bytes(free)
     if needed > free:
-        advice = ("Close other programs, or choose a smaller model, format or context."
-                  if needed < machine.total_ram * TIGHT_RAM_SHARE
-                  else "Choose a smaller model, format or context.")
-        return Verdict(Fit.DOES_NOT_FIT, f"Does not fit: needs about {need}{note} but only {have} is free. {advice}",
-                       needed, free)
+        advice = (
+            "Close other programs, or choose a smaller model, format or context."
+            if needed < machine.total_ram * TIGHT_RAM_SHARE
+            else "Choose a smaller model, format or context."
+        )
+        return Verdict(
+            Fit.DOES_NOT_FIT, f"Does not fit: needs about {need}{note} but only {have} is free. {advice}", needed, free
+        )
     if needed > free * TIGHT_RAM_SHARE:
-        return Verdict(Fit.TIGHT, f"Tight: needs about {need} of the {have} free{note}; "
-                                  "close other programs if the computer slows down.", needed, free)
+        return Verdict(
+            Fit.TIGHT,
+            f"Tight: needs about {need} of the {have} free{note}; close other programs if the computer slows down.",
+            needed,
+            free,
+        )
     return Verdict(Fit.FITS, f"Fits: needs about {need} of the {have} free{note}.", needed, free)

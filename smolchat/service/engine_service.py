@@ -132,8 +132,13 @@ class EngineService:
         self._submit(request, priority, stream)
         return stream
 
-    def turn(self, messages: Sequence[Message], sampling: SamplingParams = SamplingParams(), *,
-             priority: Priority = Priority.BACKGROUND) -> RequestStream:
+    def turn(
+        self,
+        messages: Sequence[Message],
+        sampling: SamplingParams = SamplingParams(),
+        *,
+        priority: Priority = Priority.BACKGROUND,
+    ) -> RequestStream:
         """Answer the last of ``messages``: Delta events, then TurnFinished (or Failed)."""
         request = TurnRequest(tuple(messages), sampling, threading.Event(), next_request_id())
         return self.stream(request, priority=priority)

@@ -10,7 +10,7 @@ come before it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Union
+from typing import ClassVar
 
 from smolchat.engine import ModelInfo, PrefillResult, PromptCount, TurnResult
 from smolchat.engine.speed import Speed
@@ -97,5 +97,6 @@ class Cancelled:
     reason: str = CANCELLED  # CANCELLED, REPLACED or CLOSED
 
 
-Event = Union[Loading, Loaded, Unloaded, Delta, TurnFinished, PrefillFinished, Counted, SpeedChanged, Failed,
-              Cancelled]
+Event = (
+    Loading | Loaded | Unloaded | Delta | TurnFinished | PrefillFinished | Counted | SpeedChanged | Failed | Cancelled
+)

@@ -8,7 +8,6 @@ import itertools
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Union
 
 from smolchat.engine import EngineSettings, Message, SamplingParams
 
@@ -75,4 +74,4 @@ class CountRequest:
     id: int = 0
 
 
-Request = Union[LoadRequest, UnloadRequest, TurnRequest, PrefillRequest, CountRequest]
+Request = LoadRequest | UnloadRequest | TurnRequest | PrefillRequest | CountRequest

@@ -116,14 +116,17 @@ class Store:
             # An answer still "streaming" was cut short by a crash or a kill: keep it, say so.
             self._db.execute("UPDATE messages SET status = ? WHERE status = ?", (INTERRUPTED, STREAMING))
         except sqlite3.DatabaseError as e:
-            raise StoreError(f"The conversation history at {self.path} cannot be read ({e}). Move the file "
-                             "away to start a new history; SmolChat will not overwrite it.") from e
+            raise StoreError(
+                f"The conversation history at {self.path} cannot be read ({e}). Move the file "
+                "away to start a new history; SmolChat will not overwrite it."
+            ) from e
 
     def _migrate(self) -> None:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
-            raise StoreError(f"The conversation history at {self.path} was written by a newer SmolChat; "
-                             "update SmolChat to open it.")
+            raise StoreError(
+                f"The conversation history at {self.path} was written by a newer SmolChat; update SmolChat to open it."
+            )
         if version == 0:  # one script, one transaction: a half-made schema is never left behind
             self._db.executescript(f"BEGIN; {_SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
 
@@ -148,8 +151,10 @@ class Store:
     def create_conversation(self, title: str = "New chat", model: str | None = None) -> Conversation:
         now = time.time()
         with self._transaction() as db:
-            cid = db.execute("INSERT INTO conversations (title, model, created_at, updated_at) VALUES (?, ?, ?, ?)",
-                             (title, model, now, now)).lastrowid
+            cid = db.execute(
+                "INSERT INTO conversations (title, model, created_at, updated_at) VALUES (?, ?, ?, ?)",
+                (title, model, now, now),
+            ).lastrowid
         return Conversation(cid, title, model, now, now)
 
     def conversations(self, search: str = "") -> list[Conversation]:
@@ -158,13 +163,15 @@ class Store:
             rows = self._db.execute(
                 "SELECT id, title, model, created_at, updated_at FROM conversations "
                 "WHERE title LIKE ? ESCAPE '\\' ORDER BY updated_at DESC, id DESC",
-                (f"%{_escape_like(search)}%",)).fetchall()
+                (f"%{_escape_like(search)}%",),
+            ).fetchall()
         return [Conversation(*row) for row in rows]
 
     def conversation(self, cid: int) -> Conversation:
         with self._lock:
-            row = self._db.execute("SELECT id, title, model, created_at, updated_at FROM conversations WHERE id = ?",
-                                   (cid,)).fetchone()
+            row = self._db.execute(
+                "SELECT id, title, model, created_at, updated_at FROM conversations WHERE id = ?", (cid,)
+            ).fetchone()
         if row is None:
             raise StoreError(f"Conversation {cid} no longer exists.")
         return Conversation(*row)
@@ -182,8 +189,17 @@ class Store:
 
     # -- messages --------------------------------------------------------------------------
 
-    def add_message(self, cid: int, role: str, text: str = "", *, images: list[Path] = (), status: str = COMPLETE,
-                    model: str | None = None, stats: dict | None = None) -> StoredMessage:
+    def add_message(
+        self,
+        cid: int,
+        role: str,
+        text: str = "",
+        *,
+        images: list[Path] = (),
+        status: str = COMPLETE,
+        model: str | None = None,
+        stats: dict | None = None,
+    ) -> StoredMessage:
         """Add a message; its images are copied into the data folder first."""
         sources = [Path(p) for p in images]
         kept = [self.keep_image(p) for p in sources]
@@ -194,13 +210,23 @@ class Store:
             mid = db.execute(
                 "INSERT INTO messages (conversation_id, role, text, images, status, stats, model, created_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (cid, role, text, json.dumps([str(p) for p in kept]), status,
-                 json.dumps(stats) if stats else None, model, now)).lastrowid
+                (
+                    cid,
+                    role,
+                    text,
+                    json.dumps([str(p) for p in kept]),
+                    status,
+                    json.dumps(stats) if stats else None,
+                    model,
+                    now,
+                ),
+            ).lastrowid
             db.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (now, cid))
         return StoredMessage(mid, cid, role, text, kept, status, stats, model, now)
 
-    def update_message(self, mid: int, *, text: str | None = None, status: str | None = None,
-                       stats: dict | None = None) -> None:
+    def update_message(
+        self, mid: int, *, text: str | None = None, status: str | None = None, stats: dict | None = None
+    ) -> None:
         sets, values = [], []
         for column, value in (("text", text), ("status", status), ("stats", json.dumps(stats) if stats else None)):
             if value is not None:
@@ -302,8 +328,20 @@ class Store:
 
 def _read_messages(db: sqlite3.Connection, where: str, params: tuple) -> list[StoredMessage]:
     rows = db.execute(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE {where} ORDER BY id", params).fetchall()
-    return [StoredMessage(r[0], r[1], r[2], r[3], tuple(Path(p) for p in json.loads(r[4])), r[5],
-                          json.loads(r[6]) if r[6] else None, r[7], r[8]) for r in rows]
+    return [
+        StoredMessage(
+            r[0],
+            r[1],
+            r[2],
+            r[3],
+            tuple(Path(p) for p in json.loads(r[4])),
+            r[5],
+            json.loads(r[6]) if r[6] else None,
+            r[7],
+            r[8],
+        )
+        for r in rows
+    ]
 
 
 def _image_names(messages: list[StoredMessage]) -> set[str]:
@@ -311,8 +349,11 @@ def _image_names(messages: list[StoredMessage]) -> set[str]:
 
 
 def _referenced_names(db: sqlite3.Connection) -> set[str]:
-    return {Path(p).name for (images,) in db.execute("SELECT images FROM messages WHERE images != '[]'")
-            for p in json.loads(images)}
+    return {
+        Path(p).name
+        for (images,) in db.execute("SELECT images FROM messages WHERE images != '[]'")
+        for p in json.loads(images)
+    }
 
 
 def _copy_atomically(source: Path, target: Path) -> None:

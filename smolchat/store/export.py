@@ -43,8 +43,12 @@ def to_markdown(conversation: Conversation, messages: list[StoredMessage], path:
         lines += [f"**{_plain(ROLE_NAMES.get(m.role, m.role))}**{note}", ""]
         for image in m.images:
             name = _copy_image(image, folder, copied)
-            lines += [f"![{_plain(name)}]({quote(folder.name)}/{quote(name)})" if name
-                      else f"*(picture missing: {_plain(image.name)})*", ""]
+            lines += [
+                f"![{_plain(name)}]({quote(folder.name)}/{quote(name)})"
+                if name
+                else f"*(picture missing: {_plain(image.name)})*",
+                "",
+            ]
         text = m.text.replace("\r\n", "\n").replace("\r", "\n")
         # the user's words as typed (the window shows them as plain text); answers are Markdown
         lines += [_plain(text) if m.role == "user" else _closed(text), ""]
@@ -57,9 +61,21 @@ def to_markdown(conversation: Conversation, messages: list[StoredMessage], path:
 def to_json(conversation: Conversation, messages: list[StoredMessage], path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     data = {
-        "title": conversation.title, "model": conversation.model, "created_at": conversation.created_at,
-        "messages": [{"role": m.role, "text": m.text, "images": [str(p) for p in m.images], "status": m.status,
-                      "stats": m.stats, "model": m.model, "created_at": m.created_at} for m in messages],
+        "title": conversation.title,
+        "model": conversation.model,
+        "created_at": conversation.created_at,
+        "messages": [
+            {
+                "role": m.role,
+                "text": m.text,
+                "images": [str(p) for p in m.images],
+                "status": m.status,
+                "stats": m.stats,
+                "model": m.model,
+                "created_at": m.created_at,
+            }
+            for m in messages
+        ],
     }
     path.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
     return path
@@ -101,8 +117,9 @@ def _copy_image(image: Path, folder: Path, copied: dict[Path, str]) -> str | Non
 def _plain(text: str) -> str:
     """Text shown as it is: Markdown's markup characters escaped, its line breaks kept."""
     text = re.sub(r"[ \t]+$", "", text, flags=re.MULTILINE)
-    escaped = _BLOCK_MARKUP.sub(lambda m: f"{m[1]}{m[2]}\\" if m[2][0].isdigit() else f"{m[1]}\\{m[2]}",
-                                _INLINE_MARKUP.sub(r"\\\1", text))
+    escaped = _BLOCK_MARKUP.sub(
+        lambda m: f"{m[1]}{m[2]}\\" if m[2][0].isdigit() else f"{m[1]}\\{m[2]}", _INLINE_MARKUP.sub(r"\\\1", text)
+    )
     return re.sub(r"(?<=[^\n])\n(?=[^\n])", "\\\\\n", escaped)  # a backslash ending a line breaks it
 
 
@@ -126,7 +143,7 @@ def _closed(markdown: str) -> str:
             for start, end in _HTML_BLOCKS:
                 if begun := start.match(line):
                     end = end or f"</{begun[1].lower()}>"
-                    html_end = None if end in line[begun.end():].lower() else end
+                    html_end = None if end in line[begun.end() :].lower() else end
                     break
     if fence:
         return f"{markdown}\n{fence[0]}{fence[1]}"

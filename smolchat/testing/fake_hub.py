@@ -137,9 +137,14 @@ def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
 
         def _tree(self, repo: FakeRepo) -> None:
             entries = [
-                {"type": "file", "oid": hashlib.sha1(data).hexdigest(), "size": len(data), "path": name,
-                 "lfs": {"oid": repo.sha256(name), "size": len(data), "pointerSize": 134},
-                 **repo.tree_fields.get(name, {})}
+                {
+                    "type": "file",
+                    "oid": hashlib.sha1(data).hexdigest(),
+                    "size": len(data),
+                    "path": name,
+                    "lfs": {"oid": repo.sha256(name), "size": len(data), "pointerSize": 134},
+                    **repo.tree_fields.get(name, {}),
+                }
                 for name, data in sorted(repo.files.items())
             ]
             payload = json.dumps(entries).encode() if repo.tree_body is None else repo.tree_body
@@ -189,7 +194,7 @@ def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
             limit, hub.drop_after = hub.drop_after, None
             chunk = 64 << 10
             for offset in range(0, len(data), chunk):
-                piece = data[offset:offset + chunk]
+                piece = data[offset : offset + chunk]
                 if limit is not None and offset + len(piece) > limit:
                     self.wfile.write(piece[: max(limit - offset, 0)])
                     self.wfile.flush()

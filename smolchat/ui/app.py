@@ -46,8 +46,9 @@ class App:
         # The store's thread: database writes and pictures kept, in the order they were asked for.
         self.writer = Background("store", self.window)
         self.conversations = ConversationController(self.window, self.store, self.writer)
-        self.turns = TurnController(self.window, self.store, self.worker, self.settings, self.conversations,
-                                    self.writer)
+        self.turns = TurnController(
+            self.window, self.store, self.worker, self.settings, self.conversations, self.writer
+        )
         self.models = ModelsController(self.window, self.turns, self.library)
         self.window.closing.connect(self.close)
         self.window.about_details = about_details  # read when the box opens: free memory is current
@@ -62,14 +63,20 @@ class App:
         self.conversations.start()
         # Every model file's header is checked before it is offered: off the UI thread.
         self._startup = Background("library", self.window)
-        self._startup.run(self.library.inventory, done=self._models_found,
-                          failed=lambda e: self.window.show_error(f"The models on this computer could not be listed "
-                                                                  f"({type(e).__name__}: {e})."))
+        self._startup.run(
+            self.library.inventory,
+            done=self._models_found,
+            failed=lambda e: self.window.show_error(
+                f"The models on this computer could not be listed ({type(e).__name__}: {e})."
+            ),
+        )
 
     def _models_found(self, inventory) -> None:
         if inventory.unusable:
-            self.window.show_error(" ".join(u.reason for u in inventory.unusable)
-                                   + " Model → Choose model… lists the files that cannot be used.")
+            self.window.show_error(
+                " ".join(u.reason for u in inventory.unusable)
+                + " Model → Choose model… lists the files that cannot be used."
+            )
         installed = {m.name: m for m in inventory.installed}
         chosen = installed.get(self.settings.current.model or "") or next(iter(installed.values()), None)
         if chosen is not None:
@@ -126,8 +133,15 @@ def main(self_test: bool = False) -> int:
     instance = SingleInstance(paths.data_dir())
     if not instance.acquire():
         shown = instance.ask_running_to_show()
-        print("smolchat: SmolChat is already running" + ("; its window was brought to the front." if shown else
-              f" (its data folder {paths.data_dir()} is in use)."), file=sys.stderr)
+        print(
+            "smolchat: SmolChat is already running"
+            + (
+                "; its window was brought to the front."
+                if shown
+                else f" (its data folder {paths.data_dir()} is in use)."
+            ),
+            file=sys.stderr,
+        )
         return 0
     qt.setWindowIcon(app_icon())
     qt.setStyleSheet(STYLE)

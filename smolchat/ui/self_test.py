@@ -53,8 +53,11 @@ class SelfTest:
     def __init__(self) -> None:
         # Process start, on the clock the rest of the report uses.
         self.started = time.monotonic() - (seconds_since_process_start() or 0.0)
-        self.report: dict = {"version": __version__, "packaged": bool(getattr(sys, "frozen", False)),
-                             "executable": sys.executable}
+        self.report: dict = {
+            "version": __version__,
+            "packaged": bool(getattr(sys, "frozen", False)),
+            "executable": sys.executable,
+        }
         self.ok = False
         self._folder = tempfile.TemporaryDirectory(prefix="smolchat-self-test-")
         self.home = Path(self._folder.name)
@@ -72,9 +75,9 @@ class SelfTest:
     def begin(self, app) -> None:
         from PIL import Image
 
+        from smolchat.engine.synthetic import TINY, write_pair
         from smolchat.models.library import InstalledModel
         from smolchat.settings import ModelSettings
-        from smolchat.engine.synthetic import TINY, write_pair
 
         self.app = app
         text, mmproj = write_pair(self.home / "model", TINY)
@@ -108,8 +111,13 @@ class SelfTest:
 
         self._mark("answered_s")
         question, answer = self.app.store.messages(self.app.conversations.conversation_id)[-2:]
-        self.report.update(question=question.text, images=len(question.images), answer=answer.text,
-                           status=answer.status, stats=answer.stats)
+        self.report.update(
+            question=question.text,
+            images=len(question.images),
+            answer=answer.text,
+            status=answer.status,
+            stats=answer.stats,
+        )
         self.ok = answer.status == COMPLETE and bool(answer.text) and len(question.images) == 1
         plan = self.app.turns.model_info.vision_plan if self.app.turns.model_info else None
         self.report["vision"] = plan.describe() if plan else "llama.cpp"

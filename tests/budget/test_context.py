@@ -15,8 +15,10 @@ SYSTEM = Message.system("You are a careful assistant who describes pictures.")
 def conversation(turns: int) -> list[Message]:
     history = [SYSTEM]
     for n in range(turns):
-        history += [Message.user(f"Question number {n}: " + "tell me more " * 20),
-                    Message.assistant(f"Answer number {n}: " + "here is more " * 20)]
+        history += [
+            Message.user(f"Question number {n}: " + "tell me more " * 20),
+            Message.assistant(f"Answer number {n}: " + "here is more " * 20),
+        ]
     return history
 
 
@@ -62,8 +64,9 @@ def test_what_cannot_fit_at_all_is_said_with_the_remedies(tiny_engine, images):
 
 def test_image_tokens_in_the_breakdown_are_the_predicted_ones(tiny_engine, tiny_pair, images):
     projector = inspect_projector(tiny_pair[1])
-    cost = image_cost(*prepared_size(images["photo"]), projector, Detail.FULL,
-                      ImageMarkers.from_tokenizer(tiny_engine.count_tokens))
+    cost = image_cost(
+        *prepared_size(images["photo"]), projector, Detail.FULL, ImageMarkers.from_tokenizer(tiny_engine.count_tokens)
+    )
     new = Message.user("What is it?", images=[images["photo"]])
     budget = plan_context(tiny_engine, [], new, n_ctx=4096, reply_tokens=64, image_tokens={0: cost.tokens})
     message = budget.items[0]
@@ -81,12 +84,17 @@ def test_the_predicting_counter_counts_as_the_engine_lays_out(tiny_engine, tiny_
     projector = inspect_projector(tiny_pair[1])
     markers = ImageMarkers.from_tokenizer(tiny_engine.count_tokens)
     counter = PredictedCounter(
-        tiny_engine.template.render, tiny_engine.count_tokens,
-        lambda width, height: image_cost(width, height, projector, Detail.FULL, markers))
-    history = conversation(2) + [Message.user("And these?", images=[images["photo"], images["second"]]),
-                                 Message.assistant("Two pictures.")]
+        tiny_engine.template.render,
+        tiny_engine.count_tokens,
+        lambda width, height: image_cost(width, height, projector, Detail.FULL, markers),
+    )
+    history = conversation(2) + [
+        Message.user("And these?", images=[images["photo"], images["second"]]),
+        Message.assistant("Two pictures."),
+    ]
     new = Message.user("One more", images=[images["small"]])
     for messages in (history + [new], [new], history):
         assert counter.count_prompt(messages) == tiny_engine.count_prompt(messages)
-    assert plan_context(counter, history, new, n_ctx=300, reply_tokens=64) == \
-        plan_context(tiny_engine, history, new, n_ctx=300, reply_tokens=64)
+    assert plan_context(counter, history, new, n_ctx=300, reply_tokens=64) == plan_context(
+        tiny_engine, history, new, n_ctx=300, reply_tokens=64
+    )

@@ -30,8 +30,9 @@ def test_the_largest_context_is_the_last_that_fits(tiny_pair):
 
 def test_gpu_layers_on_this_build(tiny_pair):
     text, projector = inspect_text_model(tiny_pair[0]), inspect_projector(tiny_pair[1])
-    suggestion = suggest_gpu_layers(text, projector, MachineMemory(32 * GB, 16 * GB, 8 * GB, 8 * GB, "GPU"),
-                                    n_ctx=4096, **CPU)
+    suggestion = suggest_gpu_layers(
+        text, projector, MachineMemory(32 * GB, 16 * GB, 8 * GB, 8 * GB, "GPU"), n_ctx=4096, **CPU
+    )
     if not llama_cpp.llama_supports_gpu_offload():
         assert suggestion.layers == 0 and suggestion.message == NO_GPU_BUILD
     else:

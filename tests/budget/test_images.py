@@ -25,12 +25,30 @@ from smolchat.engine.vision.tiles import cut_tiles
 
 # The tiny fixture's projector: 32 px tiles, 128 px preprocessing size, 4 tokens a tile.
 SIZES = [
-    (1, 1), (3, 2), (16, 16), (64, 48),  # tiny
-    (32, 32), (33, 32), (32, 33), (128, 128), (129, 128),  # exactly a tile or the preprocessing size, one over
-    (512, 512), (1024, 1024), (2048, 2048),  # square
-    (4096, 512), (8000, 1000), (1000, 8000),  # panorama 8:1 and its tall twin
-    (300, 500), (333, 777), (500, 4000), (3, 2000),  # tall
-    (1024, 768), (1920, 1080), (1080, 1920), (4000, 3000), (4096, 4096),  # photos
+    (1, 1),
+    (3, 2),
+    (16, 16),
+    (64, 48),  # tiny
+    (32, 32),
+    (33, 32),
+    (32, 33),
+    (128, 128),
+    (129, 128),  # exactly a tile or the preprocessing size, one over
+    (512, 512),
+    (1024, 1024),
+    (2048, 2048),  # square
+    (4096, 512),
+    (8000, 1000),
+    (1000, 8000),  # panorama 8:1 and its tall twin
+    (300, 500),
+    (333, 777),
+    (500, 4000),
+    (3, 2000),  # tall
+    (1024, 768),
+    (1920, 1080),
+    (1080, 1920),
+    (4000, 3000),
+    (4096, 4096),  # photos
 ]
 
 
@@ -56,8 +74,11 @@ def test_prediction_equals_libmtmd_for_every_size_and_detail(engine_at, tiny_pai
     for width, height in SIZES:
         real = engine.count_prompt([Message.user("What is this?", images=[anchor, placeholder(width, height)])])
         predicted = image_cost(width, height, projector, detail, ImageMarkers.from_tokenizer(engine.count_tokens))
-        got = (real.positions - before.positions, real.image_tokens - before.image_tokens,
-               real.image_tiles - before.image_tiles)
+        got = (
+            real.positions - before.positions,
+            real.image_tokens - before.image_tokens,
+            real.image_tiles - before.image_tiles,
+        )
         if got != (predicted.tokens, predicted.embedding_tokens, predicted.tiles):
             wrong.append(((width, height), got, predicted))
     assert wrong == []
@@ -69,10 +90,16 @@ def test_detail_levels_for_a_photo(tiny_pair):
     assert tiles == {Detail.LOW: 2, Detail.BALANCED: 5, Detail.FULL: 13}
 
 
-@pytest.mark.parametrize("size, fmt, orientation", [
-    ((640, 480), "PNG", 1), ((400, 300), "JPEG", 6), ((5000, 120), "PNG", 1), ((9000, 4500), "JPEG", 1),
-    ((4500, 9001), "JPEG", 8),
-])
+@pytest.mark.parametrize(
+    "size, fmt, orientation",
+    [
+        ((640, 480), "PNG", 1),
+        ((400, 300), "JPEG", 6),
+        ((5000, 120), "PNG", 1),
+        ((9000, 4500), "JPEG", 1),
+        ((4500, 9001), "JPEG", 8),
+    ],
+)
 def test_prepared_size_is_read_from_the_header_as_prepare_image_decodes(tmp_path, size, fmt, orientation):
     path = tmp_path / f"picture.{fmt.lower()}"
     exif = Image.Exif()
@@ -91,8 +118,9 @@ def test_a_data_file_without_a_picture_is_refused_before_its_cost(tmp_path):
 
 
 @pytest.mark.parametrize("detail", list(Detail), ids=lambda d: d.value)
-@pytest.mark.parametrize("size", [(1, 1), (1, 4096), (4096, 1), (1, 2049), (5000, 2), (1, 1000)],
-                         ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize(
+    "size", [(1, 1), (1, 4096), (4096, 1), (1, 2049), (5000, 2), (1, 1000)], ids=lambda s: f"{s[0]}x{s[1]}"
+)
 def test_a_sliver_is_cut_into_as_many_tiles_as_it_costs(size, detail):
     # SmolVLM-256M's projector: 512 px tiles, scaled to 2048 px first; a picture thinner than a
     # pixel at that scale gets the overview alone, in the count and in the tiles our encoders cut

@@ -11,9 +11,7 @@ import pytest
 
 
 def smolchat(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "smolchat", *args], capture_output=True, text=True, timeout=timeout
-    )
+    return subprocess.run([sys.executable, "-m", "smolchat", *args], capture_output=True, text=True, timeout=timeout)
 
 
 def test_help_shows_what_there_is():
@@ -43,8 +41,22 @@ def test_info_names_the_backend_and_every_folder(tmp_path):
 
 def test_ask_streams_the_answer_and_ends_with_timings(tiny_pair, images):
     text, mmproj = tiny_pair
-    out = smolchat("ask", "--model", str(text), "--mmproj", str(mmproj), "--image", str(images["photo"]),
-                   "--detail", "full", "--max-tokens", "8", "--seed", "1", "What is in this picture?")
+    out = smolchat(
+        "ask",
+        "--model",
+        str(text),
+        "--mmproj",
+        str(mmproj),
+        "--image",
+        str(images["photo"]),
+        "--detail",
+        "full",
+        "--max-tokens",
+        "8",
+        "--seed",
+        "1",
+        "What is in this picture?",
+    )
     assert out.returncode == 0, out.stderr
     last = out.stdout.rstrip("\n").splitlines()[-1]
     assert last.startswith("[first token ") and "tok/s" in last and "52 image" in last
@@ -56,17 +68,45 @@ def test_ask_streams_the_answer_and_ends_with_timings(tiny_pair, images):
 def test_ask_reads_a_photo_at_the_detail_asked(tiny_pair, images, detail, tiles):
     text, mmproj = tiny_pair
     chosen = ["--detail", detail] if detail else []
-    out = smolchat("ask", "--model", str(text), "--mmproj", str(mmproj), "--image", str(images["photo"]),
-                   *chosen, "--max-tokens", "2", "--json", "What is in this picture?")
+    out = smolchat(
+        "ask",
+        "--model",
+        str(text),
+        "--mmproj",
+        str(mmproj),
+        "--image",
+        str(images["photo"]),
+        *chosen,
+        "--max-tokens",
+        "2",
+        "--json",
+        "What is in this picture?",
+    )
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["stats"]["image_tiles_encoded"] == tiles
 
 
 def test_ask_json(tiny_pair, images):
     text, mmproj = tiny_pair
-    out = smolchat("ask", "--json", "--model", str(text), "--mmproj", str(mmproj),
-                   "--image", str(images["photo"]), "--image", str(images["second"]),
-                   "--detail", "full", "--max-tokens", "5", "--temperature", "0", "Compare them.")
+    out = smolchat(
+        "ask",
+        "--json",
+        "--model",
+        str(text),
+        "--mmproj",
+        str(mmproj),
+        "--image",
+        str(images["photo"]),
+        "--image",
+        str(images["second"]),
+        "--detail",
+        "full",
+        "--max-tokens",
+        "5",
+        "--temperature",
+        "0",
+        "Compare them.",
+    )
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
     assert isinstance(data["answer"], str)
@@ -79,8 +119,16 @@ def test_ask_json(tiny_pair, images):
 
 def test_ask_with_a_real_text_model(smollm2_path):
     # Its words differ between CPUs; that it answers in words and ends by itself does not.
-    out = smolchat("ask", "--model", str(smollm2_path), "--temperature", "0", "--max-tokens", "200",
-                   "What is the capital of France?")
+    out = smolchat(
+        "ask",
+        "--model",
+        str(smollm2_path),
+        "--temperature",
+        "0",
+        "--max-tokens",
+        "200",
+        "What is the capital of France?",
+    )
     assert out.returncode == 0, out.stderr
     *answer, stats = out.stdout.rstrip("\n").splitlines()
     assert len(re.findall(r"[^\W\d_]{2,}", " ".join(answer))) >= 2
@@ -114,16 +162,40 @@ def test_ask_refuses_a_file_that_is_not_an_image(tiny_pair, tmp_path):
 
 def test_bench_json_with_baseline(tiny_pair, images):
     text, mmproj = tiny_pair
-    out = smolchat("bench", "--json", "--baseline", "--model", str(text), "--mmproj", str(mmproj),
-                   "--image", str(images["photo"]), "--detail", "full", "--runs", "2", "--turns", "2",
-                   "--max-tokens", "8", timeout=240)
+    out = smolchat(
+        "bench",
+        "--json",
+        "--baseline",
+        "--model",
+        str(text),
+        "--mmproj",
+        str(mmproj),
+        "--image",
+        str(images["photo"]),
+        "--detail",
+        "full",
+        "--runs",
+        "2",
+        "--turns",
+        "2",
+        "--max-tokens",
+        "8",
+        timeout=240,
+    )
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
     assert set(data) >= {"turns", "peak_rss_mb", "model", "mmproj", "settings", "baseline"}
     first, second = data["turns"]
     for turn in (first, second):
-        assert set(turn) >= {"ttft_s", "tpot_s", "e2e_s", "decode_tok_s", "prompt_tokens",
-                             "image_tokens", "reused_tokens"}
+        assert set(turn) >= {
+            "ttft_s",
+            "tpot_s",
+            "e2e_s",
+            "decode_tok_s",
+            "prompt_tokens",
+            "image_tokens",
+            "reused_tokens",
+        }
     assert first["image_tokens"] == 52 and first["reused_tokens"] == 0
     assert second["reused_tokens"] >= first["prompt_tokens"]
     assert second["image_tiles_encoded"] == 0
@@ -144,9 +216,27 @@ def test_bench_table(tiny_pair):
 
 def test_bench_table_names_the_vision_encoder(tiny_pair, images):
     text, mmproj = tiny_pair
-    out = smolchat("bench", "--model", str(text), "--mmproj", str(mmproj), "--image", str(images["photo"]),
-                   "--runs", "1", "--turns", "1", "--max-tokens", "4",
-                   "--vision", "llama.cpp", "--vision-precision", "BF16", "--vision-threads", "1")
+    out = smolchat(
+        "bench",
+        "--model",
+        str(text),
+        "--mmproj",
+        str(mmproj),
+        "--image",
+        str(images["photo"]),
+        "--runs",
+        "1",
+        "--turns",
+        "1",
+        "--max-tokens",
+        "4",
+        "--vision",
+        "llama.cpp",
+        "--vision-precision",
+        "BF16",
+        "--vision-threads",
+        "1",
+    )
     assert out.returncode == 0, out.stderr
     assert "encode s/tile" in out.stdout
     assert "images read by llama.cpp BF16, 1 thread (settings" in out.stdout
@@ -168,8 +258,21 @@ def test_budget_json_predicts_what_ask_then_uses(tiny_pair, images):
 
 def test_budget_says_what_to_do_when_a_message_cannot_fit(tiny_pair, images):
     text, mmproj = tiny_pair
-    out = smolchat("budget", "--model", str(text), "--mmproj", str(mmproj), "--image", str(images["photo"]),
-                   "--detail", "full", "--n-ctx", "128", "--max-tokens", "100")
+    out = smolchat(
+        "budget",
+        "--model",
+        str(text),
+        "--mmproj",
+        str(mmproj),
+        "--image",
+        str(images["photo"]),
+        "--detail",
+        "full",
+        "--n-ctx",
+        "128",
+        "--max-tokens",
+        "100",
+    )
     assert out.returncode == 0, out.stderr
     assert "does NOT fit" in out.stdout and "Lower the image detail" in out.stdout
     assert "raise the context size (up to " in out.stdout  # as far as the free memory allows

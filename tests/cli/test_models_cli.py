@@ -25,9 +25,15 @@ def home(tmp_path):
 @pytest.fixture
 def env(fake_hub, hf_cache, home, tmp_path) -> dict[str, str]:
     """The fake Hub as HF_ENDPOINT; huggingface_hub's own files (HF_HOME) in a folder of this test's."""
-    return {**os.environ, "HF_ENDPOINT": fake_hub.url, "HF_HUB_CACHE": str(hf_cache), "HF_HUB_OFFLINE": "0",
-            "SMOLCHAT_HOME": str(home), "SMOLCHAT_CACHE_DIR": str(paths.cache_dir()),
-            "HF_HOME": str(tmp_path / "hf-home")}
+    return {
+        **os.environ,
+        "HF_ENDPOINT": fake_hub.url,
+        "HF_HUB_CACHE": str(hf_cache),
+        "HF_HUB_OFFLINE": "0",
+        "SMOLCHAT_HOME": str(home),
+        "SMOLCHAT_CACHE_DIR": str(paths.cache_dir()),
+        "HF_HOME": str(tmp_path / "hf-home"),
+    }
 
 
 @pytest.fixture
@@ -35,8 +41,9 @@ def run(env):
 
     def smolchat(*args: str, offline: bool = False) -> subprocess.CompletedProcess:
         extra = {"HF_HUB_OFFLINE": "1"} if offline else {}
-        return subprocess.run([sys.executable, "-m", "smolchat", *args], capture_output=True, text=True,
-                              timeout=180, env={**env, **extra})
+        return subprocess.run(
+            [sys.executable, "-m", "smolchat", *args], capture_output=True, text=True, timeout=180, env={**env, **extra}
+        )
 
     return smolchat
 
@@ -60,8 +67,10 @@ def test_list_shows_files_formats_sizes_memory_and_the_default_pair(run, repo_fi
     assert "8-bit" in out.stdout  # the trade-off of each format is explained
 
     data = json.loads(run("models", "list", REPO, "--json", "--n-ctx", "8192").stdout)
-    assert data["default"] == {"text": "SmolVLM-256M-Instruct-Q8_0.gguf",
-                               "mmproj": "mmproj-SmolVLM-256M-Instruct-f16.gguf"}
+    assert data["default"] == {
+        "text": "SmolVLM-256M-Instruct-Q8_0.gguf",
+        "mmproj": "mmproj-SmolVLM-256M-Instruct-f16.gguf",
+    }
     sizes = {f["path"]: f["size"] for f in data["text_files"] + data["projector_files"]}
     assert sizes == {name: len(b) for name, b in repo_files.items() if name.endswith(".gguf")}
     assert all(f["verdict"]["fit"] in ("fits", "tight", "does not fit") for f in data["text_files"])
@@ -130,8 +139,9 @@ def test_import_of_a_mismatched_pair_says_why(run, tiny_pair):
 
 def test_download_on_a_terminal_shows_a_progress_bar(env):
     controller, terminal = os.openpty()
-    child = subprocess.Popen([sys.executable, "-m", "smolchat", "models", "download", REPO],
-                             stdout=subprocess.PIPE, stderr=terminal, env=env)
+    child = subprocess.Popen(
+        [sys.executable, "-m", "smolchat", "models", "download", REPO], stdout=subprocess.PIPE, stderr=terminal, env=env
+    )
     os.close(terminal)
     shown = b""
     while True:

@@ -12,9 +12,11 @@ from smolchat.engine import engine as engine_module
 from smolchat.engine.engine import Engine
 from tests.helpers import GREEDY, answer
 
-LONG_QUESTION = "Please read this carefully. " + " ".join(
-    f"Sentence number {i} talks about a different colour, shape and animal." for i in range(60)
-) + " Which animal came first?"
+LONG_QUESTION = (
+    "Please read this carefully. "
+    + " ".join(f"Sentence number {i} talks about a different colour, shape and animal." for i in range(60))
+    + " Which animal came first?"
+)
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +83,9 @@ def test_a_cancel_event_given_with_the_turn(smollm2):
 def test_cancel_between_image_tiles(tiny_pair, images, monkeypatch, backend):
     """The vision encoder cannot be interrupted inside a tile; the engine stops after it."""
     with Engine(*tiny_pair, EngineSettings(vision_backend=backend)) as engine:
-        owner, name = (engine._openvino, "encode") if backend == "openvino" else (engine_module.mtmd, "mtmd_encode_chunk")
+        owner, name = (
+            (engine._openvino, "encode") if backend == "openvino" else (engine_module.mtmd, "mtmd_encode_chunk")
+        )
         real_encode = getattr(owner, name)
 
         def encode_then_cancel(*args):

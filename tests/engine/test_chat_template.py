@@ -22,7 +22,7 @@ HOSTILE = {
     "a huge repetition": "{{ 'x' * 10**10 }}",
     "a list repeated": "{{ ([1, 2] * 10**10)|length }}",
     "a string doubled in a loop": "{% set ns = namespace(s='x') %}{% for i in range(64) %}"
-                                  "{% set ns.s = ns.s ~ ns.s ~ ns.s %}{% endfor %}{{ ns.s|length }}",
+    "{% set ns.s = ns.s ~ ns.s ~ ns.s %}{% endfor %}{{ ns.s|length }}",
     "a huge padding (filter)": "{{ 'x'|center(10**9) }}",
     "a huge padding (format)": "{{ '{:>999999999}'.format(1) }}",
     "a huge padding (%)": "{{ '%999999999d' % 1 }}",
@@ -30,7 +30,7 @@ HOSTILE = {
     "a replace that multiplies": "{{ ('x' * 8000)|replace('x', 'y' * 8000) }}",
     "a huge power": "{{ 7 ** 100000000 }}",
     "endless output": "{% for a in range(100000) %}{% for b in range(100000) %}{{ 'yyyyyyyyyy' }}{% endfor %}"
-                      "{% endfor %}",
+    "{% endfor %}",
     "endless recursion": "{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}",
 }
 
@@ -62,8 +62,10 @@ def test_renders_in_several_threads_are_bounded_each_in_their_own():
         except TemplateError as e:
             results[name] = e
 
-    threads = [threading.Thread(target=render, args=("hostile", HOSTILE["nested loops"])),
-               threading.Thread(target=render, args=("good", SMOLVLM_CHAT_TEMPLATE))]
+    threads = [
+        threading.Thread(target=render, args=("hostile", HOSTILE["nested loops"])),
+        threading.Thread(target=render, args=("good", SMOLVLM_CHAT_TEMPLATE)),
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -74,7 +76,8 @@ def test_renders_in_several_threads_are_bounded_each_in_their_own():
 
 def test_output_up_to_the_bound_is_fine():
     text = ChatTemplate("{{ 'x' * 100000 }}{% for m in messages %}{{ m['content'][0]['text'] }}{% endfor %}").render(
-        [Message.user("Hi")])
+        [Message.user("Hi")]
+    )
     assert text == ["x" * 100000 + "Hi"]
     assert RENDER_OUTPUT_LIMIT > 1_000_000
 
@@ -91,15 +94,17 @@ def test_a_template_that_does_not_parse_says_where():
 
 def _pair_with_template(folder, template: str):
     text = write_text_model(folder / "Broken-F16.gguf", TINY.text, name="Broken", chat_template=template)
-    mmproj = write_mmproj(folder / "mmproj-Broken-F16.gguf", TINY.vision, output_width=TINY.text.n_embd,
-                          name="Broken")
+    mmproj = write_mmproj(folder / "mmproj-Broken-F16.gguf", TINY.vision, output_width=TINY.text.n_embd, name="Broken")
     return text, mmproj
 
 
-@pytest.mark.parametrize("template, reason", [
-    ("{% for m in messages %}{{ m['content'] }", "does not parse"),
-    (HOSTILE["nested loops"], "ran for more than"),
-])
+@pytest.mark.parametrize(
+    "template, reason",
+    [
+        ("{% for m in messages %}{{ m['content'] }", "does not parse"),
+        (HOSTILE["nested loops"], "ran for more than"),
+    ],
+)
 def test_a_model_whose_template_cannot_be_used_answers_with_smolvlms_and_says_so(tmp_path, images, template, reason):
     text, mmproj = _pair_with_template(tmp_path, template)
     with Engine(text, mmproj, EngineSettings(n_ctx=1024)) as engine:
@@ -118,13 +123,26 @@ def test_a_model_with_a_good_template_has_no_note(tiny_engine):
 _NUMBERS = ["0", "1", "3", "-1", "1000", "100000", "10**9", "2**31-1"]
 _VALUES = ["'x'", "'ab' * 1000", "messages", "[1, 2, 3]", "range(100000)", "ns.s", "{'a': 1}", "none", "7"]
 _PIECES = [  # <V> and <N> stand for a value and a number
-    "{{ <V> }}", "{{ <V> * <N> }}", "{{ <V> ~ <V> ~ <V> }}", "{{ <V>|join(<V>) }}", "{{ <V>|center(<N>) }}",
-    "{{ <V>|indent(<N>) }}", "{{ <V>|wordwrap(<N>) }}", "{{ <V>|replace('x', <V>) }}", "{{ <V>|list|length }}",
-    "{{ '%<N>d' % 1 }}", "{{ '{:><N>}'.format(1) }}", "{{ <V> ** <N> }}", "{% set ns.s = ns.s ~ ns.s %}",
+    "{{ <V> }}",
+    "{{ <V> * <N> }}",
+    "{{ <V> ~ <V> ~ <V> }}",
+    "{{ <V>|join(<V>) }}",
+    "{{ <V>|center(<N>) }}",
+    "{{ <V>|indent(<N>) }}",
+    "{{ <V>|wordwrap(<N>) }}",
+    "{{ <V>|replace('x', <V>) }}",
+    "{{ <V>|list|length }}",
+    "{{ '%<N>d' % 1 }}",
+    "{{ '{:><N>}'.format(1) }}",
+    "{{ <V> ** <N> }}",
+    "{% set ns.s = ns.s ~ ns.s %}",
     "{% for i in range(<N>) %}{{ i }}{% endfor %}",
     "{% for i in range(<N>) %}{% for j in range(<N>) %}{% endfor %}{% endfor %}",
     "{% for m in messages %}{{ m['content'][0]['text'] * <N> }}{% endfor %}",
-    "{{ raise_exception(<V>) }}", "{{ <V>.upper() }}", "{{ <V>|tojson }}", "{{ <V>[<N>] }}",
+    "{{ raise_exception(<V>) }}",
+    "{{ <V>.upper() }}",
+    "{{ <V>|tojson }}",
+    "{{ <V>[<N>] }}",
 ]
 
 

@@ -28,14 +28,26 @@ from smolchat.engine import ModelFileError, check_pair, inspect_projector, inspe
 SEED = 2026
 REPO = Path(__file__).resolve().parents[2]
 VT = gguf.GGUFValueType
-_FORMATS = {VT.UINT8: "B", VT.INT8: "b", VT.UINT16: "H", VT.INT16: "h", VT.UINT32: "I", VT.INT32: "i",
-            VT.FLOAT32: "f", VT.BOOL: "B", VT.UINT64: "Q", VT.INT64: "q", VT.FLOAT64: "d"}
+_FORMATS = {
+    VT.UINT8: "B",
+    VT.INT8: "b",
+    VT.UINT16: "H",
+    VT.INT16: "h",
+    VT.UINT32: "I",
+    VT.INT32: "i",
+    VT.FLOAT32: "f",
+    VT.BOOL: "B",
+    VT.UINT64: "Q",
+    VT.INT64: "q",
+    VT.FLOAT64: "d",
+}
 # The shape values every integer key is set to: nothing, one, a non-divisor of the tiny widths
 # (32, 48, 64, 128) and the largest 32-bit signed integer.
 SHAPE_VALUES = (0, 1, 3, 2**31 - 1)
 
 
 # -- where things are in a GGUF file ----------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Entry:
@@ -79,8 +91,9 @@ def layout(data: bytes, path: Path) -> Layout:
         key_length = len(field.name.encode())
         type_at = field.offset + 8 + key_length
         vtype = field.types[0]
-        entries[field.name] = Entry(field.name, field.offset, type_at, vtype, type_at + 4,
-                                    type_at + 8 if vtype == VT.ARRAY else None)
+        entries[field.name] = Entry(
+            field.name, field.offset, type_at, vtype, type_at + 4, type_at + 8 if vtype == VT.ARRAY else None
+        )
     tensors = []
     for t in reader.tensors:
         at = t.field.offset
@@ -98,7 +111,7 @@ def put(data: bytes, at: int, fmt: str, value: float) -> bytes:
     if fmt not in "fd":
         value = int(value) % (1 << (8 * struct.calcsize(fmt)))
         fmt = fmt.upper()
-    return data[:at] + struct.pack("<" + fmt, value) + data[at + struct.calcsize(fmt):]
+    return data[:at] + struct.pack("<" + fmt, value) + data[at + struct.calcsize(fmt) :]
 
 
 def with_value(path: Path, key: str, value: int) -> bytes:
@@ -113,10 +126,10 @@ def with_key(data: bytes, where: Layout, key: str, value_type: int, payload: byt
     to stay aligned to 32 bytes."""
     raw = key.encode()
     kv = struct.pack("<Q", len(raw)) + raw + struct.pack("<I", value_type) + payload
-    header = data[:where.kv_end] + kv + data[where.kv_end:where.header_end]
+    header = data[: where.kv_end] + kv + data[where.kv_end : where.header_end]
     header = put(header, 16, "Q", struct.unpack_from("<Q", data, 16)[0] + 1)
     header += b"\0" * (-len(header) % 32)
-    return header + data[where.data_start:]
+    return header + data[where.data_start :]
 
 
 def string_payload(text: str) -> bytes:
@@ -124,6 +137,7 @@ def string_payload(text: str) -> bytes:
 
 
 # -- mutations ---------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Mutation:
@@ -160,8 +174,13 @@ def mutations(role: str, path: Path, rng: random.Random) -> list[Mutation]:
         for value in (0, len(key) - 1, len(key) + 1, 2**63, 2**64 - 1):
             add(f"length of key {key} = {value}", put(data, entry.key_length_at, "Q", value))
         # value types: one of the same size (parses, then means something else) and one at random
-        same_size = [t for t, f in _FORMATS.items() if entry.value_type in _FORMATS and t != entry.value_type
-                     and struct.calcsize(f) == struct.calcsize(_FORMATS[entry.value_type])]
+        same_size = [
+            t
+            for t, f in _FORMATS.items()
+            if entry.value_type in _FORMATS
+            and t != entry.value_type
+            and struct.calcsize(f) == struct.calcsize(_FORMATS[entry.value_type])
+        ]
         for vtype in {*rng.sample(same_size, min(2, len(same_size))), rng.choice(list(VT)), 13, 2**32 - 1}:
             add(f"type of {key} = {vtype}", put(data, entry.type_at, "I", vtype))
         if entry.value_type == VT.STRING:
@@ -189,8 +208,11 @@ def mutations(role: str, path: Path, rng: random.Random) -> list[Mutation]:
     for i, t in enumerate(where.tensors):
         options = [("name length", t.name_length_at, "Q", v) for v in (0, len(t.name) - 1, len(t.name) + 1, 2**63)]
         options += [("dimension count", t.n_dims_at, "I", v) for v in (0, 1, 2, 3, 5, 2**32 - 1)]
-        options += [(f"dimension {d}", t.dims_at + 8 * d, "Q", v)
-                    for d in range(t.n_dims) for v in (*SHAPE_VALUES, 2**63, 2**64 - 1)]
+        options += [
+            (f"dimension {d}", t.dims_at + 8 * d, "Q", v)
+            for d in range(t.n_dims)
+            for v in (*SHAPE_VALUES, 2**63, 2**64 - 1)
+        ]
         options += [("type", t.type_at, "I", v) for v in (*(int(q) for q in gguf.GGMLQuantizationType), 4, 43, 2**31)]
         options += [("data offset", t.offset_at, "Q", v) for v in (0, 1, 32, 2**63)]
         for what, at, fmt, value in options if i in full else [rng.choice(options)]:
@@ -218,6 +240,7 @@ def mutations(role: str, path: Path, rng: random.Random) -> list[Mutation]:
 
 # -- loading in a child process ----------------------------------------------------------------
 
+
 def _load_each(batch_file: str, image: str, log_file: str) -> None:
     """In a child process: load each pair and run one turn with an image, noting in ``log_file``
     which pair it tries before trying it (llama.cpp may write to stdout too)."""
@@ -236,8 +259,14 @@ def _load_each(batch_file: str, image: str, log_file: str) -> None:
 
         resource.setrlimit(resource.RLIMIT_AS, (8 << 30, 8 << 30))
 
-    settings = EngineSettings(n_ctx=256, n_threads=1, n_threads_batch=1, n_threads_vision=1,
-                              vision_backend="llama.cpp", vision_precision="F16")
+    settings = EngineSettings(
+        n_ctx=256,
+        n_threads=1,
+        n_threads_batch=1,
+        n_threads_vision=1,
+        vision_backend="llama.cpp",
+        vision_precision="F16",
+    )
     one_token = SamplingParams(temperature=0.0, max_tokens=2, ignore_eos=True)
     with open(log_file, "a", encoding="utf-8") as log:
         for index, text, mmproj in json.loads(Path(batch_file).read_text()):
@@ -253,8 +282,9 @@ def _load_each(batch_file: str, image: str, log_file: str) -> None:
             print(f"DONE {index} {json.dumps(outcome)}", file=log, flush=True)
 
 
-def load_in_child(pairs: list[tuple[Path, Path]], image: Path, work: Path, timeout_s: float = 240,
-                  max_crashes: int = 5) -> list[str]:
+def load_in_child(
+    pairs: list[tuple[Path, Path]], image: Path, work: Path, timeout_s: float = 240, max_crashes: int = 5
+) -> list[str]:
     """Load every (text, mmproj) pair with llama.cpp in child processes; per pair, what happened:
     'answered', 'refused: ...', 'raised ...', 'crashed (...)', 'hung' or 'not tried' (after
     ``max_crashes`` crashes). A crash ends one child; the next one goes on after that pair."""
@@ -264,10 +294,13 @@ def load_in_child(pairs: list[tuple[Path, Path]], image: Path, work: Path, timeo
         batch, log = work / "batch.json", work / "batch.log"
         batch.write_text(json.dumps([(i, str(pairs[i][0]), str(pairs[i][1])) for i in pending]))
         log.write_text("")
-        code = (f"from tests.engine.test_gguf_fuzz import _load_each; "
-                f"_load_each({str(batch)!r}, {str(image)!r}, {str(log)!r})")
-        child = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.DEVNULL,
-                                 stderr=subprocess.PIPE, text=True)
+        code = (
+            f"from tests.engine.test_gguf_fuzz import _load_each; "
+            f"_load_each({str(batch)!r}, {str(image)!r}, {str(log)!r})"
+        )
+        child = subprocess.Popen(
+            [sys.executable, "-c", code], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        )
         try:
             _, stderr = child.communicate(timeout=timeout_s)
             ended = None if child.returncode == 0 else _exit_reason(child.returncode, stderr)
@@ -298,12 +331,13 @@ def _exit_reason(returncode: int, stderr: str) -> str:
     lines = [line.strip() for line in stderr.splitlines()]
     where = next((line for line in lines if "GGML_ASSERT" in line or "GGML_ABORT" in line), None)
     if where is None and "Fatal Python error" in stderr:
-        frames = lines[[i for i, line in enumerate(lines) if line.startswith("Fatal Python error")][-1]:]
+        frames = lines[[i for i, line in enumerate(lines) if line.startswith("Fatal Python error")][-1] :]
         where = next((line for line in frames if line.startswith("File ")), None)
     return f"crashed ({reason}{f' at {where}' if where else ''})"
 
 
 # -- the tests ---------------------------------------------------------------------------------
+
 
 def _checked(text: Path, mmproj: Path, mutated: Path) -> str:
     """'refused' or 'accepted' by SmolChat's checks, or what went wrong."""
@@ -343,15 +377,17 @@ def fuzz(tiny_pair, images, tmp_path_factory) -> FuzzRun:
 
 
 def test_reading_damaged_files_raises_only_model_file_errors(fuzz):
-    failures = [f"{name}: {verdict}" for name, verdict in fuzz.reading.items()
-                if verdict not in ("refused", "accepted")]
+    failures = [
+        f"{name}: {verdict}" for name, verdict in fuzz.reading.items() if verdict not in ("refused", "accepted")
+    ]
     assert not failures, "\n".join(failures)
     assert sum(v == "refused" for v in fuzz.reading.values()) > len(fuzz.reading) / 2  # the mutations do damage
 
 
 def test_files_the_checks_let_through_neither_crash_nor_hang(fuzz):
-    failures = [f"{name}: {outcome}" for name, outcome in fuzz.loading.items()
-                if outcome.startswith(("crashed", "hung"))]
+    failures = [
+        f"{name}: {outcome}" for name, outcome in fuzz.loading.items() if outcome.startswith(("crashed", "hung"))
+    ]
     assert not failures, "\n".join(failures)
     assert any(outcome == "answered" for outcome in fuzz.loading.values())  # the loading itself works
 

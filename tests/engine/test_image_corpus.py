@@ -31,11 +31,27 @@ SIZE = (23, 17)  # odd on both sides: rows that do not end on a byte or a block
 
 # Formats Pillow writes, by file suffix; a mode a format does not take is skipped.
 WRITERS = {
-    "png": ("PNG", {}), "tif": ("TIFF", {}), "lzw.tif": ("TIFF", {"compression": "tiff_lzw"}),
-    "webp": ("WEBP", {"lossless": True}), "gif": ("GIF", {}), "bmp": ("BMP", {}), "jpg": ("JPEG", {}),
-    "dds": ("DDS", {}), "ico": ("ICO", {}), "ppm": ("PPM", {}), "tga": ("TGA", {}), "pcx": ("PCX", {}),
-    "sgi": ("SGI", {}), "im": ("IM", {}), "spi": ("SPIDER", {}), "qoi": ("QOI", {}), "jp2": ("JPEG2000", {}),
-    "blp": ("BLP", {}), "msp": ("MSP", {}), "xbm": ("XBM", {}), "eps": ("EPS", {}),
+    "png": ("PNG", {}),
+    "tif": ("TIFF", {}),
+    "lzw.tif": ("TIFF", {"compression": "tiff_lzw"}),
+    "webp": ("WEBP", {"lossless": True}),
+    "gif": ("GIF", {}),
+    "bmp": ("BMP", {}),
+    "jpg": ("JPEG", {}),
+    "dds": ("DDS", {}),
+    "ico": ("ICO", {}),
+    "ppm": ("PPM", {}),
+    "tga": ("TGA", {}),
+    "pcx": ("PCX", {}),
+    "sgi": ("SGI", {}),
+    "im": ("IM", {}),
+    "spi": ("SPIDER", {}),
+    "qoi": ("QOI", {}),
+    "jp2": ("JPEG2000", {}),
+    "blp": ("BLP", {}),
+    "msp": ("MSP", {}),
+    "xbm": ("XBM", {}),
+    "eps": ("EPS", {}),
     "avif": ("AVIF", {"speed": 10}),
 }
 
@@ -62,8 +78,17 @@ def png(width: int, height: int, depth: int, colour: int, rows: bytes = b"", ext
     return png_from([(b"IHDR", header), *extra, (b"IDAT", zlib.compress(rows)), (b"IEND", b"")])
 
 
-def dds(width: int, height: int, *, flags: int, fourcc: bytes = b"\0\0\0\0", bits: int = 0,
-        masks: tuple[int, int, int, int] = (0, 0, 0, 0), dxgi: int | None = None, payload: bytes = b"") -> bytes:
+def dds(
+    width: int,
+    height: int,
+    *,
+    flags: int,
+    fourcc: bytes = b"\0\0\0\0",
+    bits: int = 0,
+    masks: tuple[int, int, int, int] = (0, 0, 0, 0),
+    dxgi: int | None = None,
+    payload: bytes = b"",
+) -> bytes:
     pixel_format = struct.pack("<II4sI4I", 32, flags, fourcc, bits, *masks)
     header = struct.pack("<7I", 124, 0x1007, height, width, 0, 0, 0) + bytes(44) + pixel_format + bytes(20)
     extension = b"" if dxgi is None else struct.pack("<5I", dxgi, 3, 0, 1, 0)
@@ -96,8 +121,12 @@ def every_mode_in_every_format(rng: np.random.Generator) -> dict[str, bytes]:
             if data is not None:
                 files[f"{mode.replace(';', '_')}.{suffix}"] = data
     ramp = np.linspace(0, 65535, SIZE[0] * SIZE[1]).astype(np.uint16).reshape(SIZE[1], SIZE[0])
-    deep = {"I;16": Image.fromarray(ramp), "I;16B": Image.frombytes("I;16B", SIZE, ramp.astype(">u2").tobytes()),
-            "I": Image.fromarray(ramp.astype(np.int32) - 30000), "F": Image.fromarray(ramp / np.float32(65535))}
+    deep = {
+        "I;16": Image.fromarray(ramp),
+        "I;16B": Image.frombytes("I;16B", SIZE, ramp.astype(">u2").tobytes()),
+        "I": Image.fromarray(ramp.astype(np.int32) - 30000),
+        "F": Image.fromarray(ramp / np.float32(65535)),
+    }
     for mode, image in deep.items():
         for suffix, fmt in (("png", "PNG"), ("tif", "TIFF"), ("im", "IM"), ("ppm", "PPM"), ("jp2", "JPEG2000")):
             data = encoded(image, fmt)
@@ -130,10 +159,13 @@ def empty_and_slivers(rng: np.random.Generator) -> dict[str, bytes]:
     pixels = lambda *shape: rng.integers(0, 256, shape, np.uint8)  # noqa: E731
     return {
         # Scientific formats Pillow opens as 0 x 0 stubs
-        "stub.grib": b"GRIB\0\0\0\x01" + bytes(64), "stub.bufr": b"BUFR" + bytes(64),
+        "stub.grib": b"GRIB\0\0\0\x01" + bytes(64),
+        "stub.bufr": b"BUFR" + bytes(64),
         "stub.h5": b"\x89HDF\r\n\x1a\n" + bytes(64),
-        "zero-wide.png": png(0, 5, 8, 0, b"\0" * 5), "zero-high.png": png(5, 0, 8, 0),
-        "zero.dds": dds(0, 0, flags=0x20000, bits=8), "zero-wide.dds": dds(0, 9, flags=0x20000, bits=8),
+        "zero-wide.png": png(0, 5, 8, 0, b"\0" * 5),
+        "zero-high.png": png(5, 0, 8, 0),
+        "zero.dds": dds(0, 0, flags=0x20000, bits=8),
+        "zero-wide.dds": dds(0, 9, flags=0x20000, bits=8),
         "zero.gif": b"GIF89a\0\0\0\0\0\0\0,\0\0\0\0\0\0\0\0\0\x02\x02D\x01\0;",
         "zero.bmp": b"BM" + struct.pack("<IHHIIiiHHIIiiII", 54, 0, 0, 54, 40, 0, 0, 1, 24, 0, 0, 0, 0, 0, 0),
         "one.png": png(1, 1, 8, 0, b"\0\x80"),
@@ -158,8 +190,11 @@ def bombs() -> dict[str, bytes]:
         "bomb.bmp": b"BM" + struct.pack("<IHHIIiiHHIIiiII", 54, 0, 0, 54, 40, 60000, 60000, 1, 24, 0, 0, 0, 0, 0, 0),
         "bomb.dds": dds(50000, 50000, flags=0x4, fourcc=b"DXT1"),
         "bomb.webp": b"RIFF" + struct.pack("<I", 18) + b"WEBPVP8L" + struct.pack("<I", 5) + b"\x2f\xff\xff\xff\x0f",
-        "bomb.tif": b"II*\0\x08\0\0\0\x03\0" + struct.pack("<HHII", 256, 4, 1, 100_000)
-        + struct.pack("<HHII", 257, 4, 1, 100_000) + struct.pack("<HHII", 258, 3, 1, 8) + bytes(4),
+        "bomb.tif": b"II*\0\x08\0\0\0\x03\0"
+        + struct.pack("<HHII", 256, 4, 1, 100_000)
+        + struct.pack("<HHII", 257, 4, 1, 100_000)
+        + struct.pack("<HHII", 258, 3, 1, 8)
+        + bytes(4),
     }
 
 
@@ -169,8 +204,12 @@ def animations(rng: np.random.Generator) -> dict[str, bytes]:
     files = {
         "animated.gif": encoded(first, "GIF", save_all=True, append_images=rest, duration=50),
         "animated.webp": encoded(first, "WEBP", save_all=True, append_images=rest, duration=50, lossless=True),
-        "pages.tif": encoded(noise(rng, "L", (40, 9)), "TIFF", save_all=True,
-                             append_images=[first, noise(rng, "I;16", (5, 60)), noise(rng, "CMYK", SIZE)]),
+        "pages.tif": encoded(
+            noise(rng, "L", (40, 9)),
+            "TIFF",
+            save_all=True,
+            append_images=[first, noise(rng, "I;16", (5, 60)), noise(rng, "CMYK", SIZE)],
+        ),
         "animated.png": encoded(first, "PNG", save_all=True, append_images=rest, duration=50),
         "animated-hidden-first.png": encoded(first, "PNG", save_all=True, append_images=rest, default_image=True),
     }
@@ -195,25 +234,31 @@ def animations(rng: np.random.Generator) -> dict[str, bytes]:
 
     plain = png_chunks(encoded(first, "PNG"))
 
-    files.update({
-        "apng-sequence.png": edited(b"fcTL", 1, lambda d: struct.pack(">I", 9) + d[4:]),
-        "apng-first-sequence.png": edited(b"fcTL", 0, lambda d: struct.pack(">I", 5) + d[4:]),
-        "apng-frame-too-big.png": edited(b"fcTL", 1, frame_size(500, 500)),
-        "apng-first-too-big.png": edited(b"fcTL", 0, frame_size(500, 5)),
-        "apng-no-frames.png": edited(b"acTL", 0, lambda d: struct.pack(">II", 0, 0)),
-        "apng-more-frames.png": edited(b"acTL", 0, lambda d: struct.pack(">II", 9, 0)),
-        "apng-short-actl.png": edited(b"acTL", 0, lambda d: d[:3]),
-        "apng-short-fctl.png": edited(b"fcTL", 1, lambda d: d[:10]),
-        "apng-short-fdat.png": edited(b"fdAT", 0, lambda d: d[:2]),
-        "apng-bad-fdat.png": edited(b"fdAT", 0, lambda d: d[:4] + bytes(len(d) - 4)),
-        "apng-no-fdat.png": edited(b"fdAT", 0, lambda d: None),
-        "apng-two-actl.png": png_from(good[:2] + [good[1]] + good[2:]),
-        # Frame controls after the pixels of a still picture, out of sequence or larger than it
-        "apng-stray-sequence.png": png_from(plain[:-1] + [frame_control(7, 5, 5), plain[-1]]),
-        "apng-stray-too-big.png": png_from(plain[:-1] + [frame_control(0, 500, 5), plain[-1]]),
-        "apng-one-frame.png": png_from(plain[:1] + [(b"acTL", struct.pack(">II", 1, 0)), frame_control(0, *SIZE)]
-                                       + plain[1:-1] + [frame_control(3, 5, 5), plain[-1]]),
-    })
+    files.update(
+        {
+            "apng-sequence.png": edited(b"fcTL", 1, lambda d: struct.pack(">I", 9) + d[4:]),
+            "apng-first-sequence.png": edited(b"fcTL", 0, lambda d: struct.pack(">I", 5) + d[4:]),
+            "apng-frame-too-big.png": edited(b"fcTL", 1, frame_size(500, 500)),
+            "apng-first-too-big.png": edited(b"fcTL", 0, frame_size(500, 5)),
+            "apng-no-frames.png": edited(b"acTL", 0, lambda d: struct.pack(">II", 0, 0)),
+            "apng-more-frames.png": edited(b"acTL", 0, lambda d: struct.pack(">II", 9, 0)),
+            "apng-short-actl.png": edited(b"acTL", 0, lambda d: d[:3]),
+            "apng-short-fctl.png": edited(b"fcTL", 1, lambda d: d[:10]),
+            "apng-short-fdat.png": edited(b"fdAT", 0, lambda d: d[:2]),
+            "apng-bad-fdat.png": edited(b"fdAT", 0, lambda d: d[:4] + bytes(len(d) - 4)),
+            "apng-no-fdat.png": edited(b"fdAT", 0, lambda d: None),
+            "apng-two-actl.png": png_from(good[:2] + [good[1]] + good[2:]),
+            # Frame controls after the pixels of a still picture, out of sequence or larger than it
+            "apng-stray-sequence.png": png_from(plain[:-1] + [frame_control(7, 5, 5), plain[-1]]),
+            "apng-stray-too-big.png": png_from(plain[:-1] + [frame_control(0, 500, 5), plain[-1]]),
+            "apng-one-frame.png": png_from(
+                plain[:1]
+                + [(b"acTL", struct.pack(">II", 1, 0)), frame_control(0, *SIZE)]
+                + plain[1:-1]
+                + [frame_control(3, 5, 5), plain[-1]]
+            ),
+        }
+    )
     return files
 
 
@@ -223,46 +268,83 @@ def dds_textures(rng: np.random.Generator) -> dict[str, bytes]:
     files = {}
     for pixel_format in ("DXT1", "DXT3", "DXT5", "BC2", "BC3", "BC5"):
         mode = "RGB" if pixel_format == "BC5" else "RGBA"  # BC5 holds two channels: Pillow writes it from RGB
-        files[f"saved-{pixel_format}.dds"] = encoded(noise(rng, mode, (width, height)), "DDS",
-                                                     pixel_format=pixel_format)
-    for fourcc, block in ((b"DXT1", 8), (b"DXT3", 16), (b"DXT5", 16), (b"ATI1", 8), (b"BC4U", 8), (b"ATI2", 16),
-                          (b"BC5U", 16), (b"BC5S", 16), (b"ETC1", 8), (b"ATC ", 8), (b"\xff\xff\xff\xff", 8)):
+        files[f"saved-{pixel_format}.dds"] = encoded(
+            noise(rng, mode, (width, height)), "DDS", pixel_format=pixel_format
+        )
+    for fourcc, block in (
+        (b"DXT1", 8),
+        (b"DXT3", 16),
+        (b"DXT5", 16),
+        (b"ATI1", 8),
+        (b"BC4U", 8),
+        (b"ATI2", 16),
+        (b"BC5U", 16),
+        (b"BC5S", 16),
+        (b"ETC1", 8),
+        (b"ATC ", 8),
+        (b"\xff\xff\xff\xff", 8),
+    ):
         name = fourcc.decode("latin-1").strip().replace("\xff", "x")
-        files[f"fourcc-{name}.dds"] = dds(width, height, flags=0x4, fourcc=fourcc,
-                                          payload=rng.bytes(blocks * block))
+        files[f"fourcc-{name}.dds"] = dds(width, height, flags=0x4, fourcc=fourcc, payload=rng.bytes(blocks * block))
     # DXGI formats: BC1-BC7 (BC6H is half-float), RGBA8, and a few Pillow has no decoder for
     for dxgi in (71, 74, 77, 80, 83, 84, 95, 96, 98, 99, 27, 28, 29, 2, 10, 24, 61, 87, 0, 200, 2**32 - 1):
-        files[f"dx10-{dxgi}.dds"] = dds(width, height, flags=0x4, fourcc=b"DX10", dxgi=dxgi,
-                                        payload=rng.bytes(blocks * 16))
-    files.update({
-        "dx10-missing-extension.dds": dds(width, height, flags=0x4, fourcc=b"DX10"),
-        "rgb565.dds": dds(width, height, flags=0x40, bits=16, masks=(0xF800, 0x7E0, 0x1F, 0),
-                          payload=rng.bytes(width * height * 2)),
-        "rgba-odd-masks.dds": dds(width, height, flags=0x41, bits=32, masks=(0xF0, 0, 0x3, 0x80000000),
-                                  payload=rng.bytes(width * height * 4)),
-        "rgb-no-bits.dds": dds(width, height, flags=0x40, bits=0, payload=rng.bytes(64)),
-        "rgb-huge-bits.dds": dds(width, height, flags=0x40, bits=2**32 - 8, payload=rng.bytes(64)),
-        "luminance16.dds": dds(width, height, flags=0x20000, bits=16, payload=rng.bytes(width * height * 2)),
-        "luminance-alpha.dds": dds(width, height, flags=0x20001, bits=16, payload=rng.bytes(width * height * 2)),
-        "palette.dds": dds(width, height, flags=0x20, bits=8, payload=rng.bytes(1024 + width * height)),
-        "palette-short.dds": dds(width, height, flags=0x20, bits=8, payload=rng.bytes(100)),
-        "no-flags.dds": dds(width, height, flags=0),
-        "header-size.dds": b"DDS " + struct.pack("<I", 100) + bytes(120),
-    })
+        files[f"dx10-{dxgi}.dds"] = dds(
+            width, height, flags=0x4, fourcc=b"DX10", dxgi=dxgi, payload=rng.bytes(blocks * 16)
+        )
+    files.update(
+        {
+            "dx10-missing-extension.dds": dds(width, height, flags=0x4, fourcc=b"DX10"),
+            "rgb565.dds": dds(
+                width,
+                height,
+                flags=0x40,
+                bits=16,
+                masks=(0xF800, 0x7E0, 0x1F, 0),
+                payload=rng.bytes(width * height * 2),
+            ),
+            "rgba-odd-masks.dds": dds(
+                width,
+                height,
+                flags=0x41,
+                bits=32,
+                masks=(0xF0, 0, 0x3, 0x80000000),
+                payload=rng.bytes(width * height * 4),
+            ),
+            "rgb-no-bits.dds": dds(width, height, flags=0x40, bits=0, payload=rng.bytes(64)),
+            "rgb-huge-bits.dds": dds(width, height, flags=0x40, bits=2**32 - 8, payload=rng.bytes(64)),
+            "luminance16.dds": dds(width, height, flags=0x20000, bits=16, payload=rng.bytes(width * height * 2)),
+            "luminance-alpha.dds": dds(width, height, flags=0x20001, bits=16, payload=rng.bytes(width * height * 2)),
+            "palette.dds": dds(width, height, flags=0x20, bits=8, payload=rng.bytes(1024 + width * height)),
+            "palette-short.dds": dds(width, height, flags=0x20, bits=8, payload=rng.bytes(100)),
+            "no-flags.dds": dds(width, height, flags=0),
+            "header-size.dds": b"DDS " + struct.pack("<I", 100) + bytes(120),
+        }
+    )
     return files
 
 
 def other_odd_files(rng: np.random.Generator) -> dict[str, bytes]:
     icon = encoded(noise(rng, "RGBA", (16, 16)), "ICO", sizes=[(16, 16)])
     return {
-        "empty.png": b"", "text.png": b"hello, not a picture\n", "random.jpg": rng.bytes(4096),
-        "magic-only.png": b"\x89PNG\r\n\x1a\n", "magic-only.gif": b"GIF89a", "magic-only.tif": b"II*\0",
-        "magic-only.jpg": b"\xff\xd8\xff", "magic-only.bmp": b"BM", "magic-only.webp": b"RIFF\0\0\0\0WEBP",
-        "magic-only.ico": b"\0\0\1\0\xff\xff", "xpm-huge-colours.xpm": b'/* XPM */\nstatic char *x[] = {\n"4 4 99999999 1",\n',
+        "empty.png": b"",
+        "text.png": b"hello, not a picture\n",
+        "random.jpg": rng.bytes(4096),
+        "magic-only.png": b"\x89PNG\r\n\x1a\n",
+        "magic-only.gif": b"GIF89a",
+        "magic-only.tif": b"II*\0",
+        "magic-only.jpg": b"\xff\xd8\xff",
+        "magic-only.bmp": b"BM",
+        "magic-only.webp": b"RIFF\0\0\0\0WEBP",
+        "magic-only.ico": b"\0\0\1\0\xff\xff",
+        "xpm-huge-colours.xpm": b'/* XPM */\nstatic char *x[] = {\n"4 4 99999999 1",\n',
         # Icons whose directory disagrees with the picture inside
         "icon-directory-lies.ico": icon[:6] + bytes([48, 48]) + icon[8:],
-        "icon.icns": icns([(b"icp4", encoded(noise(rng, "RGBA", (16, 16)), "PNG")),
-                           (b"ic07", encoded(noise(rng, "RGB", (128, 128)), "PNG"))]),
+        "icon.icns": icns(
+            [
+                (b"icp4", encoded(noise(rng, "RGBA", (16, 16)), "PNG")),
+                (b"ic07", encoded(noise(rng, "RGB", (128, 128)), "PNG")),
+            ]
+        ),
         "icon-size-lies.icns": icns([(b"icp4", encoded(noise(rng, "RGB", (40, 30)), "PNG"))]),
         "icon-not-png.icns": icns([(b"ic07", rng.bytes(300))]),
         "exif-garbage.jpg": encoded(noise(rng, "RGB", SIZE), "JPEG", exif=b"Exif\0\0" + rng.bytes(60)),
@@ -316,8 +398,11 @@ def corpus(tmp_path_factory) -> list[Path]:
         files = every_mode_in_every_format(rng)
         odd = {**empty_and_slivers(rng), **bombs(), **animations(rng), **dds_textures(rng), **other_odd_files(rng)}
     files.update(odd)
-    cut_from = {name: data for name, data in files.items() if name.startswith(("RGB.", "ramp-", "animated", "pages",
-                                                                               "saved-", "progressive", "icon"))}
+    cut_from = {
+        name: data
+        for name, data in files.items()
+        if name.startswith(("RGB.", "ramp-", "animated", "pages", "saved-", "progressive", "icon"))
+    }
     files.update(truncated(cut_from, rng))
     files.update(mutated({n: d for n, d in files.items() if not n.startswith("cut")}, rng, per_file=2))
     folder = tmp_path_factory.mktemp("corpus")

@@ -152,13 +152,16 @@ def test_float_image_with_missing_values_keeps_the_rest(tmp_path):
     assert grey[-1, -1] >= 253 and abs(int(grey[8, 0]) - 128) <= 3
 
 
-@pytest.mark.parametrize("mode, background, square, fmt", [
-    ("RGB", (10, 20, 30), (200, 0, 0), "PNG"),  # a colour key (tRNS) in a truecolour PNG
-    ("L", 10, 90, "PNG"),  # in a grey PNG
-    ("I;16", 1000, 40000, "PNG"),  # in a 16-bit grey PNG, compared at full depth
-    ("P", 1, 2, "PNG"),  # palette transparency, which was already white
-    ("P", 1, 2, "GIF"),
-])
+@pytest.mark.parametrize(
+    "mode, background, square, fmt",
+    [
+        ("RGB", (10, 20, 30), (200, 0, 0), "PNG"),  # a colour key (tRNS) in a truecolour PNG
+        ("L", 10, 90, "PNG"),  # in a grey PNG
+        ("I;16", 1000, 40000, "PNG"),  # in a 16-bit grey PNG, compared at full depth
+        ("P", 1, 2, "PNG"),  # palette transparency, which was already white
+        ("P", 1, 2, "GIF"),
+    ],
+)
 def test_transparent_colour_key_becomes_white(tmp_path, mode, background, square, fmt):
     image = Image.new(mode, (20, 20), background)
     if mode == "P":
@@ -204,8 +207,11 @@ def pipe(tmp_path):
 def test_what_is_not_a_file_is_refused_without_reading_it(request, tmp_path, read, what):
     if what == "device" and not os.path.exists("/dev/zero"):
         pytest.skip("no /dev/zero here")
-    path = {"pipe": lambda: request.getfixturevalue("pipe"), "device": lambda: Path("/dev/zero"),
-            "folder": lambda: tmp_path}[what]()
+    path = {
+        "pipe": lambda: request.getfixturevalue("pipe"),
+        "device": lambda: Path("/dev/zero"),
+        "folder": lambda: tmp_path,
+    }[what]()
     with pytest.raises(ImageError, match=f"{re.escape(path.name)}: is (not a file|a folder)"):
         read(path)
 

@@ -72,7 +72,7 @@ def test_stop_strings_end_the_answer_before_them(smollm2):
     smollm2.reset()
     result, deltas = answer(smollm2, question, SamplingParams(temperature=0.0, max_tokens=200, stop=(stop,)))
     assert result.stats.finish_reason == "stop"
-    assert result.text == whole.text[:whole.text.index(stop)]
+    assert result.text == whole.text[: whole.text.index(stop)]
     assert "".join(deltas) == result.text
 
 

@@ -111,8 +111,10 @@ def test_names_from_a_file_are_shortened_in_messages(tiny_pair, tmp_path):
     for source, target in ((tiny_pair[1], once), (once, twice)):
         data = source.read_bytes()
         target.write_bytes(with_key(data, layout(data, source), long_key, VT.FLOAT32, struct.pack("<f", -1)))
-    for damaged, problem in ((once, "normalization epsilon \\('clip.vision.k{28}…' = -1.0\\)"),
-                             (twice, "the key 'clip.vision.k{28}…' appears twice")):
+    for damaged, problem in (
+        (once, "normalization epsilon \\('clip.vision.k{28}…' = -1.0\\)"),
+        (twice, "the key 'clip.vision.k{28}…' appears twice"),
+    ):
         with pytest.raises(ModelFileError, match=problem) as info:
             inspect_projector(damaged)
         assert len(str(info.value)) < 300
@@ -120,8 +122,9 @@ def test_names_from_a_file_are_shortened_in_messages(tiny_pair, tmp_path):
 
 def test_projector_settings_that_would_abort_llama_cpp(tmp_path):
     # llama.cpp aborts the whole process on a scale factor of 1: it must never get there
-    bad = VisionShape(n_embd=32, n_layer=1, n_head=4, n_ff=48, image_size=32, patch_size=8,
-                      scale_factor=1, preproc_image_size=None)
+    bad = VisionShape(
+        n_embd=32, n_layer=1, n_head=4, n_ff=48, image_size=32, patch_size=8, scale_factor=1, preproc_image_size=None
+    )
     path = write_mmproj(tmp_path / "mmproj-bad.gguf", bad, output_width=64)
     with pytest.raises(ModelFileError, match="invalid projector scale factor"):
         inspect_projector(path)
@@ -156,6 +159,7 @@ def test_metadata_of_a_good_pair(tiny_pair):
 
 # -- damaged headers ---------------------------------------------------------------------------
 
+
 def _header_edit(tiny_pair, tmp_path, role: str, edit) -> Path:
     source = tiny_pair[0] if role == "text" else tiny_pair[1]
     data = source.read_bytes()
@@ -168,22 +172,42 @@ def _header_edit(tiny_pair, tmp_path, role: str, edit) -> Path:
     "role, edit, problem",
     [
         # these made the reader itself fail with ZeroDivisionError, TypeError or struct.error
-        ("text", lambda d, w: with_key(d, w, "general.alignment", VT.UINT32, struct.pack("<I", 0)),
-         "data alignment \\(0\\) is not a 32-bit power of two"),
-        ("mmproj", lambda d, w: with_key(d, w, "general.alignment", VT.FLOAT32, struct.pack("<f", 32)),
-         "data alignment \\(not a whole number\\)"),
-        ("mmproj", lambda d, w: with_key(d, w, "general.alignment", VT.STRING, string_payload("32")),
-         "data alignment"),
-        ("text", lambda d, w: put(d, w.entries["tokenizer.ggml.token_type"].array_count_at, "Q", 2**60 - 7),
-         "is damaged: its header cannot be parsed \\(an array of 1,152,921,504,606,846,969 values\\)"),
-        ("mmproj", lambda d, w: put(d, w.entries["clip.vision.image_mean"].array_count_at, "Q", 1),
-         "is (damaged|incomplete)"),
+        (
+            "text",
+            lambda d, w: with_key(d, w, "general.alignment", VT.UINT32, struct.pack("<I", 0)),
+            "data alignment \\(0\\) is not a 32-bit power of two",
+        ),
+        (
+            "mmproj",
+            lambda d, w: with_key(d, w, "general.alignment", VT.FLOAT32, struct.pack("<f", 32)),
+            "data alignment \\(not a whole number\\)",
+        ),
+        ("mmproj", lambda d, w: with_key(d, w, "general.alignment", VT.STRING, string_payload("32")), "data alignment"),
+        (
+            "text",
+            lambda d, w: put(d, w.entries["tokenizer.ggml.token_type"].array_count_at, "Q", 2**60 - 7),
+            "is damaged: its header cannot be parsed \\(an array of 1,152,921,504,606,846,969 values\\)",
+        ),
+        (
+            "mmproj",
+            lambda d, w: put(d, w.entries["clip.vision.image_mean"].array_count_at, "Q", 1),
+            "is (damaged|incomplete)",
+        ),
         # llama.cpp maps the data straight from the file and aborts unless it is 32-byte aligned
-        ("text", lambda d, w: with_key(d, w, "general.alignment", VT.UINT32, struct.pack("<I", 1)),
-         "data alignment \\(1\\) is not a 32-bit power of two of at least 32"),
+        (
+            "text",
+            lambda d, w: with_key(d, w, "general.alignment", VT.UINT32, struct.pack("<I", 1)),
+            "data alignment \\(1\\) is not a 32-bit power of two of at least 32",
+        ),
     ],
-    ids=["alignment 0", "alignment as a float", "alignment as a string", "array count near 2^60",
-         "array of one value", "alignment 1"],
+    ids=[
+        "alignment 0",
+        "alignment as a float",
+        "alignment as a string",
+        "array count near 2^60",
+        "array of one value",
+        "alignment 1",
+    ],
 )
 def test_damaged_headers_are_refused(tiny_pair, tmp_path, role, edit, problem):
     damaged = _header_edit(tiny_pair, tmp_path, role, edit)
@@ -194,6 +218,7 @@ def test_damaged_headers_are_refused(tiny_pair, tmp_path, role, edit, problem):
 
 # -- values llama.cpp or libmtmd abort the process on -------------------------------------------
 # Each builder writes a damaged copy of one file of the tiny pair into a folder and returns it.
+
 
 def _role(key: str) -> str:
     return "mmproj" if key.startswith("clip.") else "text"
@@ -212,6 +237,7 @@ def _set(key: str, value: float):
     def build(pair, folder):
         source = _source(pair, _role(key))
         return _written(folder / f"set-{source.name}", with_value(source, key, value))
+
     return build
 
 
@@ -219,6 +245,7 @@ def _add(key: str, value_type: int, payload: bytes):
     def build(pair, folder):
         data = pair[0].read_bytes()
         return _written(folder / "added-key.gguf", with_key(data, layout(data, pair[0]), key, value_type, payload))
+
     return build
 
 
@@ -226,8 +253,10 @@ def _key_type(key: str, value_type: int):
     def build(pair, folder):
         source = _source(pair, _role(key))
         data = source.read_bytes()
-        return _written(folder / f"retyped-{source.name}", put(data, layout(data, source).entries[key].type_at, "I",
-                                                              value_type))
+        return _written(
+            folder / f"retyped-{source.name}", put(data, layout(data, source).entries[key].type_at, "I", value_type)
+        )
+
     return build
 
 
@@ -237,11 +266,13 @@ def _tensor_type(role: str, tensor: str, ggml_type: int):
         data = source.read_bytes()
         info = next(t for t in layout(data, source).tensors if t.name == tensor)
         return _written(folder / f"retyped-{source.name}", put(data, info.type_at, "I", ggml_type))
+
     return build
 
 
 def _as_f16(role: str, tensor: str):
     """A copy with one F32 tensor stored as F16 (its size changes, so the file is rewritten)."""
+
     def build(pair, folder):
         reader = gguf.GGUFReader(_source(pair, role))
         target = folder / f"f16-{_source(pair, role).name}"
@@ -260,6 +291,7 @@ def _as_f16(role: str, tensor: str):
         writer.write_tensors_to_file()
         writer.close()
         return target
+
     return build
 
 
@@ -269,7 +301,7 @@ def _duplicate_token(pair, folder) -> Path:
     b = next(i for i in field.data if bytes(field.parts[i]) == b"b")
     at = field.offset + sum(part.nbytes for part in field.parts[:b])
     data = pair[0].read_bytes()
-    return _written(folder / "duplicate-token.gguf", data[:at] + b"a" + data[at + 1:])
+    return _written(folder / "duplicate-token.gguf", data[:at] + b"a" + data[at + 1 :])
 
 
 def _grouped_heads(pair, folder) -> Path:
@@ -283,40 +315,87 @@ ABORTING = {
     "block_count 0": ("text", _set("llama.block_count", 0), "invalid layer count"),
     "block_count 2^31-1": ("text", _set("llama.block_count", 2**31 - 1), "invalid layer count"),
     "duplicate token": ("text", _duplicate_token, "1 token\\(s\\) appear twice"),
-    "unknown RoPE scaling": ("text", _add("llama.rope.scaling.type", VT.STRING, string_payload("bogus")),
-                             "unknown RoPE scaling \\('bogus'\\)"),
+    "unknown RoPE scaling": (
+        "text",
+        _add("llama.rope.scaling.type", VT.STRING, string_payload("bogus")),
+        "unknown RoPE scaling \\('bogus'\\)",
+    ),
     "2000 experts": ("text", _add("llama.expert_count", VT.UINT32, struct.pack("<I", 2000)), "invalid expert count"),
-    "experts used without experts": ("text", _add("llama.expert_used_count", VT.UINT32, struct.pack("<I", 2)),
-                                     "impossible mixture-of-experts setup"),
-    "negative experts used per layer": ("text", _add("llama.expert_used_count", VT.ARRAY,
-                                                     struct.pack("<IQii", VT.INT32, 2, -1, 0)),
-                                        "impossible mixture-of-experts setup"),
-    "more prediction layers than layers": ("text", _add("llama.nextn_predict_layers", VT.UINT32, struct.pack("<I", 5)),
-                                           "invalid number of next-token prediction layers"),
-    "3 key/value heads for 4 heads": ("text", _grouped_heads,
-                                      "3 key/value heads, which do not divide its 4 attention heads"),
-    "weights as I16": ("text", _tensor_type("text", "token_embd.weight", gguf.GGMLQuantizationType.I16),
-                       "stores the tensor 'token_embd.weight' as I16"),
-    "norm as F16": ("text", _as_f16("text", "blk.0.attn_norm.weight"),
-                    "stores the tensor 'blk.0.attn_norm.weight' as F16"),
-    "negative norm epsilon": ("text", _set("llama.attention.layer_norm_rms_epsilon", -1.0),
-                              "invalid normalization epsilon"),
-    "vision head_count 0": ("mmproj", _set("clip.vision.attention.head_count", 0),
-                            "invalid vision attention head count"),
-    "vision head_count 2^31-1": ("mmproj", _set("clip.vision.attention.head_count", 2**31 - 1),
-                                 "invalid vision attention head count"),
-    "vision head_count 3": ("mmproj", _set("clip.vision.attention.head_count", 3),
-                            "3 vision attention heads of size 10, which do not make up its width \\(32\\)"),
-    "vision block_count 2^31-1": ("mmproj", _set("clip.vision.block_count", 2**31 - 1),
-                                  "invalid vision layer count .* it must be 1 to 2"),
-    "tile size as a signed integer": ("mmproj", _key_type("clip.vision.image_size", VT.INT32),
-                                      "stores 'clip.vision.image_size' as the wrong kind of value"),
-    "position embedding as F16": ("mmproj", _as_f16("mmproj", "v.position_embd.weight"),
-                                  "stores the tensor 'v.position_embd.weight' as F16"),
-    "vision norm epsilon NaN": ("mmproj", _set("clip.vision.attention.layer_norm_epsilon", float("nan")),
-                                "invalid normalization epsilon"),
-    "preprocessing size 2^31-1": ("mmproj", _set("clip.vision.preproc_image_size", 2**31 - 1),
-                                  "preprocessing size \\(2147483647\\)"),
+    "experts used without experts": (
+        "text",
+        _add("llama.expert_used_count", VT.UINT32, struct.pack("<I", 2)),
+        "impossible mixture-of-experts setup",
+    ),
+    "negative experts used per layer": (
+        "text",
+        _add("llama.expert_used_count", VT.ARRAY, struct.pack("<IQii", VT.INT32, 2, -1, 0)),
+        "impossible mixture-of-experts setup",
+    ),
+    "more prediction layers than layers": (
+        "text",
+        _add("llama.nextn_predict_layers", VT.UINT32, struct.pack("<I", 5)),
+        "invalid number of next-token prediction layers",
+    ),
+    "3 key/value heads for 4 heads": (
+        "text",
+        _grouped_heads,
+        "3 key/value heads, which do not divide its 4 attention heads",
+    ),
+    "weights as I16": (
+        "text",
+        _tensor_type("text", "token_embd.weight", gguf.GGMLQuantizationType.I16),
+        "stores the tensor 'token_embd.weight' as I16",
+    ),
+    "norm as F16": (
+        "text",
+        _as_f16("text", "blk.0.attn_norm.weight"),
+        "stores the tensor 'blk.0.attn_norm.weight' as F16",
+    ),
+    "negative norm epsilon": (
+        "text",
+        _set("llama.attention.layer_norm_rms_epsilon", -1.0),
+        "invalid normalization epsilon",
+    ),
+    "vision head_count 0": (
+        "mmproj",
+        _set("clip.vision.attention.head_count", 0),
+        "invalid vision attention head count",
+    ),
+    "vision head_count 2^31-1": (
+        "mmproj",
+        _set("clip.vision.attention.head_count", 2**31 - 1),
+        "invalid vision attention head count",
+    ),
+    "vision head_count 3": (
+        "mmproj",
+        _set("clip.vision.attention.head_count", 3),
+        "3 vision attention heads of size 10, which do not make up its width \\(32\\)",
+    ),
+    "vision block_count 2^31-1": (
+        "mmproj",
+        _set("clip.vision.block_count", 2**31 - 1),
+        "invalid vision layer count .* it must be 1 to 2",
+    ),
+    "tile size as a signed integer": (
+        "mmproj",
+        _key_type("clip.vision.image_size", VT.INT32),
+        "stores 'clip.vision.image_size' as the wrong kind of value",
+    ),
+    "position embedding as F16": (
+        "mmproj",
+        _as_f16("mmproj", "v.position_embd.weight"),
+        "stores the tensor 'v.position_embd.weight' as F16",
+    ),
+    "vision norm epsilon NaN": (
+        "mmproj",
+        _set("clip.vision.attention.layer_norm_epsilon", float("nan")),
+        "invalid normalization epsilon",
+    ),
+    "preprocessing size 2^31-1": (
+        "mmproj",
+        _set("clip.vision.preproc_image_size", 2**31 - 1),
+        "preprocessing size \\(2147483647\\)",
+    ),
 }
 
 
@@ -353,6 +432,9 @@ def test_a_process_given_those_files_survives(tiny_pair, images, tmp_path):
         damaged.append(build(tiny_pair, folder))
         pairs.append((damaged[-1], tiny_pair[1]) if role == "text" else (tiny_pair[0], damaged[-1]))
     outcomes = load_in_child(pairs, images["small"], tmp_path, max_crashes=len(pairs))
-    unsafe = [f"{case}: {outcome}" for case, path, outcome in zip(ABORTING, damaged, outcomes)
-              if not outcome.startswith(f"refused: {path.name}: ")]
+    unsafe = [
+        f"{case}: {outcome}"
+        for case, path, outcome in zip(ABORTING, damaged, outcomes)
+        if not outcome.startswith(f"refused: {path.name}: ")
+    ]
     assert not unsafe, "\n".join(unsafe)

@@ -51,8 +51,9 @@ def reference(tiny_pair, pictures):
     """libmtmd's own embeddings (F16 weights) of every test image, at full and capped detail."""
     out = {}
     for cap in (None, 8):
-        with Engine(*tiny_pair, EngineSettings(vision_backend="llama.cpp", vision_precision="F16",
-                                               image_max_tokens=cap)) as engine:
+        with Engine(
+            *tiny_pair, EngineSettings(vision_backend="llama.cpp", vision_precision="F16", image_max_tokens=cap)
+        ) as engine:
             for name in ("photo", "second", "small", "tall"):
                 out[name, cap] = engine.encode_image(pictures[name])
     return out
@@ -64,8 +65,10 @@ def test_openvino_encoder_matches_libmtmd(tiny_pair, pictures, reference, name, 
     """Same tiles, same embeddings: within 1e-3 of the largest value computing in F32, and
     cosine similarity above 0.999 per tile computing in BF16."""
     expected = reference[name, cap]
-    for precision, check in (("F32", lambda a: relative_error(expected, a) < 1e-3),
-                             ("BF16", lambda a: cosine(expected, a) > 0.999)):
+    for precision, check in (
+        ("F32", lambda a: relative_error(expected, a) < 1e-3),
+        ("BF16", lambda a: cosine(expected, a) > 0.999),
+    ):
         settings = EngineSettings(vision_backend="openvino", vision_precision=precision, image_max_tokens=cap)
         with Engine(*tiny_pair, settings) as engine:
             assert engine.vision_plan.backend == "openvino" and engine._openvino is not None
@@ -118,8 +121,7 @@ def test_the_measured_fastest_settings_are_applied(tiny_pair, tmp_path, monkeypa
         assert engine.speed.encode_s_per_tile == pytest.approx(probe_s * layers / tuning.PROBE_VISION_LAYERS)
     # every candidate the CPU allows was measured, each backend on every thread count
     cpu = cpu_report.detect()
-    expected = {f"{b} {p} {t}" for b in backends() for p in precisions(b, cpu)
-                for t in cpu.thread_candidates()}
+    expected = {f"{b} {p} {t}" for b in backends() for p in precisions(b, cpu) for t in cpu.thread_candidates()}
     assert set(measured.vision) == expected
 
 
@@ -189,7 +191,10 @@ def test_openvino_agrees_with_libmtmd_on_the_answer_path(tiny_pair, images):
     conversation = [Message.user("What is in this picture?", images=[images["photo"]])]
     stats = {}
     for backend in ("llama.cpp", "openvino"):
-        with Engine(*tiny_pair, EngineSettings(vision_backend=backend, vision_precision="F32" if backend == "openvino" else "F16")) as engine:
+        with Engine(
+            *tiny_pair,
+            EngineSettings(vision_backend=backend, vision_precision="F32" if backend == "openvino" else "F16"),
+        ) as engine:
             first, _ = answer(engine, conversation)
             follow_up = conversation + [Message.assistant(first.text), Message.user("And the colours?")]
             second, _ = answer(engine, follow_up)
@@ -230,9 +235,11 @@ def test_a_failed_measurement_falls_back_to_the_cpu_report(tiny_pair, images, mo
 
 def test_the_same_picture_twice_in_a_conversation(tiny_pair, images):
     """Its tiles come twice in the prompt; OpenVINO reads each occurrence like libmtmd does."""
-    conversation = [Message.user("What is this?", images=[images["photo"]]),
-                    Message.assistant("A photo."),
-                    Message.user("And this one?", images=[images["photo"]])]
+    conversation = [
+        Message.user("What is this?", images=[images["photo"]]),
+        Message.assistant("A photo."),
+        Message.user("And this one?", images=[images["photo"]]),
+    ]
     stats = {}
     for backend in ("llama.cpp", "openvino"):
         with Engine(*tiny_pair, EngineSettings(vision_backend=backend)) as engine:
@@ -241,14 +248,26 @@ def test_the_same_picture_twice_in_a_conversation(tiny_pair, images):
     assert stats["openvino"] == stats["llama.cpp"] == (26, 104)
 
 
-@pytest.mark.parametrize("cpuinfo, model, bf16", [
-    ("processor\t: 0\nmodel name\t: Intel Core i7-8550U\nflags\t\t: fpu avx2 fma\nphysical id\t: 0\ncore id\t\t: 0\n\n"
-     "processor\t: 1\nmodel name\t: Intel Core i7-8550U\nflags\t\t: fpu avx2 fma\nphysical id\t: 0\ncore id\t\t: 0\n",
-     "Intel Core i7-8550U", False),
-    ("processor\t: 0\nmodel name\t: Intel Xeon Platinum 8480\nflags\t\t: avx512f amx_bf16 amx_tile\n"
-     "physical id\t: 0\ncore id\t\t: 0\n", "Intel Xeon Platinum 8480", True),
-    ("processor\t: 0\nFeatures\t: fp asimd bf16 i8mm\nCPU part\t: 0xd4f\n", "0xd4f", True),
-])
+@pytest.mark.parametrize(
+    "cpuinfo, model, bf16",
+    [
+        (
+            "processor\t: 0\nmodel name\t: Intel Core i7-8550U\nflags\t\t: fpu avx2 fma\n"
+            "physical id\t: 0\ncore id\t\t: 0\n\n"
+            "processor\t: 1\nmodel name\t: Intel Core i7-8550U\nflags\t\t: fpu avx2 fma\n"
+            "physical id\t: 0\ncore id\t\t: 0\n",
+            "Intel Core i7-8550U",
+            False,
+        ),
+        (
+            "processor\t: 0\nmodel name\t: Intel Xeon Platinum 8480\nflags\t\t: avx512f amx_bf16 amx_tile\n"
+            "physical id\t: 0\ncore id\t\t: 0\n",
+            "Intel Xeon Platinum 8480",
+            True,
+        ),
+        ("processor\t: 0\nFeatures\t: fp asimd bf16 i8mm\nCPU part\t: 0xd4f\n", "0xd4f", True),
+    ],
+)
 def test_the_cpu_report_reads_bf16_and_cores(cpuinfo, model, bf16):
     report = cpu_report._linux(cpuinfo, logical=2)
     assert (report.model, report.bf16) == (model, bf16)

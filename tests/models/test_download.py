@@ -112,8 +112,14 @@ def test_a_lost_connection_keeps_the_part_for_next_time(hub, fake_hub, hf_cache)
 
 def test_a_killed_download_resumes_in_the_next_process(fake_hub, hf_cache, tmp_path):
     fake_hub.bytes_per_second = 1 << 20
-    env = {**os.environ, "HF_ENDPOINT": fake_hub.url, "HF_HUB_CACHE": str(hf_cache), "HF_HUB_OFFLINE": "0",
-           "SMOLCHAT_HOME": str(tmp_path / "home"), "HF_HOME": str(tmp_path / "hf-home")}
+    env = {
+        **os.environ,
+        "HF_ENDPOINT": fake_hub.url,
+        "HF_HUB_CACHE": str(hf_cache),
+        "HF_HUB_OFFLINE": "0",
+        "SMOLCHAT_HOME": str(tmp_path / "home"),
+        "HF_HOME": str(tmp_path / "hf-home"),
+    }
     command = [sys.executable, "-m", "smolchat", "models", "download", BIG_REPO, "--json"]
     child = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     sha256 = hashlib.sha256(fake_hub.repos[BIG_REPO].files[BIG_TEXT]).hexdigest()
@@ -169,8 +175,11 @@ def test_a_hub_that_sends_the_same_short_body_again_and_again_is_given_up_on(hub
     fake_hub.answer_limit = 1000  # each answer ends cleanly after 1000 bytes ...
     fake_hub.ignore_ranges = True  # ... always from the start of the file
 
-    with pytest.raises(HubAnswerError, match=rf"The Hub at {fake_hub.url} did not send all of {BIG_TEXT} in \d+ "
-                                             r"requests .*: it sent the start of the file again instead of the rest"):
+    with pytest.raises(
+        HubAnswerError,
+        match=rf"The Hub at {fake_hub.url} did not send all of {BIG_TEXT} in \d+ "
+        r"requests .*: it sent the start of the file again instead of the rest",
+    ):
         download(hub, BIG_REPO, [big])
 
     assert len(fake_hub.downloads(BIG_TEXT)) == 2 + len(download_module.RETRY_DELAYS_S)
@@ -192,7 +201,8 @@ def test_a_hub_that_answers_the_rest_of_a_file_with_an_empty_206_is_given_up_on(
 
 @pytest.mark.timeout(30)
 def test_a_hub_that_sends_a_file_in_tiny_pieces_is_given_up_on_after_a_bounded_number_of_requests(
-        hub, fake_hub, hf_cache):
+    hub, fake_hub, hf_cache
+):
     big = _big(hub)
     fake_hub.answer_limit = 4096  # every answer brings the file a little further, never to its end
 

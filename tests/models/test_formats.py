@@ -29,20 +29,23 @@ MANY = {
 } | {"SmolVLM-256M-Instruct-bf16-mmproj.gguf": 190 * MB, "SmolVLM-256M-Instruct-q8_0-mmproj.gguf": 104 * MB}
 
 
-@pytest.mark.parametrize("filename, expected", [
-    ("SmolVLM-256M-Instruct-Q8_0.gguf", "Q8_0"),
-    ("SmolVLM-256M-Instruct-f16.gguf", "F16"),
-    ("mmproj-SmolVLM-256M-Instruct-f16.gguf", "F16"),
-    ("SmolVLM2-2.2B-Instruct-Q4_K_M.gguf", "Q4_K_M"),
-    ("SmolVLM-256M-Instruct-q4_k.gguf", "Q4_K"),
-    ("SmolVLM-256M-Instruct-iq3_xxs.gguf", "IQ3_XXS"),
-    ("SmolVLM-256M-Instruct-iq3_xs.gguf", "IQ3_XS"),
-    ("SmolVLM-256M-Instruct-bf16.gguf", "BF16"),
-    ("SmolVLM-256M-Instruct-bf16_q8_0.gguf", "BF16+Q8_0"),
-    ("SmolVLM-256M-Instruct-f16_q4_k.gguf", "F16+Q4_K"),
-    ("SmolVLM-256M-Instruct-bf16-mmproj.gguf", "BF16"),
-    ("subfolder/SmolVLM-500M-Instruct-Q5_K_M.gguf", "Q5_K_M"),
-])
+@pytest.mark.parametrize(
+    "filename, expected",
+    [
+        ("SmolVLM-256M-Instruct-Q8_0.gguf", "Q8_0"),
+        ("SmolVLM-256M-Instruct-f16.gguf", "F16"),
+        ("mmproj-SmolVLM-256M-Instruct-f16.gguf", "F16"),
+        ("SmolVLM2-2.2B-Instruct-Q4_K_M.gguf", "Q4_K_M"),
+        ("SmolVLM-256M-Instruct-q4_k.gguf", "Q4_K"),
+        ("SmolVLM-256M-Instruct-iq3_xxs.gguf", "IQ3_XXS"),
+        ("SmolVLM-256M-Instruct-iq3_xs.gguf", "IQ3_XS"),
+        ("SmolVLM-256M-Instruct-bf16.gguf", "BF16"),
+        ("SmolVLM-256M-Instruct-bf16_q8_0.gguf", "BF16+Q8_0"),
+        ("SmolVLM-256M-Instruct-f16_q4_k.gguf", "F16+Q4_K"),
+        ("SmolVLM-256M-Instruct-bf16-mmproj.gguf", "BF16"),
+        ("subfolder/SmolVLM-500M-Instruct-Q5_K_M.gguf", "Q5_K_M"),
+    ],
+)
 def test_format_from_the_file_name(filename, expected):
     assert parse_format(filename).name == expected
 
@@ -82,8 +85,12 @@ def test_defaults_for_a_repo_with_many_formats():
 
 
 def test_a_large_model_defaults_to_q4_k_m():
-    files = {"SmolVLM2-2.2B-Instruct-Q8_0.gguf": 1900 * MB, "SmolVLM2-2.2B-Instruct-Q4_K_M.gguf": 1100 * MB,
-             "mmproj-SmolVLM2-2.2B-Instruct-f16.gguf": 870 * MB, "mmproj-SmolVLM2-2.2B-Instruct-Q8_0.gguf": 470 * MB}
+    files = {
+        "SmolVLM2-2.2B-Instruct-Q8_0.gguf": 1900 * MB,
+        "SmolVLM2-2.2B-Instruct-Q4_K_M.gguf": 1100 * MB,
+        "mmproj-SmolVLM2-2.2B-Instruct-f16.gguf": 870 * MB,
+        "mmproj-SmolVLM2-2.2B-Instruct-Q8_0.gguf": 470 * MB,
+    }
     assert default_text_file(files) == "SmolVLM2-2.2B-Instruct-Q4_K_M.gguf"
     assert default_projector_file(files) == "mmproj-SmolVLM2-2.2B-Instruct-f16.gguf"
 

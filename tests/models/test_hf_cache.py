@@ -27,12 +27,16 @@ def setup(tmp_path):
 
 
 def _victim_untouched(victim) -> bool:
-    return [p.name for p in victim.iterdir()] == ["x.gguf"] and not (victim / "x.gguf").is_symlink() and (
-        victim / "x.gguf").read_bytes() == b"precious"
+    return (
+        [p.name for p in victim.iterdir()] == ["x.gguf"]
+        and not (victim / "x.gguf").is_symlink()
+        and (victim / "x.gguf").read_bytes() == b"precious"
+    )
 
 
-@pytest.mark.parametrize("commit", ["../../../victim", "{victim}", COMMIT + "/../../../../victim", COMMIT[:-1], "",
-                                    COMMIT.upper(), "main"])
+@pytest.mark.parametrize(
+    "commit", ["../../../victim", "{victim}", COMMIT + "/../../../../victim", COMMIT[:-1], "", COMMIT.upper(), "main"]
+)
 def test_a_commit_that_is_not_a_commit_id_makes_no_folder(setup, commit):
     root, blob, victim = setup
     with pytest.raises(cache.CachePathError, match="not a commit id"):
@@ -41,8 +45,19 @@ def test_a_commit_that_is_not_a_commit_id_makes_no_folder(setup, commit):
     assert not (cache.repo_folder(root, REPO) / "snapshots").exists()
 
 
-@pytest.mark.parametrize("name", ["../../../../victim/x.gguf", "{victim}/x.gguf", "a/../../../../../victim/x.gguf",
-                                  "..\\..\\x.gguf", "x\x00.gguf", "", "a/", "/x.gguf"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "../../../../victim/x.gguf",
+        "{victim}/x.gguf",
+        "a/../../../../../victim/x.gguf",
+        "..\\..\\x.gguf",
+        "x\x00.gguf",
+        "",
+        "a/",
+        "/x.gguf",
+    ],
+)
 def test_a_file_name_that_leaves_the_snapshot_is_refused(setup, name):
     root, blob, victim = setup
     with pytest.raises(cache.CachePathError, match="refused to store a file named"):

@@ -30,26 +30,43 @@ def _victim(tmp_path):
 
 
 def _untouched(victim) -> bool:
-    return all(not p.is_symlink() and p.read_bytes() == b"precious" for p in victim.iterdir()) and len(
-        list(victim.iterdir())) == 3
+    return (
+        all(not p.is_symlink() and p.read_bytes() == b"precious" for p in victim.iterdir())
+        and len(list(victim.iterdir())) == 3
+    )
 
 
 def _outside_cache(tmp_path, hf_cache) -> set:
     return {p for p in tmp_path.rglob("*") if hf_cache not in p.parents and p != hf_cache}
 
 
-@pytest.mark.parametrize("name", [
-    "../../x.gguf", "a/../../x.gguf", "{victim}/x.gguf", "a\\..\\..\\x.gguf", "..\\x.gguf", "x\x00.gguf",
-    "C:x.gguf", "./x.gguf", "a//x.gguf", "a/./x.gguf", "x\n.gguf",
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "../../x.gguf",
+        "a/../../x.gguf",
+        "{victim}/x.gguf",
+        "a\\..\\..\\x.gguf",
+        "..\\x.gguf",
+        "x\x00.gguf",
+        "C:x.gguf",
+        "./x.gguf",
+        "a//x.gguf",
+        "a/./x.gguf",
+        "x\n.gguf",
+    ],
+)
 def test_a_listed_file_name_that_leaves_its_folder_is_refused(fake_hub, hf_cache, tmp_path, repo_files, name):
     victim = _victim(tmp_path)
     name = name.format(victim=victim)  # an absolute path
     fake_hub.repos[HOSTILE] = FakeRepo({name: repo_files[TEXT], PROJECTOR: repo_files[PROJECTOR]})
     hub = Hub(endpoint=fake_hub.url, cache_dir=hf_cache, offline=False)
 
-    with pytest.raises(HubAnswerError, match=rf"The Hub at {fake_hub.url} sent a file list of {HOSTILE} .*"
-                                             rf"a file named {re.escape(repr(name))}"):
+    with pytest.raises(
+        HubAnswerError,
+        match=rf"The Hub at {fake_hub.url} sent a file list of {HOSTILE} .*"
+        rf"a file named {re.escape(repr(name))}",
+    ):
         hub.list_repo(HOSTILE)
     assert _untouched(victim)
 
@@ -63,12 +80,20 @@ def test_a_listed_hash_that_is_a_path_is_refused(fake_hub, hf_cache, tmp_path):
     assert _untouched(victim)
 
 
-@pytest.mark.parametrize("commit", [
-    "../../../victim", "{victim}", "0123456789abcdef0123456789abcdef01234567/../../../../victim",
-    "0123456789abcdef0123456789abcdef0123456", "0123456789ABCDEF0123456789ABCDEF01234567", "g" * 40,
-])
+@pytest.mark.parametrize(
+    "commit",
+    [
+        "../../../victim",
+        "{victim}",
+        "0123456789abcdef0123456789abcdef01234567/../../../../victim",
+        "0123456789abcdef0123456789abcdef0123456",
+        "0123456789ABCDEF0123456789ABCDEF01234567",
+        "g" * 40,
+    ],
+)
 def test_a_commit_id_that_is_not_one_is_refused_and_nothing_outside_the_cache_changes(
-        hub, fake_hub, hf_cache, tmp_path, commit):
+    hub, fake_hub, hf_cache, tmp_path, commit
+):
     # the cache is tmp_path/hf-cache: snapshots/../../../victim is tmp_path/victim
     victim = _victim(tmp_path)
     listing = hub.list_repo(REPO)
@@ -94,7 +119,8 @@ def test_a_hash_header_that_is_a_path_is_not_used_as_a_file_name(hub, fake_hub, 
 
 
 def test_a_file_name_that_leaves_the_snapshot_is_refused_where_the_cache_is_written(
-        hub, fake_hub, hf_cache, tmp_path, repo_files):
+    hub, fake_hub, hf_cache, tmp_path, repo_files
+):
     # a name that skipped the listing's checks (as from an older listing kept on disk)
     victim = _victim(tmp_path)
     name = str(victim / TEXT)
@@ -106,27 +132,34 @@ def test_a_file_name_that_leaves_the_snapshot_is_refused_where_the_cache_is_writ
     assert _untouched(victim)
 
 
-@pytest.mark.parametrize("body, why", [
-    (b"<html>Service unavailable</html>", "not JSON"),
-    (b'{"error": "no"}', "not a list"),
-    (b"[1, 2]", "an entry is"),
-    (b'[{"type": "file"}]', "an entry is"),
-    (b'[{"type": "file", "path": "x.gguf"}]', "x.gguf with a size of None"),
-    (b'[{"type": "file", "path": "x.gguf", "size": "12"}]', "size of '12'"),
-    (b'[{"type": "file", "path": "x.gguf", "size": -1}]', "size of -1"),
-    (b'[{"type": "file", "path": 7, "size": 1}]', "an entry is"),
-])
+@pytest.mark.parametrize(
+    "body, why",
+    [
+        (b"<html>Service unavailable</html>", "not JSON"),
+        (b'{"error": "no"}', "not a list"),
+        (b"[1, 2]", "an entry is"),
+        (b'[{"type": "file"}]', "an entry is"),
+        (b'[{"type": "file", "path": "x.gguf"}]', "x.gguf with a size of None"),
+        (b'[{"type": "file", "path": "x.gguf", "size": "12"}]', "size of '12'"),
+        (b'[{"type": "file", "path": "x.gguf", "size": -1}]', "size of -1"),
+        (b'[{"type": "file", "path": 7, "size": 1}]', "an entry is"),
+    ],
+)
 def test_a_file_list_smolchat_cannot_read_is_a_message(hub, fake_hub, body, why):
     fake_hub.repos[REPO].tree_body = body
-    with pytest.raises(HubAnswerError, match=rf"The Hub at {fake_hub.url} sent a file list of {REPO} that SmolChat "
-                                             rf"cannot use: .*{why}"):
+    with pytest.raises(
+        HubAnswerError,
+        match=rf"The Hub at {fake_hub.url} sent a file list of {REPO} that SmolChat "
+        rf"cannot use: .*{why}",
+    ):
         hub.list_repo(REPO)
 
 
 @pytest.mark.timeout(30)
 def test_a_file_list_that_links_to_itself_forever_is_given_up_on(hub, fake_hub):
     fake_hub.repos[REPO].tree_headers = {
-        "Link": f'<{fake_hub.url}/api/models/{REPO}/tree/main?recursive=true>; rel="next"'}
+        "Link": f'<{fake_hub.url}/api/models/{REPO}/tree/main?recursive=true>; rel="next"'
+    }
     with pytest.raises(HubAnswerError, match="keeps sending more pages"):
         hub.list_repo(REPO)
     assert len(fake_hub.requests) <= 3
@@ -134,11 +167,31 @@ def test_a_file_list_that_links_to_itself_forever_is_given_up_on(hub, fake_hub):
 
 def test_garbled_file_lists_never_escape_as_anything_but_a_message(hub, fake_hub):
     """Seeded mutations of a real file list: each is listed, or refused with a HubError."""
-    good = json.loads(json.dumps([
-        {"type": "file", "path": n, "size": 10, "oid": "0" * 40, "lfs": {"oid": "a" * 64, "size": 10}}
-        for n in ("a-Q8_0.gguf", "mmproj-a-f16.gguf", "README.md")]))
-    values = [None, True, -1, 2**70, 1.5, "", "..", "/x.gguf", "a/../b.gguf", "x\x00.gguf", [], {}, "f" * 64,
-              "../" * 30 + "x.gguf", "\\\\server\\share.gguf"]
+    good = json.loads(
+        json.dumps(
+            [
+                {"type": "file", "path": n, "size": 10, "oid": "0" * 40, "lfs": {"oid": "a" * 64, "size": 10}}
+                for n in ("a-Q8_0.gguf", "mmproj-a-f16.gguf", "README.md")
+            ]
+        )
+    )
+    values = [
+        None,
+        True,
+        -1,
+        2**70,
+        1.5,
+        "",
+        "..",
+        "/x.gguf",
+        "a/../b.gguf",
+        "x\x00.gguf",
+        [],
+        {},
+        "f" * 64,
+        "../" * 30 + "x.gguf",
+        "\\\\server\\share.gguf",
+    ]
     rng = random.Random(20261201)
     outcomes = set()
     for _ in range(150):

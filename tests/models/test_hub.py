@@ -27,7 +27,9 @@ def test_listing_splits_text_and_projector_files_with_sizes_and_formats(hub, rep
     assert not listing.offline
     assert [f.path for f in listing.text_files] == ["SmolVLM-256M-Instruct-Q8_0.gguf", "SmolVLM-256M-Instruct-f16.gguf"]
     assert [f.path for f in listing.projector_files] == [
-        "mmproj-SmolVLM-256M-Instruct-Q8_0.gguf", "mmproj-SmolVLM-256M-Instruct-f16.gguf"]
+        "mmproj-SmolVLM-256M-Instruct-Q8_0.gguf",
+        "mmproj-SmolVLM-256M-Instruct-f16.gguf",
+    ]
     assert "README.md" not in {f.path for f in listing.files}
     for f in listing.files:
         assert f.size == len(repo_files[f.path])
@@ -87,8 +89,17 @@ def test_without_network_the_last_listing_is_shown(fake_hub, hf_cache):
         Hub(endpoint=address, cache_dir=hf_cache, offline=False).list_repo("someone/Never-Listed")
 
 
-@pytest.mark.parametrize("path", ["/api/agent-harnesses", "/api/whoami-v2", "/", f"/api/models/{REPO}",
-                                  f"/{REPO}/blob/main/README.md", "/api/models/someone"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/agent-harnesses",
+        "/api/whoami-v2",
+        "/",
+        f"/api/models/{REPO}",
+        f"/{REPO}/blob/main/README.md",
+        "/api/models/someone",
+    ],
+)
 def test_the_fake_hub_answers_404_to_what_it_does_not_serve(fake_hub, path):
     for method in ("GET", "HEAD"):
         assert httpx2.request(method, fake_hub.url + path, timeout=10).status_code == 404

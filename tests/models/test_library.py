@@ -93,8 +93,9 @@ def _put_in_cache(cache: Path, repo: str, filename: str, data: bytes) -> Path:
     return cache_layout.add_to_snapshot(cache, repo, "2" * 40, filename, blob)
 
 
-def test_a_damaged_projector_in_the_cache_is_listed_as_unusable_and_the_rest_still_works(downloaded, hf_cache,
-                                                                                          repo_files):
+def test_a_damaged_projector_in_the_cache_is_listed_as_unusable_and_the_rest_still_works(
+    downloaded, hf_cache, repo_files
+):
     projector = repo_files["mmproj-SmolVLM-256M-Instruct-f16.gguf"]
     _put_in_cache(hf_cache, OTHER_REPO, "Other-Q8_0.gguf", repo_files["SmolVLM-256M-Instruct-Q8_0.gguf"])
     bad = _put_in_cache(hf_cache, OTHER_REPO, "mmproj-Other-f16.gguf", projector[: len(projector) // 3])
@@ -112,8 +113,9 @@ def test_a_damaged_projector_in_the_cache_is_listed_as_unusable_and_the_rest_sti
 def test_damaged_text_models_in_the_cache_are_listed_as_unusable(downloaded, hf_cache, repo_files):
     good_text = repo_files["SmolVLM-256M-Instruct-Q8_0.gguf"]
     truncated = _put_in_cache(hf_cache, REPO, "SmolVLM-256M-Instruct-Q4_K_M.gguf", good_text[:100])
-    wrong_kind = _put_in_cache(hf_cache, REPO, "SmolVLM-256M-Instruct-Q6_K.gguf",
-                               repo_files["mmproj-SmolVLM-256M-Instruct-f16.gguf"])
+    wrong_kind = _put_in_cache(
+        hf_cache, REPO, "SmolVLM-256M-Instruct-Q6_K.gguf", repo_files["mmproj-SmolVLM-256M-Instruct-f16.gguf"]
+    )
 
     inventory = downloaded.inventory()
 
@@ -122,7 +124,8 @@ def test_damaged_text_models_in_the_cache_are_listed_as_unusable(downloaded, hf_
     assert reasons.keys() == {(f"{REPO}:Q4_K_M", truncated), (f"{REPO}:Q6_K", wrong_kind)}
     assert reasons[f"{REPO}:Q4_K_M", truncated].startswith("SmolVLM-256M-Instruct-Q4_K_M.gguf: is incomplete")
     assert reasons[f"{REPO}:Q6_K", wrong_kind].startswith(
-        "SmolVLM-256M-Instruct-Q6_K.gguf: is a vision projector (mmproj), not a text model.")
+        "SmolVLM-256M-Instruct-Q6_K.gguf: is a vision projector (mmproj), not a text model."
+    )
     with pytest.raises(NotInstalledError):
         downloaded.find(REPO, "Q4_K_M")
 
@@ -145,9 +148,11 @@ def test_imported_models_whose_files_went_missing_bad_or_unreadable_are_listed_a
     assert [m.name for m in inventory.installed] == ["kept"]
     by_name = {u.model: u for u in inventory.unusable}
     assert by_name.keys() == {"moved", "damaged", "looped"}
-    assert by_name["moved"] == UnusableFile("moved", folders["moved"] / text,
-                                            f"{text}: does not exist. Check the path.")
+    assert by_name["moved"] == UnusableFile(
+        "moved", folders["moved"] / text, f"{text}: does not exist. Check the path."
+    )
     assert by_name["damaged"].path == folders["damaged"] / mmproj
     assert by_name["damaged"].reason.startswith(f"{mmproj}: is incomplete")
-    assert by_name["looped"] == UnusableFile("looped", looped,
-                                             f"{text}: cannot be read (Too many levels of symbolic links).")
+    assert by_name["looped"] == UnusableFile(
+        "looped", looped, f"{text}: cannot be read (Too many levels of symbolic links)."
+    )

@@ -9,6 +9,7 @@ import pytest
 
 from smolchat.engine import backends
 from smolchat.engine.gguf_info import file_type_name, inspect_projector, inspect_text_model
+from smolchat.engine.synthetic import TINY, write_mmproj
 from smolchat.errors import SmolChatError
 from smolchat.models import machine as machine_module
 from smolchat.models import memory
@@ -20,7 +21,6 @@ from smolchat.models.machine import (
     parse_vm_stat,
 )
 from smolchat.models.memory import Fit, MemoryEstimate, Part, estimate_memory, verdict
-from smolchat.engine.synthetic import TINY, write_mmproj
 
 GB = 1_000_000_000
 # The real 256M pair's files (ggml-org/SmolVLM-256M-Instruct-GGUF)
@@ -77,8 +77,9 @@ def test_weights_are_the_files(tiny):
 
 def test_an_f32_projector_is_held_in_16_bits_once_converted(tiny, tmp_path):
     text, f16 = tiny
-    f32 = inspect_projector(write_mmproj(tmp_path / "mmproj-f32.gguf", TINY.vision, output_width=text.n_embd,
-                                         weight_type="F32"))
+    f32 = inspect_projector(
+        write_mmproj(tmp_path / "mmproj-f32.gguf", TINY.vision, output_width=text.n_embd, weight_type="F32")
+    )
     assert (file_type_name(f16.file_type), file_type_name(f32.file_type)) == ("F16", "F32")
     estimate = estimate_memory(text, f32, n_ctx=4096, **CPU_LIBMTMD)
     assert estimate.projector_weights.total == f32.size_bytes // 2
@@ -95,8 +96,7 @@ def test_text_only_has_no_vision_part(tiny):
 
 
 def test_an_estimate_from_file_sizes_says_so():
-    estimate = estimate_memory(TEXT_256M_Q8, MMPROJ_256M_Q8, n_ctx=4096, projector_bits_per_weight=8.5,
-                               **CPU_LIBMTMD)
+    estimate = estimate_memory(TEXT_256M_Q8, MMPROJ_256M_Q8, n_ctx=4096, projector_bits_per_weight=8.5, **CPU_LIBMTMD)
     assert not estimate.from_metadata
     assert "estimated from the file size" in estimate.describe()
     assert estimate.text_weights.total == TEXT_256M_Q8
@@ -133,8 +133,9 @@ def test_gpu_layers_move_weights_and_kv_cache_to_video_memory(tiny):
 
 def test_libmtmd_on_a_gpu_holds_the_projector_in_video_memory(tiny):
     text, projector = tiny
-    estimate = estimate_memory(text, projector, n_ctx=4096, vision_backend="llama.cpp",
-                               vision_precision="F16", vision_on_gpu=True)
+    estimate = estimate_memory(
+        text, projector, n_ctx=4096, vision_backend="llama.cpp", vision_precision="F16", vision_on_gpu=True
+    )
     assert estimate.projector_weights == Part(0, projector.size_bytes)
 
 
@@ -150,16 +151,16 @@ def test_openvino_costs_more_and_grows_with_the_projector(tiny):
     ov_growth = estimate_memory(text, bigger, n_ctx=4096, **openvino).total - ov.total
     assert libmtmd_growth == 100_000_000
     assert ov_growth > 3 * libmtmd_growth
-    f32 = estimate_memory(text, bigger, n_ctx=4096, vision_backend="openvino", vision_precision="F32",
-                          vision_on_gpu=False)
+    f32 = estimate_memory(
+        text, bigger, n_ctx=4096, vision_backend="openvino", vision_precision="F32", vision_on_gpu=False
+    )
     assert f32.total > estimate_memory(text, bigger, n_ctx=4096, **openvino).total
 
 
 def test_capping_image_tokens_lowers_the_vision_working_memory(tiny):
     text, projector = tiny
     full = estimate_memory(text, projector, n_ctx=4096, **CPU_LIBMTMD)
-    capped = estimate_memory(text, projector, n_ctx=4096, image_max_tokens=2 * projector.tokens_per_tile,
-                             **CPU_LIBMTMD)
+    capped = estimate_memory(text, projector, n_ctx=4096, image_max_tokens=2 * projector.tokens_per_tile, **CPU_LIBMTMD)
     assert capped.vision_work.total < full.vision_work.total
 
 
@@ -174,8 +175,7 @@ def test_unknown_settings_are_refused_with_a_message(tiny):
     with pytest.raises(SmolChatError, match="cache type"):
         estimate_memory(text, n_ctx=4096, cache_type="q3_weird")
     with pytest.raises(SmolChatError, match="vision encoder"):
-        estimate_memory(text, projector, n_ctx=4096, vision_backend="cuda", vision_precision="F16",
-                        vision_on_gpu=False)
+        estimate_memory(text, projector, n_ctx=4096, vision_backend="cuda", vision_precision="F16", vision_on_gpu=False)
 
 
 def test_the_parts_read_as_lines(tiny):
@@ -288,7 +288,10 @@ Pages wired down:                         90000.
 
 def test_nvidia_smi_adds_up_gpus():
     assert parse_nvidia_smi("NVIDIA GeForce RTX 4070, 12282, 11000\n") == (
-        "NVIDIA GeForce RTX 4070", 12282 * 2**20, 11000 * 2**20)
+        "NVIDIA GeForce RTX 4070",
+        12282 * 2**20,
+        11000 * 2**20,
+    )
     name, total, free = parse_nvidia_smi("A, 1000, 500\nB, 2000, 1500\n")
     assert (total, free) == (3000 * 2**20, 2000 * 2**20) and name.startswith("2 GPUs")
     assert parse_nvidia_smi("") is None

@@ -70,7 +70,8 @@ def test_copies_of_a_projector_deleted_by_another_tool_go_at_the_next_removal(li
 
 
 def test_forgetting_an_imported_model_removes_its_copies_unless_another_model_uses_the_projector(
-        tiny_pair, home, hf_cache):
+    tiny_pair, home, hf_cache
+):
     text, mmproj = tiny_pair
     library = Library(hf_cache)
     library.import_pair(text, mmproj, "first")

@@ -38,8 +38,10 @@ def portable_python(tmp_path_factory) -> Path:
     """Python with the lock's development packages and the apps' llama.cpp wheel (built once
     and cached, as for the apps: about 40 minutes the first time)."""
     venv = tmp_path_factory.mktemp("portable") / "venv"
-    script = ('set -euo pipefail; source packaging/common.sh; ensure_uv; wheel="$(portable_llama_wheel)"; '
-              'test_environment "$1" "$wheel"')
+    script = (
+        'set -euo pipefail; source packaging/common.sh; ensure_uv; wheel="$(portable_llama_wheel)"; '
+        'test_environment "$1" "$wheel"'
+    )
     subprocess.run(["bash", "-c", script, "bash", str(venv)], cwd=ROOT, check=True, timeout=3600)
     return venv / "bin" / "python"
 
@@ -50,8 +52,14 @@ def on_avx2(**extra: str) -> dict[str, str]:
 
 @pytest.mark.timeout(3900)
 def test_info_says_the_avx2_library_was_loaded_as_asked(portable_python):
-    done = subprocess.run([str(portable_python), "-m", "smolchat", "info", "--json"], cwd=ROOT, env=on_avx2(),
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [str(portable_python), "-m", "smolchat", "info", "--json"],
+        cwd=ROOT,
+        env=on_avx2(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0 and done.stderr == "", done.stderr
     llama = json.loads(done.stdout)["llama_cpp"]
     assert llama["cpu_variant"] == AVX2 and llama["cpu_variant_forced"]
@@ -62,6 +70,12 @@ def test_info_says_the_avx2_library_was_loaded_as_asked(portable_python):
 @pytest.mark.timeout(3900)
 def test_the_real_model_tests_pass_on_the_avx2_library(portable_python):
     for selection in (["-m", "real_model", "tests/engine", "tests/cli"], ["tests/engine/test_backends.py"]):
-        done = subprocess.run([str(portable_python), "-m", "pytest", "-q", "-p", "no:cacheprovider", *selection],
-                              cwd=ROOT, env=on_avx2(), capture_output=True, text=True, timeout=1800)
+        done = subprocess.run(
+            [str(portable_python), "-m", "pytest", "-q", "-p", "no:cacheprovider", *selection],
+            cwd=ROOT,
+            env=on_avx2(),
+            capture_output=True,
+            text=True,
+            timeout=1800,
+        )
         assert done.returncode == 0, done.stdout[-8000:] + done.stderr[-4000:]

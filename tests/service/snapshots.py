@@ -15,12 +15,21 @@ from smolchat.engine.engine import Engine
 NATIVE_TYPES = (Engine, native.TextModel, native.TokenBatch, native.SamplerChain, native.AbortWatch)
 _CTYPES = (ctypes._SimpleCData, ctypes._Pointer, ctypes.Structure, ctypes.Union, ctypes.Array, ctypes._CFuncPtr)
 _PLAIN = (str, bytes, bytearray, int, float, complex, bool, type(None), PurePath, enum.Enum, range)
-_NOT_DATA = (types.ModuleType, type, types.BuiltinFunctionType, types.CodeType, types.FrameType,
-             types.GeneratorType, type(threading.Lock()), type(threading.RLock()))
+_NOT_DATA = (
+    types.ModuleType,
+    type,
+    types.BuiltinFunctionType,
+    types.CodeType,
+    types.FrameType,
+    types.GeneratorType,
+    type(threading.Lock()),
+    type(threading.RLock()),
+)
 
 
-def native_objects_in(value: object, name: str = "value", kinds: tuple[type, ...] = NATIVE_TYPES + _CTYPES,
-                      llama_cpp: bool = True) -> list[str]:
+def native_objects_in(
+    value: object, name: str = "value", kinds: tuple[type, ...] = NATIVE_TYPES + _CTYPES, llama_cpp: bool = True
+) -> list[str]:
     """Where in ``value`` (through attributes, dataclass fields, containers, bound methods and
     closures) an object of ``kinds`` (by default anything of llama.cpp's) is reachable; [] when
     none is."""

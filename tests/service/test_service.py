@@ -89,8 +89,9 @@ def load(service: EngineService, tiny_pair, name: str = "tiny", n_ctx: int = 409
     return final
 
 
-def hold_on_first_delta(service: EngineService, recorder: Recorder, sampling: SamplingParams,
-                        priority: Priority = Priority.BACKGROUND):
+def hold_on_first_delta(
+    service: EngineService, recorder: Recorder, sampling: SamplingParams, priority: Priority = Priority.BACKGROUND
+):
     """A turn that is running, its thread held on its first piece of text."""
     turn_id = next_request_id()
     recorder.hold_at(lambda e: isinstance(e, Delta) and e.request_id == turn_id)
@@ -156,8 +157,9 @@ def test_cancelling_a_queued_request_takes_it_out(service, recorder, tiny_pair, 
     load(service, tiny_pair)
     hold_on_first_delta(service, recorder, GREEDY)
     queued = service.turn(HELLO, GREEDY)
-    prefill = service.stream(PrefillRequest((Message.user("", images=[images["small"]]),), threading.Event(),
-                                            next_request_id()))
+    prefill = service.stream(
+        PrefillRequest((Message.user("", images=[images["small"]]),), threading.Event(), next_request_id())
+    )
     assert queued.cancel() and service.cancel(prefill.request_id)
     assert list(queued) == [Cancelled(queued.request_id, CANCELLED)]  # at once: the thread is still held
     assert list(prefill) == [Cancelled(prefill.request_id, CANCELLED)]
@@ -171,8 +173,7 @@ def test_a_prefill_given_up_while_it_waits_does_not_read_its_images(service, rec
     load(service, tiny_pair)
     hold_on_first_delta(service, recorder, GREEDY)
     given_up = threading.Event()
-    prefill = service.stream(PrefillRequest((Message.user("", images=[images["photo"]]),), given_up,
-                                            next_request_id()))
+    prefill = service.stream(PrefillRequest((Message.user("", images=[images["photo"]]),), given_up, next_request_id()))
     given_up.set()  # how the window gives up: the request's own event
     recorder.release.set()
     assert prefill.wait() == Cancelled(prefill.request_id, CANCELLED)
@@ -209,8 +210,9 @@ class _Holder:
 
 
 def test_the_snapshot_check_finds_an_engine_wherever_it_is(tiny_engine):
-    assert native_objects_in(_Holder({"events": [(1, tiny_engine)]}), "x") == ["x.value['events'][0][1]: "
-                                                                               "smolchat.engine.engine.Engine"]
+    assert native_objects_in(_Holder({"events": [(1, tiny_engine)]}), "x") == [
+        "x.value['events'][0][1]: smolchat.engine.engine.Engine"
+    ]
     assert native_objects_in(lambda: tiny_engine)  # captured by a closure
     assert native_objects_in(tiny_engine.info()) == []
 
@@ -219,8 +221,9 @@ def test_no_event_holds_the_engine_or_anything_of_llama_cpp(service, recorder, t
     service.turn(HELLO, GREEDY).wait()  # no model yet: fails
     load(service, tiny_pair)
     look = (Message.user("Look", images=[images["small"]]),)
-    assert isinstance(service.stream(PrefillRequest(look, threading.Event(), next_request_id())).wait(),
-                      PrefillFinished)
+    assert isinstance(
+        service.stream(PrefillRequest(look, threading.Event(), next_request_id())).wait(), PrefillFinished
+    )
     service.stream(CountRequest(look)).wait()
     service.turn(look, GREEDY).wait()
     turn = hold_on_first_delta(service, recorder, ENDLESS)

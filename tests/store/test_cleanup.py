@@ -85,8 +85,9 @@ def _delete_other(store: Store, other_chat: int) -> None:
 
 
 @pytest.mark.parametrize("cleanup", [_sweep, _delete_other], ids=["sweep", "other-conversation-deleted"])
-def test_a_cleanup_between_copying_an_image_and_adding_its_message_keeps_the_image(tmp_path, images, monkeypatch,
-                                                                                  cleanup):
+def test_a_cleanup_between_copying_an_image_and_adding_its_message_keeps_the_image(
+    tmp_path, images, monkeypatch, cleanup
+):
     """The worst moment: the picture is in the images folder, its message not yet written."""
     store = Store(tmp_path)
     other = store.create_conversation("Other")

@@ -64,14 +64,26 @@ def test_pictures_are_found_when_the_file_name_has_spaces_and_punctuation(qapp, 
     store.add_message(chat.id, "assistant", "Noise and more noise.")
     store.add_message(chat.id, "user", "And this?", images=[images["second"]])
 
-    markdown = to_markdown(store.conversation(chat.id), store.messages(chat.id), tmp_path / "out" / "My chat: (draft) #1.md")
+    markdown = to_markdown(
+        store.conversation(chat.id), store.messages(chat.id), tmp_path / "out" / "My chat: (draft) #1.md"
+    )
     _, pictures = read_back(markdown)
     assert [p.read_bytes() for p in pictures] == [images[n].read_bytes() for n in ("photo", "small", "second")]
     assert all(p.parent.parent == markdown.parent and " " not in p.parent.name for p in pictures)
 
 
-@pytest.mark.parametrize("title", ["Line one\n# two\n===", "#hashtag #", "1. Intro", "<b>bold</b> & *stars* `x`",
-                                   "- [link](http://example.com)", HOSTILE_TITLE, " \n "])
+@pytest.mark.parametrize(
+    "title",
+    [
+        "Line one\n# two\n===",
+        "#hashtag #",
+        "1. Intro",
+        "<b>bold</b> & *stars* `x`",
+        "- [link](http://example.com)",
+        HOSTILE_TITLE,
+        " \n ",
+    ],
+)
 def test_the_title_is_one_heading_shown_as_it_is(qapp, tmp_path, title):
     markdown = to_markdown(conversation(title), [question("Hi"), answer("Hello.")], tmp_path / "chat.md")
     doc, _ = read_back(markdown)
@@ -79,8 +91,15 @@ def test_the_title_is_one_heading_shown_as_it_is(qapp, tmp_path, title):
 
 
 def test_the_users_words_are_exported_as_typed(qapp, tmp_path):
-    typed = ["*not bold* <b>not html</b> [not](a link) &amp; `not code`", "1. not a list", "- nor this", "# nor this",
-             "===", "a | b", "C:\\path\\"]
+    typed = [
+        "*not bold* <b>not html</b> [not](a link) &amp; `not code`",
+        "1. not a list",
+        "- nor this",
+        "# nor this",
+        "===",
+        "a | b",
+        "C:\\path\\",
+    ]
     markdown = to_markdown(conversation(), [question("\n".join(typed)), answer("**bold**")], tmp_path / "chat.md")
     doc, _ = read_back(markdown)
     text = doc.toPlainText()
@@ -90,8 +109,11 @@ def test_the_users_words_are_exported_as_typed(qapp, tmp_path):
 
 def test_an_answers_figures_are_exported_as_the_window_shows_them(qapp, tmp_path):
     figures = dict(ttft_s=0.412, e2e_s=1.93, decode_tok_s=38.24, image_tiles_encoded=5)
-    messages = [question("Hi"), StoredMessage(0, 1, "assistant", "Hello.", stats=figures),
-                StoredMessage(0, 1, "assistant", "", status=STOPPED, stats=dict(ttft_s=None, e2e_s=0.2))]
+    messages = [
+        question("Hi"),
+        StoredMessage(0, 1, "assistant", "Hello.", stats=figures),
+        StoredMessage(0, 1, "assistant", "", status=STOPPED, stats=dict(ttft_s=None, e2e_s=0.2)),
+    ]
     doc, _ = read_back(to_markdown(conversation(), messages, tmp_path / "chat.md"))
     assert "first token 0.41 s · 38.2 tok/s · 1.9 s in all · 5 tiles read" in doc.toPlainText()
     assert doc.toPlainText().count("first token") == 1  # nothing for an answer stopped before it began
@@ -117,11 +139,22 @@ def test_a_missing_picture_is_named_and_the_rest_exported(qapp, tmp_path, images
     assert "picture missing: gone.png" in markdown.read_text()
 
 
-@pytest.mark.parametrize("cut_answer", ["Run this:\n\n```python\nprint('hello'", "1. Run:\n   ~~~~\n   ls",
-                                        "A note:\n\n<!-- and then", "<pre>\nleft open"])
+@pytest.mark.parametrize(
+    "cut_answer",
+    [
+        "Run this:\n\n```python\nprint('hello'",
+        "1. Run:\n   ~~~~\n   ls",
+        "A note:\n\n<!-- and then",
+        "<pre>\nleft open",
+    ],
+)
 def test_an_answer_stopped_inside_a_block_leaves_the_rest_intact(qapp, tmp_path, images, cut_answer):
-    messages = [question("Code?", images["small"]), answer(cut_answer, STOPPED), question("And this?", images["second"]),
-                answer("Fine.")]
+    messages = [
+        question("Code?", images["small"]),
+        answer(cut_answer, STOPPED),
+        question("And this?", images["second"]),
+        answer("Fine."),
+    ]
     markdown = to_markdown(conversation(), messages, tmp_path / "chat.md")
     doc, pictures = read_back(markdown)
     assert [p.read_bytes() for p in pictures] == [images["small"].read_bytes(), images["second"].read_bytes()]
@@ -131,7 +164,7 @@ def test_an_answer_stopped_inside_a_block_leaves_the_rest_intact(qapp, tmp_path,
 def test_a_hostile_title_or_file_name_writes_nothing_outside_the_chosen_folder(qapp, tmp_path, images):
     """Seeded: titles, words and file names made of what breaks paths and Markdown."""
     rng = random.Random(14)
-    alphabet = list(" ./\\:*?\"<>|#[]()!`~_-=+&%\n\t") + ["..", "é", "猫", "\u202e", "```", "<!--", "1. ", "\r\n"]
+    alphabet = list(' ./\\:*?"<>|#[]()!`~_-=+&%\n\t') + ["..", "é", "猫", "\u202e", "```", "<!--", "1. ", "\r\n"]
     out = tmp_path / "out"
     outside = files_under(tmp_path)
     for i in range(40):

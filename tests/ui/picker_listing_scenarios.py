@@ -67,8 +67,9 @@ def test_switching_repos_while_listings_load_shows_the_repo_chosen_last(qtbot, f
     for key in (Qt.Key.Key_Down, Qt.Key.Key_Down, Qt.Key.Key_Up):
         qtbot.keyClick(picker.catalog, key)
     first = picker.catalog.item(0)
-    qtbot.mouseClick(picker.catalog.viewport(), Qt.MouseButton.LeftButton,
-                     pos=picker.catalog.visualItemRect(first).center())
+    qtbot.mouseClick(
+        picker.catalog.viewport(), Qt.MouseButton.LeftButton, pos=picker.catalog.visualItemRect(first).center()
+    )
     qtbot.waitUntil(lambda: len(held_hub.asked) == 5, timeout=10_000)
     assert held_hub.asked == [REPO, CATALOG[1].repo, CATALOG[2].repo, CATALOG[1].repo, REPO]
 

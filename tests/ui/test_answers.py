@@ -52,8 +52,9 @@ class FifoWatch:
     def __init__(self, path) -> None:
         self.path = path
         os.mkfifo(path)
-        self._watcher = subprocess.Popen([sys.executable, "-c", WATCH_FIFO, str(path)], stdout=subprocess.PIPE,
-                                         text=True)
+        self._watcher = subprocess.Popen(
+            [sys.executable, "-c", WATCH_FIFO, str(path)], stdout=subprocess.PIPE, text=True
+        )
 
     def stop(self) -> int:
         """How many times the FIFO was opened."""
@@ -105,7 +106,7 @@ def test_a_picture_in_an_answer_never_opens_the_file(qtbot, view, tmp_path, form
 
 
 def test_markdown_images_become_their_alt_text_and_address(qtbot, view):
-    bubble = shown(qtbot, view, "Here: ![a *red* cat](http://127.0.0.1:1/x.png \"title\") and ![](/dev/zero).")
+    bubble = shown(qtbot, view, 'Here: ![a *red* cat](http://127.0.0.1:1/x.png "title") and ![](/dev/zero).')
     text = visible_text(bubble.body.text())
     assert "a red cat" in text and "http://127.0.0.1:1/x.png" in text
     assert resource_references(bubble.body.text()) == []
@@ -143,24 +144,48 @@ DEV_ZERO = textwrap.dedent("""
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc and /dev/zero")
 def test_an_answer_pointing_at_dev_zero_is_shown(tmp_path):
-    done = subprocess.run([sys.executable, "-c", DEV_ZERO], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "QT_QPA_PLATFORM": "offscreen"})
+    done = subprocess.run(
+        [sys.executable, "-c", DEV_ZERO],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "QT_QPA_PLATFORM": "offscreen"},
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "zeros" in visible_text(done.stdout) and "/dev/zero" in visible_text(done.stdout)
 
 
 def test_code_blocks_stay_highlighted_and_escaped(qtbot, view):
     bubble = shown(qtbot, view, "Try:\n\n```python\nprint('<img src=\"/dev/zero\">')\n```\n")
-    assert 'print(\'<img src="/dev/zero">\')' in visible_text(bubble.body.text())
+    assert "print('<img src=\"/dev/zero\">')" in visible_text(bubble.body.text())
     assert "<span style=" in bubble.body.text()  # Pygments' colours
     assert resource_references(bubble.body.text()) == []
 
 
 def test_fuzzed_answers_never_carry_resource_references(qtbot):
     """Markdown and HTML pieces shuffled together, seeded: whatever the mix, nothing to load."""
-    pieces = ["![a](/dev/zero)", "<img src=x>", "<img src='y'>", '<p style="background-image: url(z)">', "**b**",
-              "[l](file:///etc/passwd)", "```\n<img src=q>\n```\n", "<table background=t><tr><td>", "\n\n", "> ",
-              "| a | b |\n|---|---|\n| ![c](d) | e |\n", "`<img src=c>`", "<", ">", "![", "](", ")", '"', "*", "\n"]
+    pieces = [
+        "![a](/dev/zero)",
+        "<img src=x>",
+        "<img src='y'>",
+        '<p style="background-image: url(z)">',
+        "**b**",
+        "[l](file:///etc/passwd)",
+        "```\n<img src=q>\n```\n",
+        "<table background=t><tr><td>",
+        "\n\n",
+        "> ",
+        "| a | b |\n|---|---|\n| ![c](d) | e |\n",
+        "`<img src=c>`",
+        "<",
+        ">",
+        "![",
+        "](",
+        ")",
+        '"',
+        "*",
+        "\n",
+    ]
     rng = np.random.default_rng(11)
     for _ in range(300):
         text = "".join(rng.choice(pieces, size=int(rng.integers(1, 25))))
@@ -201,17 +226,20 @@ def click_first_link(qtbot, bubble) -> None:
     qtbot.mouseClick(body, Qt.MouseButton.LeftButton, pos=at)
 
 
-@pytest.mark.parametrize(("address", "allowed"), [
-    ("https://example.org/a?b=c", True),
-    ("HTTP://example.org", True),
-    ("mailto:someone@example.org", True),
-    ("file:///usr/bin/xterm", False),
-    ("smb://host/share", False),
-    ("javascript:alert(1)", False),
-    ("https:///no-host", False),
-    ("relative/page.html", False),
-    ("", False),
-])
+@pytest.mark.parametrize(
+    ("address", "allowed"),
+    [
+        ("https://example.org/a?b=c", True),
+        ("HTTP://example.org", True),
+        ("mailto:someone@example.org", True),
+        ("file:///usr/bin/xterm", False),
+        ("smb://host/share", False),
+        ("javascript:alert(1)", False),
+        ("https:///no-host", False),
+        ("relative/page.html", False),
+        ("", False),
+    ],
+)
 def test_only_web_and_mail_links_may_open(address, allowed):
     assert may_open(QUrl(address)) is allowed
 

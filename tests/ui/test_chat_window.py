@@ -18,8 +18,9 @@ from smolchat.store import COMPLETE, STOPPED
 
 
 def drop(widget, mime: QMimeData) -> None:
-    event = QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
-                       Qt.KeyboardModifier.NoModifier)
+    event = QDropEvent(
+        QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier
+    )
     widget.dropEvent(event)
 
 

@@ -26,8 +26,9 @@ def test_first_run_downloads_the_default_model_and_uses_it(qtbot, first_run):
         qtbot.mouseClick(picker.download_button, Qt.MouseButton.LeftButton)
     assert shown[-1] == 1000 and shown == sorted(shown)  # the bar filled as the bytes came
     assert "Installed" in picker.notice.text()
-    assert [picker.installed.item(i).data(Qt.ItemDataRole.UserRole) for i in range(picker.installed.count())] \
-        == [f"{REPO}:Q8_0"]
+    assert [picker.installed.item(i).data(Qt.ItemDataRole.UserRole) for i in range(picker.installed.count())] == [
+        f"{REPO}:Q8_0"
+    ]
     assert app.turns.model.name == f"{REPO}:Q8_0" and app.turns.model_info is not None
 
 
@@ -57,11 +58,11 @@ def test_a_damaged_projector_is_shown_as_unusable_and_not_offered(qtbot, first_r
     picker = app.models.picker
 
     [item] = [picker.installed.item(i) for i in range(picker.installed.count())]
-    assert item.text().startswith(f"✕ {REPO} — cannot be used: "
-                                  "mmproj-SmolVLM-256M-Instruct-f16.gguf: is incomplete")
+    assert item.text().startswith(f"✕ {REPO} — cannot be used: mmproj-SmolVLM-256M-Instruct-f16.gguf: is incomplete")
     assert str(snapshot / "mmproj-SmolVLM-256M-Instruct-f16.gguf") in item.toolTip()
-    qtbot.mouseClick(picker.installed.viewport(), Qt.MouseButton.LeftButton,
-                     pos=picker.installed.visualItemRect(item).center())
+    qtbot.mouseClick(
+        picker.installed.viewport(), Qt.MouseButton.LeftButton, pos=picker.installed.visualItemRect(item).center()
+    )
     assert not item.isSelected()
     use = next(b for b in picker.findChildren(QPushButton) if b.accessibleName() == "Use this model")
     qtbot.mouseClick(use, Qt.MouseButton.LeftButton)

@@ -29,8 +29,12 @@ FIRST_RUN = textwrap.dedent("""
 
 
 def test_a_conversation_comes_back_in_a_new_process(qtbot, home, tiny_pair, images):
-    done = subprocess.run([sys.executable, "-c", FIRST_RUN, *map(str, tiny_pair), str(images["small"])],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", FIRST_RUN, *map(str, tiny_pair), str(images["small"])],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert settings_module.load().model == "tiny"
 

@@ -16,8 +16,13 @@ from tests.fake_hub_fixtures import REPO
 
 def test_listings_the_user_moves_away_from_never_end_the_process():
     scenarios = Path(__file__).with_name("picker_listing_scenarios.py")
-    child = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(scenarios)],
-                           cwd=Path(__file__).parents[2], capture_output=True, text=True, timeout=280)
+    child = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(scenarios)],
+        cwd=Path(__file__).parents[2],
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
     output = child.stdout[-4000:] + child.stderr[:4000]  # an abort's stack comes first on stderr
     assert child.returncode == 0, f"exit status {child.returncode}:\n{output}"
     assert "3 passed" in child.stdout, output
@@ -35,8 +40,7 @@ class BrokenHub(Hub):
 
 
 @pytest.mark.parametrize("error", [ValueError("Expecting value: line 1 column 1 (char 0)"), KeyError("size")])
-def test_a_listing_that_fails_unexpectedly_says_so_and_the_next_one_works(qtbot, first_run, fake_hub, hf_cache,
-                                                                          error):
+def test_a_listing_that_fails_unexpectedly_says_so_and_the_next_one_works(qtbot, first_run, fake_hub, hf_cache, error):
     app = first_run
     app.models.hub = BrokenHub(error, endpoint=fake_hub.url, cache_dir=hf_cache, offline=False)
     with qtbot.waitSignal(app.models.listing_shown, timeout=30_000):

@@ -26,8 +26,9 @@ def test_the_self_test_answers_without_symbolic_links_and_keeps_only_the_measure
     home = tmp_path / "home"
     measurements = paths.cache_dir()  # the test run's, so that the vision speed is measured once
     env = {**os.environ, "SMOLCHAT_HOME": str(home), "SMOLCHAT_CACHE_DIR": str(measurements)}
-    done = subprocess.run([sys.executable, "-c", WITHOUT_SYMLINKS, "--self-test"], env=env, capture_output=True,
-                          text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-c", WITHOUT_SYMLINKS, "--self-test"], env=env, capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     report = json.loads(done.stdout)
     assert report["ok"] and report["status"] == "complete" and report["images"] == 1

@@ -30,13 +30,18 @@ WINDOW = textwrap.dedent("""
 
 @pytest.fixture
 def env(tmp_path) -> dict[str, str]:
-    return {**os.environ, "SMOLCHAT_HOME": str(tmp_path / "home"), "QT_QPA_PLATFORM": "offscreen",
-            "HF_HUB_OFFLINE": "1"}
+    return {
+        **os.environ,
+        "SMOLCHAT_HOME": str(tmp_path / "home"),
+        "QT_QPA_PLATFORM": "offscreen",
+        "HF_HUB_OFFLINE": "1",
+    }
 
 
 def start_window(env: dict[str, str]) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", WINDOW], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", WINDOW], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 def wait_until_serving(env: dict[str, str], window: subprocess.Popen, timeout_s: float = 60) -> Path:
@@ -69,10 +74,12 @@ def test_a_second_start_brings_the_first_window_to_the_front_and_touches_nothing
         database = wait_until_serving(env, first)
         with sqlite3.connect(database) as db:  # an answer the first window is still writing
             cid = db.execute("SELECT id FROM conversations").fetchone()[0]
-            db.execute("INSERT INTO messages (conversation_id, role, text, status, created_at) "
-                       "VALUES (?, 'assistant', 'Half an ans', 'streaming', 0)", (cid,))
-        second = subprocess.run([sys.executable, "-m", "smolchat"], env=env, capture_output=True, text=True,
-                                timeout=60)
+            db.execute(
+                "INSERT INTO messages (conversation_id, role, text, status, created_at) "
+                "VALUES (?, 'assistant', 'Half an ans', 'streaming', 0)",
+                (cid,),
+            )
+        second = subprocess.run([sys.executable, "-m", "smolchat"], env=env, capture_output=True, text=True, timeout=60)
         assert second.returncode == 0, second.stderr
         assert "already running; its window was brought to the front" in second.stderr
         with sqlite3.connect(database) as db:

@@ -23,8 +23,16 @@ from smolchat.ui.workers.engine_worker import LoadedModel
 from tests.service.snapshots import native_objects_in
 from tests.ui.test_chat_window import attach, send
 
-WORKER_SIGNALS = ("loading", "loaded", "load_failed", "delta", "turn_finished", "turn_failed", "prefill_finished",
-                  "speed_changed")
+WORKER_SIGNALS = (
+    "loading",
+    "loaded",
+    "load_failed",
+    "delta",
+    "turn_finished",
+    "turn_failed",
+    "prefill_finished",
+    "speed_changed",
+)
 
 
 class ThreadLog:
@@ -91,8 +99,9 @@ def test_the_ui_thread_never_calls_into_the_engine(qtbot, home, tiny_model, imag
     assert {"__init__", "run_turn", "prefill", "close"} <= engine_calls.names()
     assert engine_calls.on_ui_thread() == []
     # what reached the UI thread were snapshots: nothing in them calls into llama.cpp
-    assert {"loading", "loaded", "delta", "turn_finished", "prefill_finished", "speed_changed"} <= \
-        {name for name, _ in emitted}
+    assert {"loading", "loaded", "delta", "turn_finished", "prefill_finished", "speed_changed"} <= {
+        name for name, _ in emitted
+    }
     assert native_objects_in(emitted, "emitted") == []
 
 
@@ -108,12 +117,18 @@ def test_only_the_engine_services_thread_holds_the_engine(qtbot, app):
     engines = [o for o in gc.get_objects() if type(o) is Engine and o.loaded]
     assert len(engines) == 1, "one model is loaded, once"
     # (the counting thread keeps a vocabulary of its own, apart from the engine)
-    assert native_objects_in(app, "app", kinds=(Engine,), llama_cpp=False) == [], \
+    assert native_objects_in(app, "app", kinds=(Engine,), llama_cpp=False) == [], (
         "the window, its controllers and its worker hold no Engine"
+    )
     holders = [r for r in gc.get_referrers(engines[0]) if r is not engines]
     owners = [r for r in holders if isinstance(r, engine_service._ModelOwner)]
-    owners += [o for r in holders if isinstance(r, dict) for o in gc.get_referrers(r)
-               if isinstance(o, engine_service._ModelOwner) and vars(o) is r]
+    owners += [
+        o
+        for r in holders
+        if isinstance(r, dict)
+        for o in gc.get_referrers(r)
+        if isinstance(o, engine_service._ModelOwner) and vars(o) is r
+    ]
     assert len(owners) == 1 and len(holders) == 1, f"held by {holders}"
     # nothing on the heap refers to the model's owner: only a local variable of the service's thread
     assert [r for r in gc.get_referrers(owners[0]) if r is not owners and r is not holders] == []
@@ -145,8 +160,7 @@ def test_templates_tokens_and_pictures_are_handled_off_the_ui_thread(qtbot, app,
     assert all(p.parent == app.store.images_dir for p in stored.images), "the pasted picture is kept as any other"
 
 
-def test_an_attached_picture_is_kept_once_and_read_ahead_and_answered_from_that_file(qtbot, app, images,
-                                                                                   monkeypatch):
+def test_an_attached_picture_is_kept_once_and_read_ahead_and_answered_from_that_file(qtbot, app, images, monkeypatch):
     import hashlib
 
     from smolchat.store import conversations
@@ -161,8 +175,9 @@ def test_an_attached_picture_is_kept_once_and_read_ahead_and_answered_from_that_
 
     copy = conversations._copy_atomically
     monkeypatch.setattr(conversations, "hashlib", CountingHashlib)
-    monkeypatch.setattr(conversations, "_copy_atomically", lambda source, target: (copied.append(source),
-                                                                                   copy(source, target))[1])
+    monkeypatch.setattr(
+        conversations, "_copy_atomically", lambda source, target: (copied.append(source), copy(source, target))[1]
+    )
     prefill, run_turn = app.worker.prefill, app.worker.run_turn
     monkeypatch.setattr(app.worker, "prefill", lambda request: (prefills.append(request), prefill(request))[1])
     monkeypatch.setattr(app.worker, "run_turn", lambda request: (turns.append(request), run_turn(request))[1])
@@ -227,10 +242,12 @@ def _model_with_template(folder, name: str, template: str) -> InstalledModel:
 
 
 # Renders fine for a first question; spins without end once there is history.
-SPINS_ON_HISTORY = ("{% if messages|length > 1 %}{% for a in range(100000) %}{% for b in range(100000) %}"
-                    "{% endfor %}{% endfor %}{% endif %}"
-                    "{% for m in messages %}{% for p in m['content'] %}{% if p['type'] == 'text' %}{{ p['text'] }}"
-                    "{% else %}<image>{% endif %}{% endfor %}{% endfor %}")
+SPINS_ON_HISTORY = (
+    "{% if messages|length > 1 %}{% for a in range(100000) %}{% for b in range(100000) %}"
+    "{% endfor %}{% endfor %}{% endif %}"
+    "{% for m in messages %}{% for p in m['content'] %}{% if p['type'] == 'text' %}{{ p['text'] }}"
+    "{% else %}<image>{% endif %}{% endfor %}{% endfor %}"
+)
 
 
 @pytest.mark.timeout(120)

@@ -71,7 +71,11 @@ def detect() -> CpuReport:
         return _linux(cpuinfo.read_text(errors="replace"), logical)
     if platform.system() == "Darwin":
         physical = int(_sysctl("hw.physicalcpu") or logical)
-        return CpuReport(_sysctl("machdep.cpu.brand_string") or platform.machine(), logical,
-                         min(physical, logical), _sysctl("hw.optional.arm.FEAT_BF16") == "1")
+        return CpuReport(
+            _sysctl("machdep.cpu.brand_string") or platform.machine(),
+            logical,
+            min(physical, logical),
+            _sysctl("hw.optional.arm.FEAT_BF16") == "1",
+        )
     # Windows and others report no instruction sets here: the measurement decides.
     return CpuReport(platform.processor() or platform.machine() or "unknown", logical, logical, False)

@@ -57,7 +57,9 @@ class _Weights:
     def get(self, name: str) -> np.ndarray:
         tensor = self._tensors.get(name)
         if tensor is None:
-            raise ModelFileError(self.path, f"has no tensor '{name}'.", "The projector is incomplete; download it again.")
+            raise ModelFileError(
+                self.path, f"has no tensor '{name}'.", "The projector is incomplete; download it again."
+            )
         shape = tuple(int(n) for n in reversed(tensor.shape))
         kind = tensor.tensor_type
         if kind in (gguf.GGMLQuantizationType.F16, gguf.GGMLQuantizationType.F32):
@@ -84,8 +86,11 @@ class OpenVINOVisionEncoder:
         w = _Weights(self.path)
         projector = w.field("clip.vision.projector_type") or w.field("clip.projector_type")
         if projector != "idefics3":
-            raise ModelFileError(self.path, f"has a '{projector}' projector, which the OpenVINO path does not build.",
-                                 "Use the llama.cpp vision encoder for it.")
+            raise ModelFileError(
+                self.path,
+                f"has a '{projector}' projector, which the OpenVINO path does not build.",
+                "Use the llama.cpp vision encoder for it.",
+            )
         self.n_embd = int(w.field("clip.vision.embedding_length"))
         self.n_head = int(w.field("clip.vision.attention.head_count"))
         self.n_layer = int(w.field("clip.vision.block_count"))
@@ -98,12 +103,18 @@ class OpenVINOVisionEncoder:
         longest = w.field("clip.vision.preproc_image_size")
         self.geometry = TileGeometry(tile, patch, scale, int(longest) if longest else None)
         if w.field("clip.use_silu", False) or not w.field("clip.use_gelu", False):
-            raise ModelFileError(self.path, "uses an activation the OpenVINO path does not build.",
-                                 "Use the llama.cpp vision encoder for it.")
+            raise ModelFileError(
+                self.path,
+                "uses an activation the OpenVINO path does not build.",
+                "Use the llama.cpp vision encoder for it.",
+            )
         side = tile // patch
         if side % scale:
-            raise ModelFileError(self.path, "has tiles that do not divide by its scale factor.",
-                                 "Use the llama.cpp vision encoder for it.")
+            raise ModelFileError(
+                self.path,
+                "has tiles that do not divide by its scale factor.",
+                "Use the llama.cpp vision encoder for it.",
+            )
         self.tokens_per_tile = (side // scale) ** 2
 
         model = self._build(ov, w, tile, patch, scale)
@@ -118,8 +129,13 @@ class OpenVINOVisionEncoder:
         # per model and precision (SmolVLM-256M).
         self._compiled = core.compile_model(model, "CPU", config)
         self._request = self._compiled.create_infer_request()
-        log.info("OpenVINO vision encoder for %s ready in %.2f s (%s, %d threads)",
-                 self.path.name, time.perf_counter() - started, precision, threads)
+        log.info(
+            "OpenVINO vision encoder for %s ready in %.2f s (%s, %d threads)",
+            self.path.name,
+            time.perf_counter() - started,
+            precision,
+            threads,
+        )
 
     # -- graph -----------------------------------------------------------------------------
 
@@ -160,8 +176,10 @@ class OpenVINOVisionEncoder:
         for i in range(self.n_layer):
             p = f"v.blk.{i}."
             y = layer_norm(x, p + "ln1")
-            q, k, v = (op.transpose(op.reshape(linear(y, p + name), to_heads, True), shape(0, 2, 1, 3))
-                       for name in ("attn_q", "attn_k", "attn_v"))
+            q, k, v = (
+                op.transpose(op.reshape(linear(y, p + name), to_heads, True), shape(0, 2, 1, 3))
+                for name in ("attn_q", "attn_k", "attn_v")
+            )
             attn = op.scaled_dot_product_attention(q, k, v, scale=op.constant(np.float32(1 / math.sqrt(d))))
             attn = op.reshape(op.transpose(attn, shape(0, 2, 1, 3)), shape(0, n_pos, e), True)
             x = op.add(x, linear(attn, p + "attn_out"))

@@ -69,8 +69,11 @@ def from_cpu_report(
     trying with ``backend`` on this CPU and its physical cores."""
     check_installed(backend)
     return VisionPlan(
-        backend, precisions(backend, cpu)[0] if precision == "auto" else precision,
-        threads or cpu.physical_cores, decode_threads or cpu.physical_cores, how,
+        backend,
+        precisions(backend, cpu)[0] if precision == "auto" else precision,
+        threads or cpu.physical_cores,
+        decode_threads or cpu.physical_cores,
+        how,
     )
 
 

@@ -168,10 +168,15 @@ def convert_mmproj(source: str | os.PathLike[str], target: str | os.PathLike[str
             return gguf.quants.quantize(np.asarray(floats, np.float32), qtype), qtype
         return data, kind
 
-    _rewrite(source, target, tensor=convert, fields={
-        gguf.Keys.General.FILE_TYPE: (int(_FILE_TYPES[precision]), gguf.GGUFValueType.UINT32),
-        "smolchat.converted_from": (source.name, gguf.GGUFValueType.STRING),
-    })
+    _rewrite(
+        source,
+        target,
+        tensor=convert,
+        fields={
+            gguf.Keys.General.FILE_TYPE: (int(_FILE_TYPES[precision]), gguf.GGUFValueType.UINT32),
+            "smolchat.converted_from": (source.name, gguf.GGUFValueType.STRING),
+        },
+    )
     log.info("converted %s to %s (%s)", source.name, target.name, precision)
     return target
 
@@ -180,10 +185,13 @@ def layout_only_mmproj(source: str | os.PathLike[str], target: str | os.PathLike
     """Write a copy of ``source`` without its transformer layers: libmtmd lays prompts out
     with it exactly as with the original, but must not encode images with it."""
     source, target = Path(source), Path(target)
-    _rewrite(source, target,
-             tensor=lambda name, data, kind: None if name.startswith("v.blk.") else (data, kind),
-             fields={
-                 _LAYER_COUNT: (0, gguf.GGUFValueType.UINT32),
-                 "smolchat.layout_only_copy_of": (source.name, gguf.GGUFValueType.STRING),
-             })
+    _rewrite(
+        source,
+        target,
+        tensor=lambda name, data, kind: None if name.startswith("v.blk.") else (data, kind),
+        fields={
+            _LAYER_COUNT: (0, gguf.GGUFValueType.UINT32),
+            "smolchat.layout_only_copy_of": (source.name, gguf.GGUFValueType.STRING),
+        },
+    )
     return target

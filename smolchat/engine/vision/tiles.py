@@ -188,9 +188,7 @@ def cut_tiles(image: np.ndarray, g: TileGeometry) -> list[np.ndarray]:
         refined = _fit_padded(image, _refined_with_limits(width, height, g))
         overview = resample(image, (t, t), "bicubic")
     tiles = [
-        refined[y : y + t, x : x + t]
-        for y in range(0, refined.shape[0], t)
-        for x in range(0, refined.shape[1], t)
+        refined[y : y + t, x : x + t] for y in range(0, refined.shape[0], t) for x in range(0, refined.shape[1], t)
     ]
     return tiles + [overview]
 

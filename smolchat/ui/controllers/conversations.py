@@ -26,8 +26,11 @@ def drafts_dir() -> Path:
 
 
 def store_error_message(error: BaseException) -> str:
-    return str(error) if isinstance(error, SmolChatError) \
+    return (
+        str(error)
+        if isinstance(error, SmolChatError)
         else f"The conversation could not be saved ({type(error).__name__}: {error})."
+    )
 
 
 class ConversationController(QObject):
@@ -50,8 +53,9 @@ class ConversationController(QObject):
         window.export_requested.connect(self.export)
 
     def refresh_list(self, *_: object) -> None:
-        self.window.sidebar.show_conversations(self.store.conversations(self.window.sidebar.search_text()),
-                                               self.conversation_id)
+        self.window.sidebar.show_conversations(
+            self.store.conversations(self.window.sidebar.search_text()), self.conversation_id
+        )
 
     def start(self) -> None:
         existing = self.store.conversations()
@@ -118,10 +122,16 @@ class ConversationController(QObject):
             return
         path, as_json = chosen
         messages = self.store.messages(self.conversation_id)
-        self._files.run(to_json if as_json else to_markdown, conversation, messages, path,
-                        done=lambda _: self.window.show_status(f"Exported to {path}"),
-                        failed=lambda e: self.window.show_error(
-                            f"The conversation could not be exported: {getattr(e, 'strerror', None) or e}."))
+        self._files.run(
+            to_json if as_json else to_markdown,
+            conversation,
+            messages,
+            path,
+            done=lambda _: self.window.show_status(f"Exported to {path}"),
+            failed=lambda e: self.window.show_error(
+                f"The conversation could not be exported: {getattr(e, 'strerror', None) or e}."
+            ),
+        )
 
     # -- start and end -------------------------------------------------------------------------
 
@@ -129,6 +139,7 @@ class ConversationController(QObject):
         """At start, in the store's thread (so before any picture attached now is kept): pictures
         taken back for editing by the last run, image files no message refers to any more (those
         attached and never sent too), and projector copies whose model another tool removed."""
+
         def tidy() -> None:
             from smolchat.engine.vision.projector_files import remove_copies
 

@@ -11,19 +11,20 @@ from smolchat.models.catalog import CATALOG, DEFAULT_REPO
 from smolchat.models.download import Progress
 from smolchat.models.hub import Hub, RepoListing
 from smolchat.models.library import InstalledModel, Library
-from smolchat.units import format_bytes
 from smolchat.ui.controllers.turns import TurnController
 from smolchat.ui.views.main_window import MainWindow
 from smolchat.ui.views.model_picker import ModelPicker
 from smolchat.ui.workers.jobs import DownloadJob, ListingJob
+from smolchat.units import format_bytes
 
 
 class ModelsController(QObject):
     installed_changed = Signal()
     listing_shown = Signal()
 
-    def __init__(self, window: MainWindow, turns: TurnController, library: Library | None = None,
-                 hub: Hub | None = None) -> None:
+    def __init__(
+        self, window: MainWindow, turns: TurnController, library: Library | None = None, hub: Hub | None = None
+    ) -> None:
         super().__init__(window)
         self.window, self.turns = window, turns
         self.library = library or Library()
@@ -82,17 +83,36 @@ class ModelsController(QObject):
         rows = []
         for f, estimate, fit in estimates:
             basis = "" if estimate.from_metadata else " (from file size)"
-            rows.append({"path": f.path, "format": f.format_name, "size": format_bytes(f.size),
-                         "memory": format_bytes(estimate.total) + basis, "fit": fit.fit.value,
-                         "message": fit.message, "summary": f.format.summary if f.format else "",
-                         "default": f == listing.default_text})
-        projectors = [(f.path, f"{f.format_name} · {format_bytes(f.size)}" + (" (recommended)"
-                       if f == listing.default_projector else "")) for f in listing.projector_files]
+            rows.append(
+                {
+                    "path": f.path,
+                    "format": f.format_name,
+                    "size": format_bytes(f.size),
+                    "memory": format_bytes(estimate.total) + basis,
+                    "fit": fit.fit.value,
+                    "message": fit.message,
+                    "summary": f.format.summary if f.format else "",
+                    "default": f == listing.default_text,
+                }
+            )
+        projectors = [
+            (
+                f.path,
+                f"{f.format_name} · {format_bytes(f.size)}"
+                + (" (recommended)" if f == listing.default_projector else ""),
+            )
+            for f in listing.projector_files
+        ]
         note = "Shown as last listed: the Hub cannot be reached now." if listing.offline else ""
         if not listing.projector_files:
             note = "This repo has no vision projector (mmproj): SmolChat cannot read images with it."
-        self.picker.show_listing(f"<b>{listing.repo}</b> · memory at a {n_ctx:,}-token context", rows, projectors,
-                                 listing.default_projector.path if listing.default_projector else None, note)
+        self.picker.show_listing(
+            f"<b>{listing.repo}</b> · memory at a {n_ctx:,}-token context",
+            rows,
+            projectors,
+            listing.default_projector.path if listing.default_projector else None,
+            note,
+        )
         self.listing_shown.emit()
 
     @Slot(str)
@@ -108,8 +128,9 @@ class ModelsController(QObject):
     def start_download(self, text_path: str, projector_path: str) -> None:
         if self.listing is None or self.download is not None:
             return
-        job = self.download = DownloadJob(self.hub, self.listing.repo, self.listing.file(text_path),
-                                          self.listing.file(projector_path))
+        job = self.download = DownloadJob(
+            self.hub, self.listing.repo, self.listing.file(text_path), self.listing.file(projector_path)
+        )
         job.progress.connect(self._progress)
         job.finished.connect(self._downloaded)
         job.failed.connect(self._download_failed)
@@ -122,8 +143,12 @@ class ModelsController(QObject):
     @Slot(object)
     def _progress(self, p: Progress) -> None:
         eta = f" · {p.eta_s:.0f} s left" if p.eta_s is not None else ""
-        self.picker.show_progress(p.done, p.total, f"{p.fraction:.0%} · {format_bytes(p.done)} of "
-                                  f"{format_bytes(p.total)} · {format_bytes(int(p.speed))}/s{eta}")
+        self.picker.show_progress(
+            p.done,
+            p.total,
+            f"{p.fraction:.0%} · {format_bytes(p.done)} of "
+            f"{format_bytes(p.total)} · {format_bytes(int(p.speed))}/s{eta}",
+        )
 
     @Slot(object)
     def _downloaded(self, model: InstalledModel) -> None:
@@ -144,8 +169,11 @@ class ModelsController(QObject):
     def _show_installed(self) -> None:
         current = self.turns.model.name if self.turns.model else None
         inventory = self.library.inventory()
-        self.picker.show_installed([m.name for m in inventory.installed], current,
-                                   [(u.model, str(u.path), u.reason) for u in inventory.unusable])
+        self.picker.show_installed(
+            [m.name for m in inventory.installed],
+            current,
+            [(u.model, str(u.path), u.reason) for u in inventory.unusable],
+        )
 
     def use(self, name: str) -> None:
         try:
@@ -188,4 +216,3 @@ class ModelsController(QObject):
             job.blockSignals(True)  # the window is going: nothing more to show or load
             job.cancel()
             job.wait()  # it stops at its next chunk, keeping its part for next time
-

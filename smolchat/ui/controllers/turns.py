@@ -97,8 +97,15 @@ class TurnController(QObject):
     meter_updated = Signal()  # the meter shows the count of what is in the composer now
     costs_shown = Signal()  # the attached pictures show their cost
 
-    def __init__(self, window: MainWindow, store: Store, worker: EngineWorker, settings: SettingsController,
-                 conversations: ConversationController, writer: Background) -> None:
+    def __init__(
+        self,
+        window: MainWindow,
+        store: Store,
+        worker: EngineWorker,
+        settings: SettingsController,
+        conversations: ConversationController,
+        writer: Background,
+    ) -> None:
         super().__init__(window)
         self.window, self.store, self.worker, self.settings = window, store, worker, settings
         self.conversations = conversations
@@ -156,8 +163,11 @@ class TurnController(QObject):
         self.conversations.model_name = model.name
         self.counter.use_model(None, Detail.FULL)
         ms = self._loaded_with = self.model_settings
-        self._load_id = self.worker.load(LoadRequest(model.name, model.text, model.mmproj,
-                                                     ms.engine(max_tokens_for(Detail(ms.detail), model.mmproj))))
+        self._load_id = self.worker.load(
+            LoadRequest(
+                model.name, model.text, model.mmproj, ms.engine(max_tokens_for(Detail(ms.detail), model.mmproj))
+            )
+        )
 
     @Slot(int, str)
     def _loading(self, request_id: int, name: str) -> None:
@@ -221,22 +231,39 @@ class TurnController(QObject):
         if self.turn is not None or self._sending is not None:
             return
         if self.model_info is None:
-            self.window.show_error("The model is still loading; send again in a moment." if self.model
-                                   else "Choose a model first (Model → Choose model…).")
+            self.window.show_error(
+                "The model is still loading; send again in a moment."
+                if self.model
+                else "Choose a model first (Model → Choose model…)."
+            )
             return
         images = [Path(p) for p in images]
-        self._begin_send(_Sending(next_request_id(), self.conversations.conversation_id, self.history(),
-                                  Message.user(text, images=images), text=text, images=images,
-                                  sources=[self._sources.get(p, p) for p in images]))
+        self._begin_send(
+            _Sending(
+                next_request_id(),
+                self.conversations.conversation_id,
+                self.history(),
+                Message.user(text, images=images),
+                text=text,
+                images=images,
+                sources=[self._sources.get(p, p) for p in images],
+            )
+        )
 
     def regenerate(self) -> None:
         stored = self.conversations.stored()
-        if self.turn is not None or self._sending is not None or self.model_info is None or not stored \
-                or stored[-1].role != "assistant":
+        if (
+            self.turn is not None
+            or self._sending is not None
+            or self.model_info is None
+            or not stored
+            or stored[-1].role != "assistant"
+        ):
             return
         *earlier, question = self.history(stored[:-1])
-        self._begin_send(_Sending(next_request_id(), self.conversations.conversation_id, earlier, question,
-                                  replaces=stored[-1]))
+        self._begin_send(
+            _Sending(next_request_id(), self.conversations.conversation_id, earlier, question, replaces=stored[-1])
+        )
 
     def _begin_send(self, sending: _Sending) -> None:
         self._sending = sending
@@ -262,8 +289,10 @@ class TurnController(QObject):
             # Attached pictures are kept already: nothing is read. One whose kept file went
             # meanwhile (a conversation deleted that had the same picture) is kept again from
             # the user's file; a file sent by name alone is kept now.
-            return [self.store.keep_image(path if path.is_file() or source is None else source)
-                    for path, source in zip(sending.images, sending.sources)]
+            return [
+                self.store.keep_image(path if path.is_file() or source is None else source)
+                for path, source in zip(sending.images, sending.sources)
+            ]
 
         self._writer.run(kept, done=lambda paths: self._send_kept(sending, paths), failed=self._send_failed)
 
@@ -291,8 +320,14 @@ class TurnController(QObject):
             return
         bubble = chat.add("assistant", "")
         self.turn = _Turn(next_request_id(), cid, answer.id, bubble)
-        self.worker.run_turn(TurnRequest(tuple(messages_to_send(sending.history, question, sending.budget)),
-                                         self.model_settings.sampling(), self.turn.cancel, self.turn.id))
+        self.worker.run_turn(
+            TurnRequest(
+                tuple(messages_to_send(sending.history, question, sending.budget)),
+                self.model_settings.sampling(),
+                self.turn.cancel,
+                self.turn.id,
+            )
+        )
         self._save_timer.start()
         self.conversations.refresh_list()
 
@@ -324,8 +359,11 @@ class TurnController(QObject):
             self.update_meter()
 
         # the question's pictures stay as drafts until they are kept again
-        self._writer.run(lambda: self.store.delete_from(cid, stored[index].id, keep_images_in=drafts_dir()),
-                         done=taken_back, failed=self._store_failed)
+        self._writer.run(
+            lambda: self.store.delete_from(cid, stored[index].id, keep_images_in=drafts_dir()),
+            done=taken_back,
+            failed=self._store_failed,
+        )
 
     @Slot(int, str)
     def _delta(self, turn_id: int, piece: str) -> None:
@@ -358,9 +396,11 @@ class TurnController(QObject):
         self.window.composer.set_busy(False)
         self.update_meter()
         # after any partial save still queued: the writer keeps the order
-        self._writer.run(lambda: self.store.update_message(turn.message_id, text=result.text, status=status,
-                                                           stats=stats),
-                         done=lambda _: self.answered.emit(), failed=self._answer_not_saved)
+        self._writer.run(
+            lambda: self.store.update_message(turn.message_id, text=result.text, status=status, stats=stats),
+            done=lambda _: self.answered.emit(),
+            failed=self._answer_not_saved,
+        )
 
     @Slot(int, str)
     def _failed(self, turn_id: int, message: str) -> None:
@@ -373,8 +413,11 @@ class TurnController(QObject):
             turn.bubble.set_status(STOPPED)
         self.window.composer.set_busy(False)
         self.window.show_error(message)
-        self._writer.run(lambda: self.store.update_message(turn.message_id, text=turn.text, status=STOPPED),
-                         done=lambda _: self.answered.emit(), failed=self._answer_not_saved)
+        self._writer.run(
+            lambda: self.store.update_message(turn.message_id, text=turn.text, status=STOPPED),
+            done=lambda _: self.answered.emit(),
+            failed=self._answer_not_saved,
+        )
 
     def _answer_not_saved(self, error: BaseException) -> None:
         self._store_failed(error)
@@ -394,8 +437,9 @@ class TurnController(QObject):
         if images and self.turn is None and self.read_while_typing and self.model_info.has_vision:
             prefill = self._prefill = (next_request_id(), threading.Event())
             self.window.composer.set_reading(True)
-            self.worker.prefill(PrefillRequest((*self.history(), Message.user("", images=images)),
-                                               prefill[1], prefill[0]))
+            self.worker.prefill(
+                PrefillRequest((*self.history(), Message.user("", images=images)), prefill[1], prefill[0])
+            )
         self.update_meter()
 
     @Slot(int, object)
@@ -408,8 +452,9 @@ class TurnController(QObject):
                 composer.set_cost(path, cost)
                 continue
             wait = self.speed.wait_s(cost.tiles, cost.tokens)
-            composer.set_cost(path, f"{cost.tiles} tiles · {cost.tokens:,} tokens"
-                                    + (f" · ~{wait:.0f} s" if wait is not None else ""))
+            composer.set_cost(
+                path, f"{cost.tiles} tiles · {cost.tokens:,} tokens" + (f" · ~{wait:.0f} s" if wait is not None else "")
+            )
         self.costs_shown.emit()
 
     @Slot(int, object)
@@ -428,6 +473,7 @@ class TurnController(QObject):
         """Attach the pictures among ``files``, kept in the store's folder; refuse the rest,
         naming each. Off the UI thread: a file on a slow disk, or a pipe, must not freeze the
         window; in the store's thread, so the cleanup at start never takes a picture kept now."""
+
         def keep() -> tuple[list[tuple[Path, str, Path]], list[str]]:
             kept, refused = [], []
             for path in files:
@@ -462,9 +508,11 @@ class TurnController(QObject):
             return kept
 
         def not_kept(error: BaseException) -> None:
-            self.window.composer.refuse(f"The pasted picture was not added: {error.reason}"
-                                        if isinstance(error, ImageError) else
-                                        f"The pasted picture could not be kept ({error}); is the disk full?")
+            self.window.composer.refuse(
+                f"The pasted picture was not added: {error.reason}"
+                if isinstance(error, ImageError)
+                else f"The pasted picture could not be kept ({error}); is the disk full?"
+            )
 
         self._writer.run(keep, done=lambda kept: self._attach([(kept, PASTED_NAME, None)]), failed=not_kept)
 
@@ -499,14 +547,20 @@ class TurnController(QObject):
             composer.set_meter(0, self.model_settings.n_ctx, "over", budget, budget)
             self.meter_updated.emit()
             return
-        level = "over" if not budget.fits else "near" if budget.dropped or budget.used > NEAR_LIMIT * budget.n_ctx \
-            else "ok"
-        parts = {"history": budget.share("system") + budget.share("turn"),
-                 "images": sum(i.image_tokens for i in budget.items if i.kind == "message"),
-                 "message": budget.share("message"), "reply": budget.share("reply")}
+        level = (
+            "over" if not budget.fits else "near" if budget.dropped or budget.used > NEAR_LIMIT * budget.n_ctx else "ok"
+        )
+        parts = {
+            "history": budget.share("system") + budget.share("turn"),
+            "images": sum(i.image_tokens for i in budget.items if i.kind == "message"),
+            "message": budget.share("message"),
+            "reply": budget.share("reply"),
+        }
         parts["message"] -= parts["images"]
-        tooltip = (f"History {parts['history']:,} · images {parts['images']:,} · this message {parts['message']:,}"
-                   f" · reply {parts['reply']:,} tokens (of {budget.n_ctx:,})")
+        tooltip = (
+            f"History {parts['history']:,} · images {parts['images']:,} · this message {parts['message']:,}"
+            f" · reply {parts['reply']:,} tokens (of {budget.n_ctx:,})"
+        )
         composer.set_meter(budget.used, budget.n_ctx, level, budget.message() or "", tooltip)
         self.meter_updated.emit()
 
@@ -522,9 +576,15 @@ class TurnController(QObject):
         loaded = memory_settings(self.model_info)
         gpu = suggest_gpu_layers(text, projector, machine, n_ctx=self.model_settings.n_ctx, **loaded)
         largest = largest_context(text, projector, machine, **loaded)
-        return SettingsDialog(self.model.name, self.model_settings, max_gpu_layers=text.max_gpu_layers,
-                              gpu_note=gpu.message, largest_n_ctx=largest, n_ctx_train=text.n_ctx_train,
-                              parent=self.window)
+        return SettingsDialog(
+            self.model.name,
+            self.model_settings,
+            max_gpu_layers=text.max_gpu_layers,
+            gpu_note=gpu.message,
+            largest_n_ctx=largest,
+            n_ctx_train=text.n_ctx_train,
+            parent=self.window,
+        )
 
     def open_settings(self) -> None:
         dialog = self.settings_dialog()

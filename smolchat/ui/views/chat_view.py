@@ -54,7 +54,7 @@ def markdown_html(text: str) -> str:
     """Markdown as Qt rich text, fenced code highlighted by Pygments."""
     parts, last = [], 0
     for match in _FENCE.finditer(text):
-        parts.append(_prose(text[last:match.start()]))
+        parts.append(_prose(text[last : match.start()]))
         parts.append(_code(match[2], match[1]))
         last = match.end()
     parts.append(_prose(text[last:]))
@@ -75,7 +75,7 @@ def _prose(text: str) -> str:
     doc.setMarkdown(text, _MARKDOWN)
     _pictures_as_text(doc)
     body = doc.toHtml()
-    return body[body.find("<body"):].split(">", 1)[1].rsplit("</body>", 1)[0]
+    return body[body.find("<body") :].split(">", 1)[1].rsplit("</body>", 1)[0]
 
 
 def _pictures_as_text(doc: QTextDocument) -> None:
@@ -136,8 +136,10 @@ class LinkDialog(QMessageBox):
             self.open_button = self.addButton("Open", QMessageBox.ButtonRole.AcceptRole)
         else:
             self.setIcon(QMessageBox.Icon.Warning)
-            self.setText("SmolChat opens only web (http, https) and e-mail (mailto) links from an answer, "
-                         "so this one can only be copied.")
+            self.setText(
+                "SmolChat opens only web (http, https) and e-mail (mailto) links from an answer, "
+                "so this one can only be copied."
+            )
         self.copy_button = self.addButton("Copy link", QMessageBox.ButtonRole.ActionRole)
         self.cancel_button = self.addButton(QMessageBox.StandardButton.Cancel)
         self.setDefaultButton(self.cancel_button)  # Enter never opens by accident
@@ -155,8 +157,10 @@ def _code(code: str, language: str) -> str:
         lexer = get_lexer_by_name(language) if language else TextLexer()
     except ClassNotFound:
         lexer = TextLexer()
-    return (f'<pre style="background:#f6f8fa; color:#24292f; padding:6px; font-family:monospace">'
-            f"{highlight(code, lexer, _CODE_STYLE) if code else html.escape(code)}</pre>")
+    return (
+        f'<pre style="background:#f6f8fa; color:#24292f; padding:6px; font-family:monospace">'
+        f"{highlight(code, lexer, _CODE_STYLE) if code else html.escape(code)}</pre>"
+    )
 
 
 class MessageBubble(QFrame):
@@ -172,8 +176,9 @@ class MessageBubble(QFrame):
         who = QLabel("<b>You</b>" if role == "user" else "<b>SmolChat</b>")
         self.status = QLabel("")
         self.status.setObjectName("messageStatus")
-        copy = _flat_button("Copy", "Copy message", "Copy this message's text",
-                            lambda: QGuiApplication.clipboard().setText(self.text))
+        copy = _flat_button(
+            "Copy", "Copy message", "Copy this message's text", lambda: QGuiApplication.clipboard().setText(self.text)
+        )
         self.actions = QHBoxLayout()
         head = QHBoxLayout()
         head.addWidget(who)
@@ -184,8 +189,9 @@ class MessageBubble(QFrame):
         self.body = QLabel()
         self.body.setTextFormat(Qt.TextFormat.RichText)
         self.body.setWordWrap(True)
-        self.body.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse
-                                          | Qt.TextInteractionFlag.LinksAccessibleByMouse)
+        self.body.setTextInteractionFlags(
+            Qt.TextInteractionFlag.TextSelectableByMouse | Qt.TextInteractionFlag.LinksAccessibleByMouse
+        )
         self.body.setOpenExternalLinks(False)  # the view asks first (LinkDialog)
         self.body.linkHovered.connect(self._show_link_target)
         self.body.setAccessibleName("Message text")
@@ -258,8 +264,9 @@ class ChatView(QScrollArea):
         self.bubbles = []
         self.empty.show()
 
-    def add(self, role: str, text: str, images: list[Path] = (), status: str = "complete",
-            stats: dict | None = None) -> MessageBubble:
+    def add(
+        self, role: str, text: str, images: list[Path] = (), status: str = "complete", stats: dict | None = None
+    ) -> MessageBubble:
         self.empty.hide()
         bubble = MessageBubble(role, text, list(images))
         bubble.set_status(status)
@@ -295,12 +302,20 @@ class ChatView(QScrollArea):
         answers = [b for b in self.bubbles if b.role == "assistant"]
         questions = [b for b in self.bubbles if b.role == "user"]
         if answers and answers[-1] is self.bubbles[-1]:
-            answers[-1].add_action(_flat_button("Regenerate", "Regenerate the answer", "Write this answer again",
-                                                self.regenerate_requested))
+            answers[-1].add_action(
+                _flat_button(
+                    "Regenerate", "Regenerate the answer", "Write this answer again", self.regenerate_requested
+                )
+            )
         if questions:
-            questions[-1].add_action(_flat_button(
-                "Edit", "Edit the last message",
-                "Put the last message back in the composer to change and send it again", self.edit_requested))
+            questions[-1].add_action(
+                _flat_button(
+                    "Edit",
+                    "Edit the last message",
+                    "Put the last message back in the composer to change and send it again",
+                    self.edit_requested,
+                )
+            )
 
     def scroll_to_end(self) -> None:
         QTimer.singleShot(0, lambda: self.verticalScrollBar().setValue(self.verticalScrollBar().maximum()))

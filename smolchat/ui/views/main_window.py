@@ -75,10 +75,16 @@ class MainWindow(QMainWindow):
         chat.addSeparator()
         action(chat, "&Quit", "Ctrl+Q", self.close, "Close SmolChat")
         model = self.menuBar().addMenu("&Model")
-        action(model, "&Choose model…", "Ctrl+Shift+M", self.model_picker_requested,
-               "Download, import or switch models")
-        action(model, "&Settings…", "Ctrl+,", self.settings_requested,
-               "GPU layers, context size, image detail, sampling and system prompt of this model")
+        action(
+            model, "&Choose model…", "Ctrl+Shift+M", self.model_picker_requested, "Download, import or switch models"
+        )
+        action(
+            model,
+            "&Settings…",
+            "Ctrl+,",
+            self.settings_requested,
+            "GPU layers, context size, image detail, sampling and system prompt of this model",
+        )
         helps = self.menuBar().addMenu("&Help")
         action(helps, "&About SmolChat", None, self._about, "Version and license")
 
@@ -94,8 +100,9 @@ class MainWindow(QMainWindow):
 
     def ask_export_file(self, suggested: str) -> tuple[Path, bool] | None:
         """Where to export the conversation, and whether as JSON (else Markdown); None: cancelled."""
-        name, chosen = QFileDialog.getSaveFileName(self, "Export conversation", suggested,
-                                                   "Markdown, images alongside (*.md);;JSON (*.json)")
+        name, chosen = QFileDialog.getSaveFileName(
+            self, "Export conversation", suggested, "Markdown, images alongside (*.md);;JSON (*.json)"
+        )
         if not name:
             return None
         path = Path(name)
@@ -110,8 +117,10 @@ class MainWindow(QMainWindow):
 
     def about_text(self) -> str:
         details = "".join(f"<br>{html.escape(line)}" for line in self.about_details())
-        return (f"<b>SmolChat {__version__}</b><p>Chat privately with SmolVLM vision-language models "
-                f"on your own computer, through llama.cpp.</p><p>{details[4:]}</p><p>Apache License 2.0</p>")
+        return (
+            f"<b>SmolChat {__version__}</b><p>Chat privately with SmolVLM vision-language models "
+            f"on your own computer, through llama.cpp.</p><p>{details[4:]}</p><p>Apache License 2.0</p>"
+        )
 
     def _about(self) -> None:
         QMessageBox.about(self, "About SmolChat", self.about_text())

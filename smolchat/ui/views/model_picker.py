@@ -45,7 +45,8 @@ class ModelPicker(QDialog):
         self.catalog.setAccessibleName("Model catalog")
         self.catalog.setToolTip("SmolVLM models on the Hugging Face Hub")
         self.catalog.currentItemChanged.connect(
-            lambda item: item and self.repo_requested.emit(item.data(Qt.ItemDataRole.UserRole)))
+            lambda item: item and self.repo_requested.emit(item.data(Qt.ItemDataRole.UserRole))
+        )
         self.repo_field = QLineEdit()
         self.repo_field.setPlaceholderText("or any repo id: owner/name")
         self.repo_field.setAccessibleName("Repo id")
@@ -151,8 +152,14 @@ class ModelPicker(QDialog):
                 self.catalog.setCurrentItem(item)
         self.catalog.blockSignals(False)
 
-    def show_listing(self, title: str, rows: list[dict], projectors: list[tuple[str, str]], default_projector: str | None,
-                     note: str = "") -> None:
+    def show_listing(
+        self,
+        title: str,
+        rows: list[dict],
+        projectors: list[tuple[str, str]],
+        default_projector: str | None,
+        note: str = "",
+    ) -> None:
         """``rows``: dicts with path, format, size, memory, fit, message, summary, default."""
         self.title.setText(title)
         self.notice.setText(note)
@@ -184,8 +191,7 @@ class ModelPicker(QDialog):
         self.download_button.setEnabled(False)
         self.import_button.setFocus()
 
-    def show_installed(self, names: list[str], current: str | None,
-                       unusable: list[tuple[str, str, str]]) -> None:
+    def show_installed(self, names: list[str], current: str | None, unusable: list[tuple[str, str, str]]) -> None:
         """``unusable``: (model, path, reason) of files found that cannot be used; shown, not offered."""
         self.installed.clear()
         for name in names:

@@ -25,8 +25,17 @@ from smolchat.settings import ModelSettings
 
 
 class SettingsDialog(QDialog):
-    def __init__(self, model_name: str, current: ModelSettings, *, max_gpu_layers: int, gpu_note: str | None,
-                 largest_n_ctx: int | None, n_ctx_train: int, parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        model_name: str,
+        current: ModelSettings,
+        *,
+        max_gpu_layers: int,
+        gpu_note: str | None,
+        largest_n_ctx: int | None,
+        n_ctx_train: int,
+        parent: QWidget | None = None,
+    ) -> None:
         super().__init__(parent)
         self.setWindowTitle(f"Settings for {model_name}")
         self.current = current
@@ -74,8 +83,14 @@ class SettingsDialog(QDialog):
         self.threads.setToolTip("CPU threads for writing the answer (0: the count measured fastest here)")
         form.addRow("Threads", self.threads)
 
-        self.temperature = _double(current.temperature, 0.0, 2.0, 0.05, "Temperature",
-                                   "0 always picks the likeliest word; higher is more varied")
+        self.temperature = _double(
+            current.temperature,
+            0.0,
+            2.0,
+            0.05,
+            "Temperature",
+            "0 always picks the likeliest word; higher is more varied",
+        )
         form.addRow("Temperature", self.temperature)
         self.top_p = _double(current.top_p, 0.05, 1.0, 0.05, "Top-p", "Only the likeliest words adding up to this")
         form.addRow("Top-p", self.top_p)
@@ -93,8 +108,12 @@ class SettingsDialog(QDialog):
 
         self.reload_note = QLabel("")
         self.reload_note.setObjectName("meterNote")
-        for signal in (self.gpu.valueChanged, self.n_ctx.valueChanged, self.detail.currentIndexChanged,
-                       self.threads.valueChanged):
+        for signal in (
+            self.gpu.valueChanged,
+            self.n_ctx.valueChanged,
+            self.detail.currentIndexChanged,
+            self.threads.valueChanged,
+        ):
             signal.connect(self._update_note)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         buttons.accepted.connect(self.accept)
@@ -105,10 +124,17 @@ class SettingsDialog(QDialog):
         layout.addWidget(buttons)
 
     def chosen(self) -> ModelSettings:
-        return replace(self.current, n_gpu_layers=self.gpu.value(), n_ctx=self.n_ctx.value(),
-                       detail=self.detail.currentData(), threads=self.threads.value() or None,
-                       temperature=self.temperature.value(), top_p=self.top_p.value(),
-                       max_tokens=self.max_tokens.value(), system_prompt=self.system.toPlainText())
+        return replace(
+            self.current,
+            n_gpu_layers=self.gpu.value(),
+            n_ctx=self.n_ctx.value(),
+            detail=self.detail.currentData(),
+            threads=self.threads.value() or None,
+            temperature=self.temperature.value(),
+            top_p=self.top_p.value(),
+            max_tokens=self.max_tokens.value(),
+            system_prompt=self.system.toPlainText(),
+        )
 
     def _update_note(self) -> None:
         reload = self.chosen().needs_reload(self.current)

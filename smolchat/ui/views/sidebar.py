@@ -22,7 +22,6 @@ if TYPE_CHECKING:
     from smolchat.store import Conversation
 
 
-
 class Sidebar(QWidget):
     new_requested = Signal()
     selected = Signal(int)  # conversation id
@@ -89,7 +88,8 @@ class Sidebar(QWidget):
             if ok and title.strip():
                 self.rename_requested.emit(cid, title.strip())
         elif chosen is delete:
-            answer = QMessageBox.question(self, "Delete conversation",
-                                          f"Delete “{item.text()}” and its messages? This cannot be undone.")
+            answer = QMessageBox.question(
+                self, "Delete conversation", f"Delete “{item.text()}” and its messages? This cannot be undone."
+            )
             if answer == QMessageBox.StandardButton.Yes:
                 self.delete_requested.emit(cid)

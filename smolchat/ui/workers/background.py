@@ -26,8 +26,13 @@ class Background(QObject):
         self._finished.connect(self._deliver)  # emitted from the executor's thread: queued
         self._closed = False
 
-    def run(self, work: Callable[..., Any], *args: Any, done: Callable[[Any], None] | None = None,
-            failed: Callable[[BaseException], None] | None = None) -> Future:
+    def run(
+        self,
+        work: Callable[..., Any],
+        *args: Any,
+        done: Callable[[Any], None] | None = None,
+        failed: Callable[[BaseException], None] | None = None,
+    ) -> Future:
         def job() -> Any:
             try:
                 result = work(*args)

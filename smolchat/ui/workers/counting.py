@@ -110,17 +110,25 @@ class CountWorker(QObject):
         if request.skippable and request.id < self._newest_plan:
             return
         if self._counter is None:
-            self.planned.emit(request.id, "The model's vocabulary could not be read, so the context cannot be "
-                                          "counted; load the model again.")
+            self.planned.emit(
+                request.id,
+                "The model's vocabulary could not be read, so the context cannot be counted; load the model again.",
+            )
             return
         try:
             image_tokens = {}
             if self._image_cost is not None and request.new.images:  # the new message's share, for the meter
                 image_tokens[len(request.history)] = sum(
-                    self._image_cost(*prepared_size(p)).tokens for p in request.new.images)
+                    self._image_cost(*prepared_size(p)).tokens for p in request.new.images
+                )
             budget: ContextBudget | str = plan_context(
-                self._counter, list(request.history), request.new, n_ctx=request.n_ctx,
-                reply_tokens=request.reply_tokens, image_tokens=image_tokens)
+                self._counter,
+                list(request.history),
+                request.new,
+                n_ctx=request.n_ctx,
+                reply_tokens=request.reply_tokens,
+                image_tokens=image_tokens,
+            )
         except SmolChatError as e:
             budget = str(e)
         except Exception as e:  # a bug must not leave the meter or Send waiting forever

@@ -34,8 +34,15 @@ from smolchat.service import (
 
 LoadedModel = Loaded  # what ``loaded`` carries: request_id, name, info
 
-__all__ = ["DELTA_EVERY_S", "EngineWorker", "LoadRequest", "LoadedModel", "PrefillRequest", "TurnRequest",
-           "next_request_id"]
+__all__ = [
+    "DELTA_EVERY_S",
+    "EngineWorker",
+    "LoadRequest",
+    "LoadedModel",
+    "PrefillRequest",
+    "TurnRequest",
+    "next_request_id",
+]
 
 _LOAD, _TURN, _PREFILL = "load", "turn", "prefill"
 
@@ -62,8 +69,10 @@ class EngineWorker(QObject):
         """Load a model (after unloading the one before); returns the request's id."""
         request_id = next_request_id()
         self._asked[request_id] = _LOAD
-        self.service.submit(LoadRequest(request.name, request.text, request.mmproj, request.settings, request_id),
-                            priority=Priority.INTERACTIVE)
+        self.service.submit(
+            LoadRequest(request.name, request.text, request.mmproj, request.settings, request_id),
+            priority=Priority.INTERACTIVE,
+        )
         return request_id
 
     def run_turn(self, request: TurnRequest) -> None:

@@ -85,8 +85,9 @@ class ListingJob(Job):
 
         def work() -> tuple[RepoListing, list]:
             listing = hub.list_repo(repo)
-            return listing, estimate_files(listing, hub.cache_dir, machine_memory(), n_ctx=n_ctx,
-                                           n_gpu_layers=n_gpu_layers)
+            return listing, estimate_files(
+                listing, hub.cache_dir, machine_memory(), n_ctx=n_ctx, n_gpu_layers=n_gpu_layers
+            )
 
         super().__init__(f"Listing {repo}", work)
 
@@ -100,10 +101,16 @@ class DownloadJob(Job):
         super().__init__(f"Downloading {text.path} from {repo}", self._download)
 
     def _download(self) -> InstalledModel:
-        text_path, projector_path = download(self.hub, self.repo, [self.text, self.projector],
-                                             on_progress=self._progress, cancel=self.cancel_event)
-        return InstalledModel(model_name(self.repo, self.text.path), text_path, projector_path, self.repo,
-                              self.text.size + self.projector.size)
+        text_path, projector_path = download(
+            self.hub, self.repo, [self.text, self.projector], on_progress=self._progress, cancel=self.cancel_event
+        )
+        return InstalledModel(
+            model_name(self.repo, self.text.path),
+            text_path,
+            projector_path,
+            self.repo,
+            self.text.size + self.projector.size,
+        )
 
     def _progress(self, p: Progress) -> None:
         self._report.emit("progress", p)
