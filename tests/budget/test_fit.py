@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import llama_cpp
 
-from smolchat.budget import fit
 from smolchat.budget.fit import NO_GPU_BUILD, largest_context, suggest_gpu_layers
 from smolchat.engine import inspect_projector, inspect_text_model
 from smolchat.models.machine import MachineMemory
@@ -41,7 +40,7 @@ def test_gpu_layers_on_this_build(tiny_pair):
 
 def test_the_suggested_gpu_layers_are_the_most_the_verdict_lets_fit(tiny_pair, monkeypatch):
     # a GPU build of llama.cpp, which this computer may not have: only the question is answered so
-    monkeypatch.setattr(fit.llama_cpp, "llama_supports_gpu_offload", lambda: True)
+    monkeypatch.setattr(llama_cpp, "llama_supports_gpu_offload", lambda: True)
     text, projector = inspect_text_model(tiny_pair[0]), inspect_projector(tiny_pair[1])
     all_but_two = estimate_memory(text, projector, n_ctx=4096, n_gpu_layers=text.max_gpu_layers - 2, **CPU).vram
     card = MachineMemory(32 * GB, 16 * GB, 2 * all_but_two, int(all_but_two / VRAM_BUDGET_SHARE) + 2, "GPU")
