@@ -281,12 +281,8 @@ def run_benchmark(config: BenchConfig, *, baseline: bool = False, verbose: bool 
 
 def validate(config: BenchConfig) -> None:
     """Refuse bad files here, before any measuring process starts."""
-    from smolchat.engine import (
-        check_pair,
-        inspect_projector,
-        inspect_text_model,
-        prepare_image,
-    )
+    from smolchat.engine.gguf_info import check_pair, inspect_projector, inspect_text_model
+    from smolchat.engine.images import prepare_image
 
     text = inspect_text_model(config.model)
     if config.mmproj is not None:

@@ -105,6 +105,13 @@ def test_the_core_loads_neither_llama_cpp_nor_qt_nor_openvino():
     assert not loaded & set(HEAVY)
 
 
+def test_conversations_settings_and_messages_load_only_the_standard_library():
+    """What every start reads first (the history, the settings, a message) does not wait for
+    numpy, Pillow, jinja2 or the GGUF reader either."""
+    loaded = modules_loaded_by("import smolchat.store, smolchat.settings, smolchat.budget, smolchat.engine")
+    assert not {name.partition(".")[0] for name in loaded} & {*HEAVY, "numpy", "PIL", "jinja2", "gguf"}
+
+
 # Arguments each command parses (nothing is run).
 COMMAND_LINES = {
     "ask": ["ask", "--model", "m.gguf", "What is this?"],

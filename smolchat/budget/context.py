@@ -15,7 +15,8 @@ from dataclasses import dataclass, replace
 from typing import Protocol
 
 from smolchat.budget.images import ImageCost, prepared_size
-from smolchat.engine import Message, PreparedImage, PromptCount
+from smolchat.engine import Message, PromptCount
+from smolchat.engine.images import PreparedImage
 
 
 class Counter(Protocol):

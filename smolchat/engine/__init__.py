@@ -2,21 +2,13 @@
 
 No Qt and no threads of its own: one thread owns an Engine and iterates its events.
 
-The names here are the engine's plain values, and none of them loads llama.cpp (which takes
-a good part of a second): reading a GGUF header, building a message or settings does not
-wait for it. The Engine itself is ``smolchat.engine.engine.Engine``.
+The names here are the engine's plain values (settings, results, messages) and import nothing
+but the standard library: the store, the settings and the budgets use them without loading
+llama.cpp, numpy or jinja2. The rest is imported from its module: GGUF checks from
+``gguf_info``, pictures from ``images``, templates from ``chat_template`` and the Engine itself
+from ``engine``.
 """
 
-from smolchat.engine.chat_template import ChatTemplate, TemplateError
-from smolchat.engine.gguf_info import (
-    ModelFileError,
-    ProjectorInfo,
-    TextModelInfo,
-    check_pair,
-    inspect_projector,
-    inspect_text_model,
-)
-from smolchat.engine.images import ImageError, PreparedImage, prepare_image
 from smolchat.engine.prompt import Message, PromptError
 from smolchat.engine.types import (
     ContextOverflowError,
@@ -32,33 +24,20 @@ from smolchat.engine.types import (
     TurnStats,
     VisionEncoderError,
 )
-from smolchat.engine.vision.plan import VisionPlan
 
 __all__ = [
-    "ChatTemplate",
     "ContextOverflowError",
     "EngineError",
     "EngineSettings",
-    "ImageError",
     "Message",
-    "ModelFileError",
     "ModelInfo",
     "PrefillResult",
-    "PreparedImage",
-    "ProjectorInfo",
     "PromptCount",
     "PromptError",
     "SamplingParams",
-    "TemplateError",
     "TextDelta",
-    "TextModelInfo",
     "TurnEvent",
     "TurnResult",
     "TurnStats",
     "VisionEncoderError",
-    "VisionPlan",
-    "check_pair",
-    "inspect_projector",
-    "inspect_text_model",
-    "prepare_image",
 ]

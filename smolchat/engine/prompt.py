@@ -10,14 +10,17 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeAlias
 
-from smolchat.engine.images import PreparedImage
 from smolchat.errors import SmolChatError
+
+if TYPE_CHECKING:  # decoding pictures needs numpy and Pillow: messages alone do not
+    from smolchat.engine.images import PreparedImage
 
 # An image in a message: decoded pixels, or the path of an image file. (A plain str in a
 # message's content is always text.)
-ImageRef = PreparedImage | os.PathLike
-Segment = str | PreparedImage
+ImageRef: TypeAlias = "PreparedImage | os.PathLike"
+Segment: TypeAlias = "str | PreparedImage"
 
 ROLES = ("system", "user", "assistant")
 

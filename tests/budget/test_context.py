@@ -7,7 +7,8 @@ import pytest
 from smolchat.budget.context import PredictedCounter, messages_to_send, plan_context
 from smolchat.budget.detail import Detail
 from smolchat.budget.images import ImageMarkers, image_cost, prepared_size
-from smolchat.engine import Message, inspect_projector
+from smolchat.engine import Message
+from smolchat.engine.gguf_info import inspect_projector
 
 SYSTEM = Message.system("You are a careful assistant who describes pictures.")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import llama_cpp
 
 from smolchat.budget.fit import NO_GPU_BUILD, largest_context, suggest_gpu_layers
-from smolchat.engine import inspect_projector, inspect_text_model
+from smolchat.engine.gguf_info import inspect_projector, inspect_text_model
 from smolchat.models.machine import MachineMemory
 from smolchat.models.memory import VRAM_BUDGET_SHARE, Fit, estimate_memory, verdict
 

@@ -11,16 +11,10 @@ from PIL import Image
 
 from smolchat.budget.detail import Detail, image_max_tokens
 from smolchat.budget.images import ImageMarkers, image_cost, prepared_size, tile_geometry
-from smolchat.engine import (
-    EngineSettings,
-    ImageError,
-    Message,
-    PreparedImage,
-    ProjectorInfo,
-    inspect_projector,
-    prepare_image,
-)
+from smolchat.engine import EngineSettings, Message
 from smolchat.engine.engine import Engine
+from smolchat.engine.gguf_info import ProjectorInfo, inspect_projector
+from smolchat.engine.images import ImageError, PreparedImage, prepare_image
 from smolchat.engine.vision.tiles import cut_tiles
 
 # The tiny fixture's projector: 32 px tiles, 128 px preprocessing size, 4 tokens a tile.

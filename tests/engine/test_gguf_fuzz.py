@@ -23,7 +23,7 @@ from pathlib import Path
 import gguf
 import pytest
 
-from smolchat.engine import ModelFileError, check_pair, inspect_projector, inspect_text_model
+from smolchat.engine.gguf_info import ModelFileError, check_pair, inspect_projector, inspect_text_model
 
 SEED = 2026
 REPO = Path(__file__).resolve().parents[2]

@@ -23,7 +23,8 @@ from PIL import Image
 
 from smolchat.budget.detail import Detail
 from smolchat.budget.images import image_cost, prepared_size, tile_geometry
-from smolchat.engine import ImageError, PreparedImage, inspect_projector, prepare_image
+from smolchat.engine.gguf_info import inspect_projector
+from smolchat.engine.images import ImageError, PreparedImage, prepare_image
 from smolchat.engine.vision.tiles import cut_tiles
 
 SEED = 20261

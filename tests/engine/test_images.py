@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 
 from smolchat.budget.images import prepared_size
-from smolchat.engine import ImageError, Message, PreparedImage, prepare_image
-from smolchat.engine.images import ImageCache
+from smolchat.engine import Message
+from smolchat.engine.images import ImageCache, ImageError, PreparedImage, prepare_image
 from tests.helpers import answer
 
 FORMATS = {"png": "PNG", "jpg": "JPEG", "webp": "WEBP", "gif": "GIF", "bmp": "BMP", "tiff": "TIFF"}

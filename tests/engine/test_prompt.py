@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from PIL import Image
 
-from smolchat.engine import Message, prepare_image
+from smolchat.engine import Message
 from smolchat.engine.chat_template import ChatTemplate
+from smolchat.engine.images import prepare_image
 from smolchat.engine.prompt import SMOLVLM_CHAT_TEMPLATE
 
 

@@ -10,8 +10,8 @@ import gguf
 import numpy as np
 import pytest
 
-from smolchat.engine import ModelFileError, inspect_projector, inspect_text_model
 from smolchat.engine.engine import Engine
+from smolchat.engine.gguf_info import ModelFileError, inspect_projector, inspect_text_model
 from smolchat.engine.synthetic import TINY, TextShape, VisionShape, write_mmproj, write_text_model
 from tests.engine.test_gguf_fuzz import VT, layout, load_in_child, put, string_payload, with_key, with_value
 

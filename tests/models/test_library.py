@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from smolchat.engine import EngineSettings, Message, ModelFileError
+from smolchat.engine import EngineSettings, Message
 from smolchat.engine.engine import Engine
+from smolchat.engine.gguf_info import ModelFileError
 from smolchat.engine.synthetic import TINY, write_mmproj
 from smolchat.models import hf_cache as cache_layout
 from smolchat.models.download import download

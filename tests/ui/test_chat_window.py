@@ -12,8 +12,9 @@ from smolchat import settings as settings_module
 from smolchat.budget.context import plan_context
 from smolchat.budget.detail import Detail, max_tokens_for
 from smolchat.budget.images import image_cost
-from smolchat.engine import Message, inspect_text_model
+from smolchat.engine import Message
 from smolchat.engine.engine import Engine
+from smolchat.engine.gguf_info import inspect_text_model
 from smolchat.store import COMPLETE, STOPPED
 
 

@@ -27,7 +27,8 @@ from smolchat.budget.context import ContextBudget, messages_to_send
 from smolchat.budget.detail import Detail, max_tokens_for
 from smolchat.budget.fit import largest_context, memory_settings, suggest_gpu_layers
 from smolchat.budget.images import ImageCost, prepared_size
-from smolchat.engine import ImageError, Message, ModelInfo, TurnResult
+from smolchat.engine import Message, ModelInfo, TurnResult
+from smolchat.engine.images import ImageError
 from smolchat.engine.speed import Speed
 from smolchat.errors import SmolChatError
 from smolchat.models.library import InstalledModel
