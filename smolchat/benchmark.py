@@ -21,9 +21,17 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 if TYPE_CHECKING:  # llama.cpp loads only when something is measured
+    from collections.abc import Iterator
+
+    from llama_cpp.llama_types import (
+        ChatCompletionRequestMessage,
+        ChatCompletionRequestMessageContentPart,
+        CreateChatCompletionStreamResponse,
+    )
+
     from smolchat.engine import EngineSettings
 
 DEFAULT_PROMPT = "What is in this picture?"
@@ -209,13 +217,14 @@ def measure_baseline(config: BenchConfig, progress=None) -> EngineReport:
     )
     try:
         vocab = llama_cpp.llama_model_get_vocab(llama.model)
-        never_end = {str(t): float("-inf") for t in native.end_of_turn_tokens(vocab)}
+        # Token ids as keys: the chat handler hands them to create_completion, which reads int(key).
+        never_end = {t: float("-inf") for t in native.end_of_turn_tokens(vocab)}
         load_s = time.perf_counter() - started
         per_turn: list[list[dict]] = [[] for _ in range(config.turns)]
         for run in range(config.runs + 1):
-            messages: list[dict] = []
+            messages: list[ChatCompletionRequestMessage] = []
             for turn in range(config.turns):
-                parts: list[dict] = []
+                parts: list[ChatCompletionRequestMessageContentPart] = []
                 if turn == 0:
                     parts += [{"type": "image_url", "image_url": {"url": p.resolve().as_uri()}} for p in config.images]
                 parts.append({"type": "text", "text": question(turn, config)})
@@ -223,21 +232,30 @@ def measure_baseline(config: BenchConfig, progress=None) -> EngineReport:
                 t0 = time.perf_counter()
                 first = None
                 answer = ""
-                for chunk in llama.create_chat_completion(
-                    messages=messages,
-                    max_tokens=config.max_tokens,
-                    temperature=0.0,
-                    logit_bias=never_end,
-                    stream=True,
-                ):
-                    delta = chunk["choices"][0]["delta"].get("content")
+                # stream=True returns chunks; the annotation is the union of both return types
+                chunks = cast(
+                    "Iterator[CreateChatCompletionStreamResponse]",
+                    llama.create_chat_completion(
+                        messages=messages,
+                        max_tokens=config.max_tokens,
+                        temperature=0.0,
+                        logit_bias=never_end,
+                        stream=True,
+                    ),
+                )
+                for chunk in chunks:
+                    content = chunk["choices"][0]["delta"].get("content")
+                    delta = content if isinstance(content, str) else None
                     if delta is not None and first is None:
                         first = time.perf_counter()
                     answer += delta or ""
                 end = time.perf_counter()
                 ttft = (first or end) - t0
                 tpot = (end - (first or end)) / max(1, config.max_tokens - 1)
-                messages.append({"role": "assistant", "content": [{"type": "text", "text": answer}]})
+                # The chat template takes content parts from every role; llama_types allows them
+                # for the user's messages only.
+                reply = {"role": "assistant", "content": [{"type": "text", "text": answer}]}
+                messages.append(cast("ChatCompletionRequestMessage", reply))
                 if run > 0:
                     per_turn[turn].append(
                         {

@@ -17,6 +17,7 @@ from typing import Protocol
 from smolchat.budget.images import ImageCost, prepared_size
 from smolchat.engine import Message, PromptCount
 from smolchat.engine.images import PreparedImage
+from smolchat.engine.prompt import ImageRef
 
 
 class Counter(Protocol):
@@ -40,7 +41,7 @@ class PredictedCounter:
         self._render, self._count_text, self._image_cost = render, count_text, image_cost
 
     @staticmethod
-    def _placeholder(image: object) -> PreparedImage:
+    def _placeholder(image: ImageRef) -> PreparedImage:
         if isinstance(image, PreparedImage):
             return image
         width, height = prepared_size(image)

@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
             image_tokens={len(history): sum(c.tokens for c in costs)},
         )
         speed = engine.speed
-        loaded = memory_settings(engine)
+        loaded = memory_settings(engine.info())
         text_info, projector_info = engine.text_info, engine.projector_info
     machine = machine_memory()
     estimate = estimate_memory(text_info, projector_info, n_ctx=args.n_ctx, **loaded)

@@ -19,6 +19,7 @@ import logging
 import os
 import re
 import sys
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -177,6 +178,20 @@ def extra_weight_layouts_safe() -> bool:
     return not any("AMX" in name.upper() for name in cpu_extra_buffer_types())
 
 
+class _WithoutExtraWeightLayouts:
+    """llama.cpp's default model parameters with the extra weight layouts turned off."""
+
+    without_extra_weight_layouts = True  # marks the defaults as already changed
+
+    def __init__(self, defaults: Callable[[], llama_cpp.llama_model_params]) -> None:
+        self._defaults = defaults
+
+    def __call__(self) -> llama_cpp.llama_model_params:
+        params = self._defaults()
+        params.use_extra_bufts = False
+        return params
+
+
 def _avoid_amx_weights() -> None:
     """The same for models loaded by llama-cpp-python's own ``Llama`` (the benchmark's
     baseline), which takes no such option: its default model parameters change."""
@@ -187,12 +202,7 @@ def _avoid_amx_weights() -> None:
     if getattr(defaults, "without_extra_weight_layouts", False):
         return
 
-    def without_extra_weight_layouts():
-        params = defaults()
-        params.use_extra_bufts = False
-        return params
-
-    without_extra_weight_layouts.without_extra_weight_layouts = True
+    without_extra_weight_layouts = _WithoutExtraWeightLayouts(defaults)
     bindings.llama_model_default_params = without_extra_weight_layouts  # what Llama() calls
     llama_cpp.llama_model_default_params = without_extra_weight_layouts  # the package's name for it
 

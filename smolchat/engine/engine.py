@@ -219,7 +219,9 @@ class Engine:
         log.info(
             "loaded %s%s in %.2f s",
             self.text_info.path.name,
-            f" + {self.projector_info.path.name} ({self.vision_plan.describe()})" if self.vision_plan else "",
+            f" + {self.projector_info.path.name} ({self.vision_plan.describe()})"
+            if self.projector_info is not None and self.vision_plan
+            else "",
             time.perf_counter() - started,
         )
 
@@ -272,6 +274,7 @@ class Engine:
     def _make_template(self) -> ChatTemplate:
         """The model's own chat template; the family's default where it has none, or where
         its own does not parse or exceeds the rendering bounds (``template_note`` says so)."""
+        assert self._text_model is not None
         text_of = self._text_model.token_text
         tokens = dict(
             bos_token=text_of(llama_cpp.llama_vocab_bos(self._vocab)),
@@ -403,6 +406,7 @@ class Engine:
     ) -> Iterator[TurnEvent]:
         assert self._text_model is not None and self._batch is not None
         ctx = self._text_model.ctx
+        assert ctx is not None  # a model loaded with its context, not its vocabulary only
         stops = tuple(s for s in sampling.stop if s)
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         text, emitted = "", 0
@@ -563,6 +567,7 @@ class Engine:
         if self._mtmd_ctx is None:
             assert self._text_model is not None
             (text,) = segments
+            assert isinstance(text, str)  # without a projector the template renders text only
             yield text_prompt(self._text_model.tokenize(text, add_bos=True))
             return
         # First lay the prompt out with placeholder images (sizes only: no pixel work), then
@@ -624,7 +629,7 @@ class Engine:
 
     def _evaluate_image(self, prompt: TokenizedPrompt, chunk: Chunk, counters: _EvalCounters) -> None:
         unit = prompt.units[chunk.first_unit]
-        assert self._text_model is not None
+        assert self._text_model is not None and self._batch is not None
         began = time.perf_counter()
         embd_ptr, _keep = self._encode_tile(prompt, chunk)
         counters.encode_s += time.perf_counter() - began

@@ -16,7 +16,7 @@ import stat
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import gguf
 import numpy as np
@@ -33,7 +33,7 @@ _DAMAGED = "The file is damaged or was converted wrongly; download it again."
 
 # The formats SmolChat tells apart by a file's general.file_type (llama.cpp's llama_ftype):
 # the float ones, which a projector can be converted between, and Q8_0.
-FILE_TYPE_NAMES = {
+FILE_TYPE_NAMES: dict[int, str] = {
     gguf.LlamaFileType.ALL_F32: "F32",
     gguf.LlamaFileType.MOSTLY_F16: "F16",
     gguf.LlamaFileType.MOSTLY_BF16: "BF16",
@@ -878,7 +878,7 @@ def _check_idefics3_tensors(meta: GGUFMetadata, s: _VisionShape) -> None:
             _bad_tensor(meta, f"has a tensor '{name}' that SmolVLM's vision encoder does not have.")
 
 
-def _bad_tensor(meta: GGUFMetadata, problem: str) -> None:
+def _bad_tensor(meta: GGUFMetadata, problem: str) -> NoReturn:
     raise ModelFileError(meta.path, problem, _DAMAGED)
 
 

@@ -190,7 +190,7 @@ class SamplerChain:
             if eog:
                 biases = (llama_cpp.llama_logit_bias * len(eog))()
                 for i, token in enumerate(eog):
-                    biases[i].token = token
+                    biases[i].token = token  # type: ignore[assignment]  # declared c_int32; ctypes takes an int
                     biases[i].bias = float("-inf")
                 add(llama_cpp.llama_sampler_init_logit_bias(n_vocab, len(eog), biases))
         if params.repeat_penalty != 1.0 and params.repeat_last_n != 0:

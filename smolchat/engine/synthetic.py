@@ -230,9 +230,10 @@ def write_mmproj(
 
     def put(name: str, data: np.ndarray, data_type: str = "F32") -> None:
         if name in tensor_edits:  # tests write damaged projectors this way
-            data = tensor_edits[name]
-            if data is None:
+            edited = tensor_edits[name]
+            if edited is None:
                 return
+            data = edited
         _add_weight(w, name, data, data_type)
 
     p = shape.patch_size

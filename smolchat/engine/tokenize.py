@@ -104,7 +104,7 @@ def mtmd_layout(mtmd_ctx: object, segments: Sequence[Segment], real_ids: frozens
                     raise TokenizeError(f"{segment.source}: libmtmd could not take this image.")
                 bitmaps.append(bitmap)
                 mtmd.mtmd_bitmap_set_id(bitmap, segment.content_id.encode())
-                parts[i].text = None
+                parts[i].text = None  # type: ignore[assignment]  # a NULL pointer; the declared field type has no None
                 parts[i].bitmap = bitmap
         part_ptrs = (ctypes.POINTER(mtmd.mtmd_input_part) * len(segments))(
             *[ctypes.pointer(parts[i]) for i in range(len(segments))]

@@ -4,6 +4,7 @@ files' own metadata where they are already in the cache, else from their sizes a
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from smolchat.engine.gguf_info import (
     ModelFileError,
@@ -34,7 +35,7 @@ def estimate_files(
 
     rows = []
     for text in listing.text_files:
-        bits = {"text_bits_per_weight": text.format.bits_per_weight} if text.format else {}
+        bits: dict[str, Any] = {"text_bits_per_weight": text.format.bits_per_weight} if text.format else {}
         if projector and projector.format:
             bits["projector_bits_per_weight"] = projector.format.bits_per_weight
         estimate = estimate_memory(

@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeGuard
 
 import filelock
 import httpx2
@@ -348,7 +349,7 @@ class _Download:
         self.on_progress(Progress(f.path, file_done, file_total, self.done_before + file_done, self.total, speed))
 
 
-def _matches(cached: hf_cache.CachedFile | None, remote: RemoteFile) -> bool:
+def _matches(cached: hf_cache.CachedFile | None, remote: RemoteFile) -> TypeGuard[hf_cache.CachedFile]:
     if cached is None or cached.size != remote.size:
         return False
     return remote.sha256 is None or cached.blob.name == remote.sha256 or cached.blob.name == cached.path.name

@@ -146,13 +146,14 @@ SMALL_MODEL_BYTES = 1 << 30
 
 def default_text_file(files: dict[str, int]) -> str | None:
     """The text model file chosen by default among ``files`` (name -> size in bytes)."""
-    by_format = {f.name: n for n in files if not is_projector(n) and (f := parse_format(n))}
+    formats = {n: f for n in files if not is_projector(n) and (f := parse_format(n))}
+    by_format = {f.name: n for n, f in formats.items()}
     q8, q4 = by_format.get("Q8_0"), by_format.get("Q4_K_M")
     if q8 and q4:
         return q8 if files[q8] <= SMALL_MODEL_BYTES else q4
     chosen = _first_preferred(by_format, _TEXT_PREFERENCE)
     if chosen is None and by_format:  # only low-bit or hybrid formats: the most precise of them
-        chosen = by_format[max(by_format, key=lambda f: parse_format(by_format[f]).bits_per_weight)]
+        chosen = by_format[max(by_format, key=lambda f: formats[by_format[f]].bits_per_weight)]
     return chosen or next((n for n in sorted(files) if not is_projector(n) and n.lower().endswith(".gguf")), None)
 
 

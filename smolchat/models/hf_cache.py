@@ -22,6 +22,7 @@ import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeGuard
 
 from smolchat.errors import SmolChatError
 
@@ -37,7 +38,7 @@ def is_commit(value: object) -> bool:
     return isinstance(value, str) and _COMMIT.fullmatch(value) is not None
 
 
-def is_sha256(value: object) -> bool:
+def is_sha256(value: object) -> TypeGuard[str]:
     return isinstance(value, str) and _SHA256.fullmatch(value) is not None
 
 

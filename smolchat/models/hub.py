@@ -73,9 +73,10 @@ class RemoteFile:
         """A file as a server described it; ValueError saying what is wrong with the description."""
         if problem := hf_cache.file_name_problem(path):
             raise ValueError(f"a file named {path!r}, which {problem}")
+        assert isinstance(path, str)  # a name with no problem is a string
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
             raise ValueError(f"{path} with a size of {size!r}")
-        if sha256 is not None and not hf_cache.is_sha256(sha256):
+        if not (sha256 is None or hf_cache.is_sha256(sha256)):
             raise ValueError(f"{path} with a hash of {sha256!r}, which is not a sha256")
         return cls(path, size, sha256)
 
@@ -239,7 +240,9 @@ class Hub:
                 raise self._unreadable_listing(repo, f"an entry is {str(e)[:80]!r}")
             if e.get("type") != "file" or not e["path"].lower().endswith(".gguf"):
                 continue
-            lfs = e.get("lfs") if isinstance(e.get("lfs"), dict) else {}
+            lfs = e.get("lfs")
+            if not isinstance(lfs, dict):
+                lfs = {}
             try:
                 files.append(RemoteFile.checked(e["path"], e.get("size"), lfs.get("oid")))
             except ValueError as bad:

@@ -18,7 +18,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from smolchat import paths
 from smolchat.engine.gguf_info import (
@@ -171,7 +171,7 @@ class Library:
             key = (path, inspect, stat.st_size, stat.st_mtime_ns)
             if key not in self._checked:
                 self._checked[key] = inspect(path)
-            return self._checked[key]
+            return cast(Info, self._checked[key])  # the key holds ``inspect``: the value is what it returns
         except FileNotFoundError:
             return inspect(path)  # says which file is gone, in its own words
         except OSError as e:
@@ -195,7 +195,9 @@ class Library:
         if len(matches) == 1 or quant:
             return matches[0]
         by_file = {m.text.name: m for m in matches}  # several formats: the same default as for downloads
-        return by_file[default_text_file({m.text.name: m.text.stat().st_size for m in matches})]
+        chosen = default_text_file({m.text.name: m.text.stat().st_size for m in matches})
+        assert chosen is not None  # there is a default among several GGUFs of one repo
+        return by_file[chosen]
 
     def remove(self, name: str, quant: str | None = None) -> list[str]:
         """Delete a downloaded model's files (or forget an imported one); the names removed.

@@ -24,7 +24,7 @@ import sqlite3
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -155,6 +155,7 @@ class Store:
                 "INSERT INTO conversations (title, model, created_at, updated_at) VALUES (?, ?, ?, ?)",
                 (title, model, now, now),
             ).lastrowid
+        assert cid is not None  # an INSERT sets it
         return Conversation(cid, title, model, now, now)
 
     def conversations(self, search: str = "") -> list[Conversation]:
@@ -195,18 +196,18 @@ class Store:
         role: str,
         text: str = "",
         *,
-        images: list[Path] = (),
+        images: Sequence[Path] = (),
         status: str = COMPLETE,
         model: str | None = None,
         stats: dict | None = None,
     ) -> StoredMessage:
         """Add a message; its images are copied into the data folder first."""
         sources = [Path(p) for p in images]
-        kept = [self.keep_image(p) for p in sources]
+        copies = [self.keep_image(p) for p in sources]
         now = time.time()
         with self._transaction() as db:
             # A cleanup between the copy and now may have taken a copy no message referred to yet.
-            kept = tuple(k if k.is_file() else self.keep_image(s) for s, k in zip(sources, kept))
+            kept = tuple(k if k.is_file() else self.keep_image(s) for s, k in zip(sources, copies))
             mid = db.execute(
                 "INSERT INTO messages (conversation_id, role, text, images, status, stats, model, created_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -221,6 +222,7 @@ class Store:
                     now,
                 ),
             ).lastrowid
+            assert mid is not None  # an INSERT sets it
             db.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (now, cid))
         return StoredMessage(mid, cid, role, text, kept, status, stats, model, now)
 

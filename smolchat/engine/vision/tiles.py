@@ -36,6 +36,7 @@ class TileGeometry:
 def _grid_from_longest_edge(width: int, height: int, g: TileGeometry) -> tuple[tuple[int, int], tuple[int, int]]:
     """The default cut: longest side to the preprocessing size, then up to whole tiles."""
     edge = g.longest_edge
+    assert edge is not None  # only geometries with a preprocessing size cut this way
     aspect = width / height
     if width >= height:
         w, h = edge, int(edge / aspect)
@@ -53,10 +54,10 @@ def _refined_with_limits(width: int, height: int, g: TileGeometry) -> tuple[int,
     min_pixels = (g.min_tokens or 0) * g._patch_area
     max_pixels = (g.max_tokens or 0) * g._patch_area
 
-    def ceil_to(x: float) -> int:
+    def ceil_to(x: float | np.floating) -> int:
         return math.ceil(np.float32(x / align)) * align
 
-    def floor_to(x: float) -> int:
+    def floor_to(x: float | np.floating) -> int:
         return math.floor(np.float32(x / align)) * align
 
     if g.longest_edge:
@@ -195,6 +196,6 @@ def cut_tiles(image: np.ndarray, g: TileGeometry) -> list[np.ndarray]:
 
 def normalized(tiles: list[np.ndarray], mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
     """Tiles as float32 NCHW, scaled to [0, 1] and normalized the way libmtmd does."""
-    batch = np.stack(tiles).astype(np.float32) / np.float32(255.0)
-    batch = (batch - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+    scaled = np.stack(tiles).astype(np.float32) / np.float32(255.0)
+    batch = (scaled - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
     return np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
