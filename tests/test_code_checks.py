@@ -32,3 +32,8 @@ def test_imports_keep_to_the_layers_and_only_the_window_imports_qt():
 def test_ruff_finds_nothing(check):
     result = run(sys.executable, "-m", "ruff", *check, "--no-cache", ".")
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+
+
+def test_the_core_type_checks():
+    result = run(sys.executable, "-m", "mypy")  # the packages and rules: [tool.mypy] in pyproject.toml
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
