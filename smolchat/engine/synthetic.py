@@ -20,6 +20,7 @@ import numpy as np
 
 from smolchat.engine import families
 from smolchat.engine.families import PairShape, TextShape, VisionShape
+from smolchat.engine.gguf_info import FILE_TYPE_NAMES
 from smolchat.engine.prompt import SMOLVLM_CHAT_TEMPLATE
 
 _LEADING_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
@@ -49,11 +50,8 @@ SMOLVLM_256M = PairShape("SmolVLM-256M-Shaped", families.SMOLVLM_256M.text, fami
 
 SHAPES = {"tiny": TINY, "smolvlm-256m": SMOLVLM_256M}
 
-_FILE_TYPES = {
-    "F32": gguf.LlamaFileType.ALL_F32,
-    "F16": gguf.LlamaFileType.MOSTLY_F16,
-    "Q8_0": gguf.LlamaFileType.MOSTLY_Q8_0,
-}
+# general.file_type of the weight types this writer makes, from the GGUF reader's own table
+_FILE_TYPES = {name: file_type for file_type, name in FILE_TYPE_NAMES.items() if name in ("F32", "F16", "Q8_0")}
 
 
 def _byte_level_alphabet() -> list[str]:
