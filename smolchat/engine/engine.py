@@ -781,20 +781,4 @@ def _held_back(text: str, stops: tuple[str, ...]) -> int:
     return longest
 
 
-__all__ = [
-    "ContextOverflowError",
-    "Engine",
-    "EngineError",
-    "EngineSettings",
-    "ModelInfo",
-    "PrefillResult",
-    "PromptCount",
-    "SamplingParams",
-    "TextDelta",
-    "TurnEvent",
-    "TurnResult",
-    "TurnStats",
-    "VisionEncoderError",
-    "default_plan",
-    "gpu_plan",
-]
+__all__ = ["Engine", "default_plan", "default_threads", "gpu_plan"]
