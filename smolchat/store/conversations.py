@@ -21,7 +21,6 @@ import os
 import re
 import shutil
 import sqlite3
-import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -32,6 +31,7 @@ from pathlib import Path
 from smolchat import paths
 from smolchat.engine import Message
 from smolchat.errors import SmolChatError
+from smolchat.files import replacing
 
 SCHEMA_VERSION = 1
 _SCHEMA = """
@@ -287,7 +287,8 @@ class Store:
         if not kept.is_file():
             try:
                 self.images_dir.mkdir(parents=True, exist_ok=True)
-                _write_atomically(data, kept)
+                with replacing(kept, suffix=PARTIAL) as out:  # a crash leaves a part the sweep removes
+                    out.write(data)
             except OSError as e:
                 raise StoreError(f"The picture cannot be kept in {self.images_dir}: {e.strerror or e}.") from e
         return kept
@@ -361,26 +362,8 @@ def _referenced_names(db: sqlite3.Connection) -> set[str]:
 def _copy_atomically(source: Path, target: Path) -> None:
     """Copy under a name of its own, then rename: ``target`` is never seen half written, and two
     copies of the same picture at once do not write into one file."""
-    fd, partial = tempfile.mkstemp(dir=target.parent, prefix=target.name + ".", suffix=PARTIAL)
-    try:
-        with open(fd, "wb") as out, open(source, "rb") as f:
-            shutil.copyfileobj(f, out, 1 << 20)
-        os.replace(partial, target)
-    except BaseException:
-        Path(partial).unlink(missing_ok=True)
-        raise
-
-
-def _write_atomically(data: bytes, target: Path) -> None:
-    """As ``_copy_atomically``, from bytes in memory."""
-    fd, partial = tempfile.mkstemp(dir=target.parent, prefix=target.name + ".", suffix=PARTIAL)
-    try:
-        with open(fd, "wb") as out:
-            out.write(data)
-        os.replace(partial, target)
-    except BaseException:
-        Path(partial).unlink(missing_ok=True)
-        raise
+    with replacing(target, suffix=PARTIAL) as out, open(source, "rb") as f:
+        shutil.copyfileobj(f, out, 1 << 20)
 
 
 def _modified(entry: os.DirEntry) -> float:

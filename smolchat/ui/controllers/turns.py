@@ -491,7 +491,7 @@ class TurnController(QObject):
             kept, refused = result
             for message in refused:
                 self.window.composer.refuse(message)
-            self._attach([(path, name, source) for path, name, source in kept])
+            self._attach(kept)
 
         self._writer.run(keep, done=checked)
 
