@@ -159,12 +159,13 @@ def _report(engine: str, per_turn: list[list[dict]], load_s: float, vision: str,
 
 def measure_smolchat(config: BenchConfig, progress=None) -> EngineReport:
     """The conversation through SmolChat's engine (KV prefix reuse across turns)."""
+    from smolchat.budget.fit import vision_memory_rule
     from smolchat.calibrate import open_engine
     from smolchat.engine import Message, SamplingParams, TurnResult
 
     sampling = SamplingParams(temperature=0.0, max_tokens=config.max_tokens, ignore_eos=True)
     started = time.perf_counter()
-    with open_engine(config.model, config.mmproj, config.settings) as engine:
+    with open_engine(config.model, config.mmproj, config.settings, fits=vision_memory_rule(config.settings)) as engine:
         load_s = time.perf_counter() - started
         plan = engine.vision_plan
         vision = f"{plan.describe()} ({plan.how})" if plan else "none"

@@ -1,6 +1,6 @@
 """SmolChat's settings, typed, with their defaults, kept as JSON in the platform's config folder.
 
-Per-model settings (context size, GPU layers, image detail, sampling, system prompt) are kept
+Per-model settings (context size, GPU layers, image detail, exact vision, sampling, system prompt) are kept
 by model name, so switching models brings each one's own back.
 """
 
@@ -27,6 +27,7 @@ class ModelSettings:
     n_ctx: int = 4096
     n_gpu_layers: int = 0
     detail: str = DEFAULT_DETAIL.value
+    exact_vision: bool = False  # images read in full precision, never 8-bit
     threads: int | None = None  # None: the count measured fastest here
     temperature: float = 0.2
     top_p: float = 0.95
@@ -34,7 +35,7 @@ class ModelSettings:
     system_prompt: str = ""
 
     # Changing these means loading the model again.
-    RELOAD = ("n_ctx", "n_gpu_layers", "detail", "threads")
+    RELOAD = ("n_ctx", "n_gpu_layers", "detail", "exact_vision", "threads")
 
     def needs_reload(self, other: ModelSettings) -> bool:
         return any(getattr(self, name) != getattr(other, name) for name in self.RELOAD)
@@ -43,7 +44,11 @@ class ModelSettings:
         from smolchat.engine import EngineSettings  # gguf, jinja2 and numpy: not before a model is wanted
 
         return EngineSettings(
-            n_ctx=self.n_ctx, n_gpu_layers=self.n_gpu_layers, n_threads=self.threads, image_max_tokens=image_max_tokens
+            n_ctx=self.n_ctx,
+            n_gpu_layers=self.n_gpu_layers,
+            n_threads=self.threads,
+            image_max_tokens=image_max_tokens,
+            vision_precision="exact" if self.exact_vision else "auto",
         )
 
     def sampling(self) -> SamplingParams:

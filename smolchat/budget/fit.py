@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from smolchat.engine.gguf_info import ProjectorInfo, TextModelInfo
 from smolchat.models.machine import MachineMemory
 from smolchat.models.memory import VRAM_BUDGET_SHARE, Fit, estimate_memory, verdict, vram_budget
+from smolchat.units import format_bytes
 
 if TYPE_CHECKING:
-    from smolchat.engine import ModelInfo
+    from smolchat.engine import EngineSettings, ModelInfo
+    from smolchat.engine.vision.plan import VisionPlan
 
 CONTEXT_STEP = 256  # llama.cpp pads the context to this anyway
 NO_GPU_BUILD = (
@@ -88,3 +91,41 @@ def suggest_gpu_layers(
         f"{low} of {text.max_gpu_layers} layers fit in {VRAM_BUDGET_SHARE:.0%} of the free "
         f"video memory of {machine.gpu_name or 'the GPU'}.",
     )
+
+
+def vision_memory_rule(
+    settings: EngineSettings, machine: MachineMemory | None = None
+) -> Callable[[TextModelInfo, ProjectorInfo, VisionPlan], str | None]:
+    """The vision plan's memory rule with these settings (``calibrate.open_engine``'s ``fits``):
+    a vision encoder whose estimate, with the model, its context and everything else, does not
+    fit in the RAM free now is passed over for the next fastest. Says why a plan does not fit,
+    or None. The RAM is read once, before the model loads."""
+    from smolchat.models.machine import MemoryReadError, machine_memory
+
+    try:
+        have = machine or machine_memory()
+    except MemoryReadError:
+        return lambda text, projector, plan: None  # nothing to weigh against
+
+    def check(text: TextModelInfo, projector: ProjectorInfo, plan: VisionPlan) -> str | None:
+        estimate = estimate_memory(
+            text,
+            projector,
+            n_ctx=settings.n_ctx,
+            n_gpu_layers=settings.n_gpu_layers,
+            flash_attn=settings.flash_attn,
+            n_batch=settings.n_batch,
+            image_max_tokens=settings.image_max_tokens,
+            vision_backend=plan.backend,
+            vision_precision=plan.precision,
+            vision_on_gpu=False,
+        )
+        result = verdict(estimate, have)
+        if result.fit is not Fit.DOES_NOT_FIT:
+            return None
+        return (
+            f"needs about {format_bytes(result.ram_needed)} with the model and its context, "
+            f"and {format_bytes(have.available_ram)} is free"
+        )
+
+    return check

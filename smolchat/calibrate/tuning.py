@@ -7,6 +7,11 @@ width and tile size but two layers deep, written on the spot with random weights
 measurement takes seconds and ranks the candidates as the full model would. Decoding speed
 is measured per thread count with a probe text model of SmolVLM-256M's width. The result is
 kept per CPU and library version, so it is measured once per machine.
+
+Each candidate's embeddings of the probe tile are also compared with libmtmd's F16 ones: one
+that does not agree (cosine below ``AGREEMENT_COSINE``, an 8-bit path gone wrong on this CPU,
+say) is never chosen. The plan then takes the fastest candidate that agrees, that the
+settings allow ("exact" leaves out the 8-bit ones) and that fits in memory beside the model.
 """
 
 from __future__ import annotations
@@ -14,7 +19,8 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -25,15 +31,18 @@ from smolchat.engine import families
 from smolchat.engine.backends import llama_cpp
 from smolchat.engine.families import PairShape
 from smolchat.engine.vision import cpu as cpu_report
-from smolchat.engine.vision import openvino_encoder
+from smolchat.engine.vision import onnx_encoder, openvino_encoder
 from smolchat.engine.vision.cpu import CpuReport
 from smolchat.engine.vision.plan import (
+    AGREEMENT_COSINE,
+    EXACT,
     LLAMA_CPP,
-    OPENVINO,
+    ONNXRUNTIME,
     VisionPlan,
     backends,
     check_installed,
     from_cpu_report,
+    is_exact,
     precisions,
 )
 from smolchat.engine.vision.projector_files import convert_mmproj
@@ -42,7 +51,7 @@ from smolchat.files import write_json
 
 log = logging.getLogger(__name__)
 
-_FORMAT = 1  # bump when what is measured changes
+_FORMAT = 2  # bump when what is measured changes
 
 PROBE_NAME = "SmolChatProbe"
 PROBE_VISION_LAYERS = 2  # SigLIP at its real width, few layers: enough to rank the candidates
@@ -53,9 +62,16 @@ class Measurements:
     cpu: str
     vision: dict[str, float]  # "backend precision threads" -> seconds per probe tile
     decode: dict[str, float]  # "threads" -> seconds per token
+    # "backend precision" -> the probe tile's cosine similarity with libmtmd's F16 embeddings
+    agreement: dict[str, float] = field(default_factory=dict)
+
+    def agrees(self, candidate: str) -> bool:
+        """Whether a "backend precision [threads]" candidate passed the agreement gate."""
+        backend, precision = candidate.split()[:2]
+        return self.agreement.get(f"{backend} {precision}", 0.0) >= AGREEMENT_COSINE
 
     def fastest_vision(self) -> tuple[str, str, int]:
-        best = min(self.vision, key=self.vision.__getitem__)
+        best = min((k for k in self.vision if self.agrees(k)), key=self.vision.__getitem__)
         backend, precision, threads = best.split()
         return backend, precision, int(threads)
 
@@ -64,12 +80,16 @@ class Measurements:
 
 
 def _versions() -> str:
-    ov = "none"
+    ov = ort = "none"
     if openvino_encoder.available():
         import openvino
 
         ov = openvino.__version__
-    return f"llama-cpp-python {llama_cpp.__version__}, openvino {ov}, format {_FORMAT}"
+    if onnx_encoder.available():
+        import onnxruntime
+
+        ort = onnxruntime.__version__
+    return f"llama-cpp-python {llama_cpp.__version__}, openvino {ov}, onnxruntime {ort}, format {_FORMAT}"
 
 
 def _probe_files(folder: Path) -> tuple[Path, Path, Path]:
@@ -93,23 +113,45 @@ def _probe_files(folder: Path) -> tuple[Path, Path, Path]:
     return text, mmproj, image
 
 
-def _time_openvino(mmproj: Path, image: Path, precision: str, threads: int) -> float:
+def tile_cosine(expected: np.ndarray, got: np.ndarray) -> float:
+    """The lowest cosine similarity of two encoders' embeddings over the tiles they read."""
+    expected, got = np.asarray(expected, np.float64), np.asarray(got, np.float64)
+    if expected.shape != got.shape:
+        return 0.0
+    cosines = [
+        float(a.ravel() @ b.ravel() / (np.linalg.norm(a) * np.linalg.norm(b) or 1.0)) for a, b in zip(expected, got)
+    ]
+    return min(cosines, default=0.0)
+
+
+def _time_own_encoder(
+    backend: str, mmproj: Path, image: Path, precision: str, threads: int
+) -> tuple[float, np.ndarray]:
+    """Seconds per probe tile, and the tile's embeddings."""
     from smolchat.engine.vision.tiles import cut_tiles, normalized
 
-    encoder = openvino_encoder.OpenVINOVisionEncoder(mmproj, threads=threads, precision=precision)
+    if backend == ONNXRUNTIME:
+        encoder: onnx_encoder.OnnxVisionEncoder | openvino_encoder.OpenVINOVisionEncoder = (
+            onnx_encoder.OnnxVisionEncoder(mmproj, threads=threads, precision=precision)
+        )
+    else:
+        encoder = openvino_encoder.OpenVINOVisionEncoder(mmproj, threads=threads, precision=precision)
     pixels = np.asarray(Image.open(image).convert("RGB"))
     tiles = normalized(cut_tiles(pixels, encoder.geometry)[:1], encoder.mean, encoder.std)
-    encoder.encode(tiles)  # warm-up
+    embeddings = encoder.encode(tiles)  # also the warm-up
     runs = []
     for _ in range(3):
         began = time.perf_counter()
         encoder.encode(tiles)
         runs.append(time.perf_counter() - began)
-    return min(runs)
+    return min(runs), embeddings
 
 
-def _time_llama_cpp(text: Path, mmproj: Path, image: Path, precision: str, threads: int) -> tuple[float, float]:
-    """Seconds per probe tile, and per generated token."""
+def _time_llama_cpp(
+    text: Path, mmproj: Path, image: Path, precision: str, threads: int, *, decode: bool = True
+) -> tuple[float, float, np.ndarray]:
+    """Seconds per probe tile, per generated token (inf when ``decode`` is False: generation
+    does not depend on the projector), and the tile's embeddings."""
     from smolchat.engine.engine import Engine
     from smolchat.engine.prompt import Message
     from smolchat.engine.types import EngineSettings, SamplingParams
@@ -124,42 +166,61 @@ def _time_llama_cpp(text: Path, mmproj: Path, image: Path, precision: str, threa
             engine.reset()
             result = engine.prefill([Message.user("?", [image])])
             tile_runs.append(result.encode_s / max(1, result.image_tiles_encoded))
+        embeddings = engine.encode_image(image)[:1]  # the first tile, as the other encoders read it
+        if not decode:
+            return min(tile_runs[1:]), float("inf"), embeddings
         engine.reset()
         sampling = SamplingParams(max_tokens=24, ignore_eos=True, temperature=0.0)
         stats = [
             event.stats for event in engine.run_turn([Message.user("Count.")], sampling) if hasattr(event, "stats")
         ][-1]
-    return min(tile_runs[1:]), stats.tpot_s or float("inf")
+    return min(tile_runs[1:]), stats.tpot_s or float("inf"), embeddings
 
 
 def measure(cpu: CpuReport, folder: Path) -> Measurements:
-    """Time every candidate on the probe models (a few seconds in all)."""
+    """Time every candidate on the probe models, and check its embeddings against libmtmd's
+    F16 ones (a few seconds in all)."""
     text, mmproj, image = _probe_files(folder)
     vision: dict[str, float] = {}
     decode: dict[str, float] = {}
+    agreement: dict[str, float] = {}
     started = time.perf_counter()
-    for threads in cpu.thread_candidates():
+    reference: np.ndarray | None = None
+    threads_first = sorted(cpu.thread_candidates(), reverse=True)  # the reference on all cores
+    for threads in threads_first:
         for precision in precisions(LLAMA_CPP, cpu):
             probe = mmproj
             if precision != "F16":
                 probe = folder / f"mmproj-{PROBE_NAME}-{precision}.gguf"
                 if not probe.exists():
                     convert_mmproj(mmproj, probe, precision)
-            tile_s, token_s = _time_llama_cpp(text, probe, image, precision, threads)
+            tile_s, token_s, embeddings = _time_llama_cpp(
+                text, probe, image, precision, threads, decode=str(threads) not in decode
+            )
             vision[f"{LLAMA_CPP} {precision} {threads}"] = tile_s
             decode[str(threads)] = min(decode.get(str(threads), token_s), token_s)
-        if openvino_encoder.available():
-            for precision in precisions(OPENVINO, cpu):
+            if reference is None:
+                reference = embeddings  # libmtmd, F16: the first candidate measured
+            agreement.setdefault(f"{LLAMA_CPP} {precision}", tile_cosine(reference, embeddings))
+        for backend in (b for b in backends() if b != LLAMA_CPP):
+            for precision in precisions(backend, cpu):
                 try:
-                    vision[f"{OPENVINO} {precision} {threads}"] = _time_openvino(mmproj, image, precision, threads)
-                except Exception as e:  # an OpenVINO that cannot run here is simply not a candidate
-                    log.warning("OpenVINO %s on %d threads failed: %s", precision, threads, e)
+                    tile_s, embeddings = _time_own_encoder(backend, mmproj, image, precision, threads)
+                except Exception as e:  # a runtime that cannot run here is simply not a candidate
+                    log.warning("%s %s on %d threads failed: %s", backend, precision, threads, e)
+                    continue
+                vision[f"{backend} {precision} {threads}"] = tile_s
+                if reference is not None:  # libmtmd measured first, on every thread count
+                    agreement.setdefault(f"{backend} {precision}", tile_cosine(reference, embeddings))
     log.info(
         "measured vision encoders in %.1f s: %s",
         time.perf_counter() - started,
         ", ".join(f"{k}: {v * 1000:.0f} ms" for k, v in sorted(vision.items(), key=lambda kv: kv[1])),
     )
-    return Measurements(cpu.key, vision, decode)
+    refused = [f"{k} ({c:.4f})" for k, c in agreement.items() if c < AGREEMENT_COSINE]
+    if refused:
+        log.warning("vision encoders that disagree with libmtmd here, never chosen: %s", ", ".join(refused))
+    return Measurements(cpu.key, vision, decode, agreement)
 
 
 def _saved() -> tuple[Path, dict]:
@@ -198,6 +259,10 @@ def measurements(cpu: CpuReport | None = None) -> Measurements:
     return result
 
 
+# Whether a plan's encoder fits in memory beside the model: None if it does, else why not.
+MemoryCheck = Callable[[VisionPlan], "str | None"]
+
+
 def plan(
     *,
     backend: str = "auto",
@@ -205,12 +270,16 @@ def plan(
     threads: int | None = None,
     decode_threads: int | None = None,
     cpu: CpuReport | None = None,
+    fits: MemoryCheck | None = None,
 ) -> VisionPlan:
     """The fastest way to read images here; what is given explicitly is kept, and the rest is
-    the fastest measured variant that agrees with it."""
+    the fastest measured variant that agrees with it and with libmtmd's embeddings.
+
+    ``precision`` "exact" takes the fastest variant that is not 8-bit. ``fits`` weighs
+    memory: a variant it refuses is passed over for the next fastest, and the plan says so."""
     cpu = cpu or cpu_report.detect()
     check_installed(backend)
-    if backend != "auto" and precision != "auto" and threads and decode_threads:
+    if backend != "auto" and precision not in ("auto", EXACT) and threads and decode_threads:
         return VisionPlan(backend, precision, threads, decode_threads, "from the settings")
     try:
         m = measurements(cpu)
@@ -224,24 +293,34 @@ def plan(
             decode_threads=decode_threads,
             how=f"from the CPU report (not measured: {e})",
         )
-    matching = {
-        key: seconds
-        for key, seconds in m.vision.items()
-        if (backend == "auto" or key.split()[0] == backend)
-        and (precision == "auto" or key.split()[1] == precision)
-        and (not threads or int(key.split()[2]) == threads)
-    }
-    if matching:
-        fast_backend, fast_precision, fast_threads = min(matching, key=matching.__getitem__).split()
-    else:  # a combination that was not measured (say F32 weights for libmtmd): as asked
-        fast_backend = LLAMA_CPP if backend == "auto" else backend
-        fast_precision = precisions(fast_backend, cpu)[0] if precision == "auto" else precision
-        fast_threads = str(threads or cpu.physical_cores)
-    explicit = backend != "auto" or precision != "auto" or threads
-    return VisionPlan(
-        backend=fast_backend,
-        precision=fast_precision,
-        threads=int(fast_threads),
-        decode_threads=decode_threads or m.fastest_decode(),
-        how="settings, the rest measured on this computer" if explicit else "measured on this computer",
-    )
+    chosen_precision = precision not in ("auto", EXACT)
+
+    def allowed(key: str) -> bool:
+        k_backend, k_precision, k_threads = key.split()
+        return (
+            (backend == "auto" or k_backend == backend)
+            and (k_precision == precision if chosen_precision else precision != EXACT or is_exact(k_precision))
+            and (not threads or int(k_threads) == threads)
+            and (chosen_precision or m.agrees(key))  # a precision asked for by name is kept as asked
+        )
+
+    explicit = backend != "auto" or precision != "auto" or bool(threads)
+    how = "settings, the rest measured on this computer" if explicit else "measured on this computer"
+    decode = decode_threads or m.fastest_decode()
+    passed_over: list[str] = []
+    for key in sorted((k for k in m.vision if allowed(k)), key=m.vision.__getitem__):
+        k_backend, k_precision, k_threads = key.split()
+        candidate = VisionPlan(k_backend, k_precision, int(k_threads), decode, how)
+        reason = fits(candidate) if fits else None
+        if reason is None:
+            if passed_over:
+                candidate = replace(candidate, how=f"{how}; {'; '.join(passed_over)}")
+            return candidate
+        passed_over.append(f"{candidate.describe()} would be faster but {reason}")
+    # nothing measured fits the request (say F32 weights for libmtmd), or nothing fits in memory:
+    # libmtmd as asked, whose F16 weights take the least memory of the full-precision variants
+    fast_backend = LLAMA_CPP if backend == "auto" else backend
+    fast_precision = precision if chosen_precision else precisions(fast_backend, cpu)[0]
+    if passed_over:
+        how = f"{how}; {'; '.join(passed_over)}"
+    return VisionPlan(fast_backend, fast_precision, threads or cpu.physical_cores, decode, how)

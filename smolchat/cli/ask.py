@@ -64,8 +64,11 @@ def run(args: argparse.Namespace) -> int:
         max_tokens=args.max_tokens,
         stop=tuple(args.stop),
     )
+    from smolchat.budget.fit import vision_memory_rule
+
     model, mmproj = model_files(args)
-    with open_engine(model, mmproj, engine_settings(args, mmproj)) as engine:
+    settings = engine_settings(args, mmproj)
+    with open_engine(model, mmproj, settings, fits=vision_memory_rule(settings)) as engine:
         if engine.template_note:
             print(f"smolchat: {engine.template_note}", file=sys.stderr)
         result = _answer(engine, messages, sampling, stream=not args.json)

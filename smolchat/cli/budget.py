@@ -37,7 +37,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     # llama.cpp and the image readers load only when a budget is asked for
     from smolchat.budget.context import plan_context
-    from smolchat.budget.fit import largest_context, memory_settings, suggest_gpu_layers
+    from smolchat.budget.fit import largest_context, memory_settings, suggest_gpu_layers, vision_memory_rule
     from smolchat.budget.images import ImageMarkers, image_cost, prepared_size
     from smolchat.calibrate import open_engine
     from smolchat.engine import Message
@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     model, mmproj = model_files(args)
     settings = engine_settings(args, mmproj)
     detail = Detail(args.detail)
-    with open_engine(model, mmproj, settings) as engine:
+    with open_engine(model, mmproj, settings, fits=vision_memory_rule(settings)) as engine:
         markers = ImageMarkers.from_tokenizer(engine.count_tokens)
         costs = []
         if args.image and engine.projector_info is not None:

@@ -73,15 +73,18 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     vision = parser.add_argument_group("reading images (default: what measured fastest on this computer)")
     vision.add_argument(
         "--vision",
-        choices=("auto", "openvino", "llama.cpp"),
+        choices=("auto", "onnxruntime", "openvino", "llama.cpp"),
         default="auto",
-        help="the vision encoder: OpenVINO's (with smolchat[openvino]) or libmtmd's",
+        help="the vision encoder: ONNX Runtime's (with smolchat[onnxruntime]), OpenVINO's (with "
+        "smolchat[openvino]) or libmtmd's",
     )
     vision.add_argument(
         "--vision-precision",
-        choices=("auto", "BF16", "F16", "F32"),
+        choices=("auto", "exact", "INT8", "Q8_0", "BF16", "F16", "F32"),
         default="auto",
-        help="its precision: BF16 or F16 weights for llama.cpp, BF16 or F32 compute for OpenVINO",
+        help="its precision: exact (the fastest that is not 8-bit), INT8 (ONNX Runtime, OpenVINO: 8-bit "
+        "weights), Q8_0, BF16 or F16 (llama.cpp's weights), BF16 or F32 (compute); default: the fastest "
+        "measured here whose embeddings agree with libmtmd's F16 ones",
     )
     vision.add_argument("--vision-threads", type=int, metavar="N", help="its CPU threads")
     parser.add_argument(

@@ -68,7 +68,7 @@ from smolchat.engine.types import (
     VisionEncoderError,
 )
 from smolchat.engine.vision import cpu as cpu_report
-from smolchat.engine.vision.plan import LLAMA_CPP, OPENVINO, VisionPlan, from_cpu_report, projector_for
+from smolchat.engine.vision.plan import LLAMA_CPP, ONNXRUNTIME, OWN_ENCODERS, VisionPlan, from_cpu_report, projector_for
 from smolchat.engine.vision.tiles import cut_tiles, normalized
 
 log = logging.getLogger(__name__)
@@ -154,9 +154,9 @@ class Engine:
         self._text_model: native.TextModel | None = None
         self._mtmd_ctx = None
         self.vision_plan: VisionPlan | None = None
-        self._openvino = None  # OpenVINOVisionEncoder, when images are read through OpenVINO
+        self._encoder = None  # SmolChat's own encoder (ONNX Runtime or OpenVINO), when it reads images
         self._layout_only = False  # libmtmd loaded a projector without encoder layers
-        self._tiles: tuple[str, np.ndarray] | None = None  # one image's tiles, for OpenVINO
+        self._tiles: tuple[str, np.ndarray] | None = None  # one image's tiles, for our own encoder
         self._batch: native.TokenBatch | None = None
         self._abort = native.AbortWatch()
         self._units: list[Unit] = []  # what the KV cache holds, in order
@@ -180,8 +180,8 @@ class Engine:
         started = time.perf_counter()
         if self.projector_info is not None:
             self.vision_plan = self._given_plan or default_plan(s)
-            if self.vision_plan.backend == OPENVINO:  # before the text model: it may not load here
-                self._openvino = self._load_openvino()
+            if self.vision_plan.backend in OWN_ENCODERS:  # before the text model: it may not load here
+                self._encoder = self._load_own_encoder()
         n_threads = s.n_threads or (self.vision_plan.decode_threads if self.vision_plan else default_threads())
         self.decode_threads = n_threads
         try:
@@ -225,17 +225,21 @@ class Engine:
             time.perf_counter() - started,
         )
 
-    def _load_openvino(self):
-        from smolchat.engine.vision.openvino_encoder import OpenVINOVisionEncoder
-
+    def _load_own_encoder(self):
         assert self.projector_info is not None and self.vision_plan is not None
+        plan = self.vision_plan
         try:
-            return OpenVINOVisionEncoder(
-                self.projector_info.path, threads=self.vision_plan.threads, precision=self.vision_plan.precision
-            )
-        except (ModelFileError, ImportError, RuntimeError) as e:
+            if plan.backend == ONNXRUNTIME:
+                from smolchat.engine.vision.onnx_encoder import OnnxVisionEncoder
+
+                return OnnxVisionEncoder(self.projector_info.path, threads=plan.threads, precision=plan.precision)
+            from smolchat.engine.vision.openvino_encoder import OpenVINOVisionEncoder
+
+            return OpenVINOVisionEncoder(self.projector_info.path, threads=plan.threads, precision=plan.precision)
+        except Exception as e:  # the runtimes raise their own kinds; libmtmd can read instead
+            name = "ONNX Runtime" if plan.backend == ONNXRUNTIME else "OpenVINO"
             raise VisionEncoderError(
-                f"OpenVINO cannot read images with {self.projector_info.path.name} here ({e}). "
+                f"{name} cannot read images with {self.projector_info.path.name} here ({e}). "
                 "Choose the llama.cpp vision encoder in the settings."
             ) from e
 
@@ -322,7 +326,7 @@ class Engine:
         Call it from the thread that owns the engine, not while it is evaluating.
         """
         self._abort.trigger()
-        self._openvino = self._tiles = None
+        self._encoder = self._tiles = None
         if self._mtmd_ctx is not None:
             mtmd.mtmd_free(self._mtmd_ctx)
             self._mtmd_ctx = None
@@ -660,12 +664,14 @@ class Engine:
     def _encode_tile(self, prompt: TokenizedPrompt, chunk: Chunk) -> tuple[object, object]:
         """Run the vision encoder on one tile: a float pointer to its embeddings, and what
         keeps them alive (the pointer is valid until the next tile is encoded)."""
-        embeddings = self._openvino_embeddings(prompt, chunk) if self._openvino is not None else None
+        embeddings = self._own_embeddings(prompt, chunk) if self._encoder is not None else None
         if embeddings is not None:
             return embeddings.ctypes.data_as(ctypes.POINTER(ctypes.c_float)), embeddings
         if self._layout_only:  # never encode with a projector that has no encoder layers
+            encoder = self.vision_plan.backend if self.vision_plan else "its own encoder"
             raise EngineError(
-                "SmolChat could not read this image with OpenVINO. Choose the llama.cpp vision encoder in the settings."
+                f"SmolChat could not read this image with {encoder}. "
+                "Choose the llama.cpp vision encoder in the settings."
             )
         if mtmd.mtmd_encode_chunk(self._mtmd_ctx, chunk.image_ptr) != 0:
             raise EngineError("The vision encoder failed on this image.")
@@ -717,26 +723,26 @@ class Engine:
                 tiles.append(np.ctypeslib.as_array(ptr, shape=(n,)).reshape(chunk.n_image_tokens, -1).copy())
         return np.stack(tiles)
 
-    def _openvino_embeddings(self, prompt: TokenizedPrompt, chunk: Chunk) -> np.ndarray | None:
-        """One tile's embeddings from OpenVINO; None where libmtmd should read it instead."""
-        assert self._openvino is not None
+    def _own_embeddings(self, prompt: TokenizedPrompt, chunk: Chunk) -> np.ndarray | None:
+        """One tile's embeddings from our own encoder; None where libmtmd should read it instead."""
+        assert self._encoder is not None
         unit = prompt.units[chunk.first_unit]
         image = prompt.images.get(unit.content_id)
         if image is None:
             return None
         if self._tiles is None or self._tiles[0] != unit.content_id:
             geometry = replace(
-                self._openvino.geometry,
+                self._encoder.geometry,
                 max_tokens=self.settings.image_max_tokens,
                 min_tokens=self.settings.image_min_tokens,
             )
             pixels = np.frombuffer(image.rgb, np.uint8).reshape(image.height, image.width, 3)
             tiles = cut_tiles(pixels, geometry)
-            self._tiles = (unit.content_id, normalized(tiles, self._openvino.mean, self._openvino.std))
+            self._tiles = (unit.content_id, normalized(tiles, self._encoder.mean, self._encoder.std))
         tiles = self._tiles[1]
         # A picture attached twice has its tiles twice: ImageUnit.index runs on across them.
         n_chunks = sum(1 for u in prompt.units if isinstance(u, ImageUnit) and u.content_id == unit.content_id)
-        if n_chunks % len(tiles) or chunk.n_image_tokens != self._openvino.tokens_per_tile:
+        if n_chunks % len(tiles) or chunk.n_image_tokens != self._encoder.tokens_per_tile:
             self._tiles = None
             if self._layout_only:  # libmtmd holds no encoder layers to fall back on
                 raise EngineError(
@@ -746,7 +752,7 @@ class Engine:
             log.warning("libmtmd cut %s differently; reading it with libmtmd", image.source or "an image")
             return None
         tile = unit.index % len(tiles)
-        embeddings = self._openvino.encode(tiles[tile : tile + 1])
+        embeddings = self._encoder.encode(tiles[tile : tile + 1])
         if tile == len(tiles) - 1:
             self._tiles = None  # the overview comes last: this image is done
         return embeddings

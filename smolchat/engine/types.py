@@ -38,7 +38,7 @@ class ContextOverflowError(EngineError):
 
 
 class VisionEncoderError(EngineError):
-    """The vision encoder of the plan cannot run here (OpenVINO failing to load, say)."""
+    """The vision encoder of the plan cannot run here (OpenVINO or ONNX Runtime failing to load, say)."""
 
 
 @dataclass(frozen=True)
@@ -54,8 +54,10 @@ class EngineSettings:
     vision_on_gpu: bool = True  # only matters when llama.cpp was built with a GPU backend
     # How images are read; "auto"/None: what measured fastest on this computer (see
     # smolchat.calibrate), or where nothing is measured, what the CPU report suggests.
-    vision_backend: str = "auto"  # "openvino" or "llama.cpp"
-    vision_precision: str = "auto"  # "BF16", "F16" (llama.cpp) or "BF16", "F32" (OpenVINO)
+    vision_backend: str = "auto"  # "onnxruntime", "openvino" or "llama.cpp"
+    # "BF16", "F16", "Q8_0" (llama.cpp's weights), "INT8", "F32" (ONNX Runtime), "BF16", "F32",
+    # "INT8" (OpenVINO); "exact": the fastest that is not 8-bit
+    vision_precision: str = "auto"
     n_threads_vision: int | None = None
 
 

@@ -34,7 +34,7 @@ from smolchat.engine.families import FAMILY
 from smolchat.engine.gguf_info import ProjectorInfo, TextModelInfo, file_type_name
 from smolchat.engine.vision import cpu as cpu_report
 from smolchat.engine.vision import plan as vision_plan
-from smolchat.engine.vision.plan import LLAMA_CPP, OPENVINO
+from smolchat.engine.vision.plan import LLAMA_CPP, ONNXRUNTIME, OPENVINO, OWN_ENCODERS
 from smolchat.errors import SmolChatError
 from smolchat.models.formats import FORMATS
 from smolchat.models.machine import MachineMemory
@@ -54,8 +54,8 @@ class EstimateError(SmolChatError):
 class VisionChoice:
     """How the engine would read images here, as far as memory is concerned."""
 
-    backend: str  # LLAMA_CPP or OPENVINO
-    precision: str  # "F16", "BF16" (llama.cpp weights) or "BF16", "F32" (OpenVINO compute)
+    backend: str  # LLAMA_CPP, ONNXRUNTIME or OPENVINO
+    precision: str  # as in EngineSettings.vision_precision
     on_gpu: bool = False  # libmtmd on a GPU build keeps the projector in video memory
     how: str = ""
 
@@ -121,7 +121,16 @@ LIBMTMD_FIXED = 25 * MiB
 # 768 wide with 6, 12 and 24 layers (W = 0.2-0.7 GB) as a fixed part plus a factor of W;
 # 1152 wide with 27 layers (SmolVLM 2.2B's shape, W = 1.7 GB) then comes within 2.5%.
 OPENVINO_FIXED = 25 * MiB
-OPENVINO_PER_F32_BYTE = {"BF16": 1.90, "F16": 1.90, "F32": 2.49}
+# INT8 (8-bit weights): measured on SmolVLM-256M's shape (W = 370 MB), 2-core Zen 3.
+OPENVINO_PER_F32_BYTE = {"BF16": 1.90, "F16": 1.90, "F32": 2.49, "INT8": 0.92}
+# The compiled weights' share of their F32 size, for each of OpenVINO's precisions.
+OPENVINO_COMPILED = {"BF16": 0.5, "F16": 0.5, "F32": 1.0, "INT8": 0.25}
+# ONNX Runtime holds 8-bit (INT8) or F32 weights, and its activations (the attention scores of
+# a tile): its share of the peak RSS as a fixed part and a factor of the F32 size W, measured
+# on SmolVLM-256M's shape (W = 370 MB; peak 311 MB in INT8, 1000 MB in F32), 2-core Zen 3.
+ONNXRUNTIME_FIXED = 30 * MiB
+ONNXRUNTIME_PER_F32_BYTE = {"INT8": 0.76, "F32": 2.62}
+ONNXRUNTIME_HELD = {"INT8": 0.25, "F32": 1.0}
 
 NEAREST_SHAPE_NOTE = "estimated from the file size"
 
@@ -328,22 +337,34 @@ def estimate_memory(
             vision_backend, vision_precision, vision_on_gpu=vision_on_gpu is not False, measure=False
         )
         vision_backend, vision_precision, vision_on_gpu = guess.backend, guess.precision, guess.on_gpu
-    if vision_backend not in (LLAMA_CPP, OPENVINO):
-        raise EstimateError(f"Unknown vision encoder '{vision_backend}'; use {LLAMA_CPP} or {OPENVINO}.")
+    if vision_backend not in (LLAMA_CPP, *OWN_ENCODERS):
+        raise EstimateError(f"Unknown vision encoder '{vision_backend}'; use {LLAMA_CPP}, {ONNXRUNTIME} or {OPENVINO}.")
     image = _image_bytes(v, image_max_tokens)
 
-    if vision_backend == OPENVINO:
-        # libmtmd keeps a layout-only copy for prompts; OpenVINO holds the encoder (see above)
-        per_f32 = OPENVINO_PER_F32_BYTE.get(vision_precision.upper())
-        if per_f32 is None:
-            raise EstimateError(f"OpenVINO does not compute in '{vision_precision}'; use BF16 or F32.")
+    if vision_backend in OWN_ENCODERS:
+        # libmtmd keeps a layout-only copy for prompts; our own encoder holds the weights (see above)
+        precision = vision_precision.upper()
+        if vision_backend == OPENVINO:
+            per_f32, fixed, held = (
+                OPENVINO_PER_F32_BYTE.get(precision),
+                OPENVINO_FIXED,
+                OPENVINO_COMPILED.get(precision),
+            )
+        else:
+            per_f32, fixed, held = (
+                ONNXRUNTIME_PER_F32_BYTE.get(precision),
+                ONNXRUNTIME_FIXED,
+                ONNXRUNTIME_HELD.get(precision),
+            )
+        if per_f32 is None or held is None:
+            raise EstimateError(f"{vision_backend} does not read images in '{vision_precision}'.")
         f32_weights = v.size_bytes * 4 / v.bytes_per_weight
-        compiled = round(f32_weights * (1.0 if vision_precision.upper() == "F32" else 0.5))
-        openvino = OPENVINO_FIXED + round(per_f32 * f32_weights) - compiled  # beyond the compiled weights
+        compiled = round(f32_weights * held)
+        encoder = fixed + round(per_f32 * f32_weights) - compiled  # beyond the weights it holds
         layout_compute = v.n_pos * v.n_embd * 4 * 2
         projector_weights = Part(_layout_bytes(v) + compiled)
         # the engine cuts its own F32 tiles besides libmtmd's
-        vision_work = Part(openvino + layout_compute + image + _tile_bytes(v, image_max_tokens))
+        vision_work = Part(encoder + layout_compute + image + _tile_bytes(v, image_max_tokens))
     else:
         weights = v.size_bytes
         if v.bytes_per_weight == 4 and vision_precision.upper() in ("F16", "BF16"):

@@ -71,7 +71,9 @@ NO_MODEL = "No model is loaded yet."
 def load_engine(request: LoadRequest) -> Engine:
     """The one place where the service opens a model pair: with the vision plan measured
     fastest on this computer."""
-    return open_engine(request.text, request.mmproj, request.settings)
+    from smolchat.budget.fit import vision_memory_rule
+
+    return open_engine(request.text, request.mmproj, request.settings, fits=vision_memory_rule(request.settings))
 
 
 class RequestStream:

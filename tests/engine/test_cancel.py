@@ -79,12 +79,12 @@ def test_a_cancel_event_given_with_the_turn(smollm2):
     assert result.stats.finish_reason == "cancelled" and result.stats.evaluated_tokens == 0
 
 
-@pytest.mark.parametrize("backend", ["llama.cpp", "openvino"])
+@pytest.mark.parametrize("backend", ["llama.cpp", "openvino", "onnxruntime"])
 def test_cancel_between_image_tiles(tiny_pair, images, monkeypatch, backend):
     """The vision encoder cannot be interrupted inside a tile; the engine stops after it."""
     with Engine(*tiny_pair, EngineSettings(vision_backend=backend)) as engine:
         owner, name = (
-            (engine._openvino, "encode") if backend == "openvino" else (engine_module.mtmd, "mtmd_encode_chunk")
+            (engine._encoder, "encode") if backend != "llama.cpp" else (engine_module.mtmd, "mtmd_encode_chunk")
         )
         real_encode = getattr(owner, name)
 

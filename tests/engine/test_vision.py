@@ -19,7 +19,7 @@ from smolchat.engine import speed as speed_module
 from smolchat.engine.engine import Engine
 from smolchat.engine.synthetic import TINY, write_pair
 from smolchat.engine.vision import cpu as cpu_report
-from smolchat.engine.vision import openvino_encoder
+from smolchat.engine.vision import onnx_encoder, openvino_encoder
 from smolchat.engine.vision.cpu import CpuReport
 from smolchat.engine.vision.plan import LLAMA_CPP, NOT_MEASURED, OPENVINO, VisionPlan, backends, precisions
 from smolchat.engine.vision.projector_files import convert_mmproj
@@ -71,7 +71,7 @@ def test_openvino_encoder_matches_libmtmd(tiny_pair, pictures, reference, name, 
     ):
         settings = EngineSettings(vision_backend="openvino", vision_precision=precision, image_max_tokens=cap)
         with Engine(*tiny_pair, settings) as engine:
-            assert engine.vision_plan.backend == "openvino" and engine._openvino is not None
+            assert engine.vision_plan.backend == "openvino" and engine._encoder is not None
             got = engine.encode_image(pictures[name])
         assert got.shape == expected.shape  # the same tiles, cut the same way
         assert check(got), (precision, relative_error(expected, got), cosine(expected, got))
@@ -111,10 +111,10 @@ def test_the_measured_fastest_settings_are_applied(tiny_pair, tmp_path, monkeypa
         plan = engine.vision_plan
         assert (plan.backend, plan.precision, plan.threads) == (backend, precision, threads)
         assert engine.decode_threads == measured.fastest_decode()
-        if backend == "openvino":
-            assert engine._openvino.precision == precision and engine._openvino.threads == threads
+        if backend != "llama.cpp":
+            assert engine._encoder.precision == precision and engine._encoder.threads == threads
         else:
-            assert engine._openvino is None
+            assert engine._encoder is None
         # before its first tile, the wait shown comes from the probe, scaled to this projector's layers
         probe_s = measured.vision[f"{backend} {precision} {threads}"]
         layers = engine.projector_info.n_layer
@@ -153,7 +153,7 @@ def test_openvino_failing_to_load_falls_back_to_libmtmd(tiny_pair, images, monke
     with pytest.raises(VisionEncoderError, match="Choose the llama.cpp vision encoder"):
         Engine(*tiny_pair, plan=VisionPlan(OPENVINO, "F32", 1, 1))
     with open_engine(*tiny_pair, EngineSettings(vision_backend="openvino")) as engine:
-        assert engine.vision_plan.backend == LLAMA_CPP and engine._openvino is None
+        assert engine.vision_plan.backend == LLAMA_CPP and engine._encoder is None
         result, _ = answer(engine, [Message.user("What is in this picture?", images=[images["photo"]])])
         assert result.stats.image_tiles_encoded == 13
 
@@ -164,7 +164,7 @@ def test_a_cpu_without_bf16_falls_back_to_f16(tiny_pair, images, monkeypatch):
     assert measured.cpu == NO_BF16.key
     assert not any("BF16" in candidate for candidate in measured.vision)
     with open_engine(*tiny_pair) as engine:
-        assert engine.vision_plan.precision in ("F16", "F32")
+        assert engine.vision_plan.precision in ("F16", "F32", "INT8", "Q8_0")
         result, _ = answer(engine, [Message.user("What is in this picture?", images=[images["photo"]])])
         assert result.stats.image_tiles_encoded == 13
     with open_engine(*tiny_pair, EngineSettings(vision_backend="llama.cpp")) as engine:
@@ -174,9 +174,10 @@ def test_a_cpu_without_bf16_falls_back_to_f16(tiny_pair, images, monkeypatch):
 
 def test_without_openvino_images_are_read_by_libmtmd(tiny_pair, images, monkeypatch):
     monkeypatch.setattr(openvino_encoder, "available", lambda: False)
+    monkeypatch.setattr(onnx_encoder, "available", lambda: False)
     monkeypatch.setattr(tuning, "_versions", lambda: "without openvino")  # measured afresh
     with open_engine(*tiny_pair) as engine:
-        assert engine.vision_plan.backend == "llama.cpp" and engine._openvino is None
+        assert engine.vision_plan.backend == "llama.cpp" and engine._encoder is None
         result, _ = answer(engine, [Message.user("What is in this picture?", images=[images["photo"]])])
         assert result.stats.image_tiles_encoded == 13 and result.stats.finish_reason == "length"
     with pytest.raises(ValueError, match="OpenVINO is not installed"):

@@ -20,51 +20,20 @@ import os
 import time
 from pathlib import Path
 
-import gguf
 import numpy as np
 
-from smolchat.engine.gguf_info import ModelFileError
-from smolchat.engine.vision.tiles import TileGeometry
+from smolchat.engine.vision.projector_weights import ProjectorWeights, encoder_shape, int8_per_row
 
 log = logging.getLogger(__name__)
 
-# OpenVINO's names for the precisions its CPU plugin computes in.
-INFERENCE_PRECISIONS = {"BF16": "bf16", "F16": "f16", "F32": "f32"}
+# OpenVINO's names for the precisions its CPU plugin computes in. INT8: 8-bit weights (per
+# output row), computed in F32 or, where the CPU has 8-bit dot products (VNNI, AMX), with
+# activations quantized on the fly ("dynamic quantization"); a quarter of the F32 memory.
+INFERENCE_PRECISIONS = {"BF16": "bf16", "F16": "f16", "F32": "f32", "INT8": "f32"}
 
 
 def available() -> bool:
     return importlib.util.find_spec("openvino") is not None
-
-
-class _Weights:
-    """The mmproj's tensors as numpy arrays in PyTorch layout (outermost dimension first)."""
-
-    def __init__(self, path: Path):
-        try:
-            self._reader = gguf.GGUFReader(path)
-        except (ValueError, OSError) as e:
-            raise ModelFileError(path, f"could not be read ({e}).", "Download the projector again.") from e
-        self._tensors = {t.name: t for t in self._reader.tensors}
-        self.path = path
-
-    def field(self, key: str, default=None):
-        f = self._reader.get_field(key)
-        return default if f is None else f.contents()
-
-    def has(self, name: str) -> bool:
-        return name in self._tensors
-
-    def get(self, name: str) -> np.ndarray:
-        tensor = self._tensors.get(name)
-        if tensor is None:
-            raise ModelFileError(
-                self.path, f"has no tensor '{name}'.", "The projector is incomplete; download it again."
-            )
-        shape = tuple(int(n) for n in reversed(tensor.shape))
-        kind = tensor.tensor_type
-        if kind in (gguf.GGMLQuantizationType.F16, gguf.GGMLQuantizationType.F32):
-            return np.asarray(tensor.data).reshape(shape)
-        return gguf.quants.dequantize(tensor.data, kind).reshape(shape).astype(np.float32)
 
 
 class OpenVINOVisionEncoder:
@@ -83,39 +52,13 @@ class OpenVINOVisionEncoder:
         self.precision = precision
         self.threads = threads
         started = time.perf_counter()
-        w = _Weights(self.path)
-        projector = w.field("clip.vision.projector_type") or w.field("clip.projector_type")
-        if projector != "idefics3":
-            raise ModelFileError(
-                self.path,
-                f"has a '{projector}' projector, which the OpenVINO path does not build.",
-                "Use the llama.cpp vision encoder for it.",
-            )
-        self.n_embd = int(w.field("clip.vision.embedding_length"))
-        self.n_head = int(w.field("clip.vision.attention.head_count"))
-        self.n_layer = int(w.field("clip.vision.block_count"))
-        self.eps = float(w.field("clip.vision.attention.layer_norm_epsilon", 1e-6))
-        self.mean = tuple(float(x) for x in w.field("clip.vision.image_mean", [0.5, 0.5, 0.5]))
-        self.std = tuple(float(x) for x in w.field("clip.vision.image_std", [0.5, 0.5, 0.5]))
-        tile = int(w.field("clip.vision.image_size"))
-        patch = int(w.field("clip.vision.patch_size"))
-        scale = int(w.field("clip.vision.projector.scale_factor"))
-        longest = w.field("clip.vision.preproc_image_size")
-        self.geometry = TileGeometry(tile, patch, scale, int(longest) if longest else None)
-        if w.field("clip.use_silu", False) or not w.field("clip.use_gelu", False):
-            raise ModelFileError(
-                self.path,
-                "uses an activation the OpenVINO path does not build.",
-                "Use the llama.cpp vision encoder for it.",
-            )
-        side = tile // patch
-        if side % scale:
-            raise ModelFileError(
-                self.path,
-                "has tiles that do not divide by its scale factor.",
-                "Use the llama.cpp vision encoder for it.",
-            )
-        self.tokens_per_tile = (side // scale) ** 2
+        w = ProjectorWeights(self.path)
+        shape = encoder_shape(w, "OpenVINO")
+        self.n_embd, self.n_head, self.n_layer, self.eps = shape.n_embd, shape.n_head, shape.n_layer, shape.eps
+        self.mean, self.std, self.geometry = shape.mean, shape.std, shape.geometry
+        self.tokens_per_tile = shape.tokens_per_tile
+        g = self.geometry
+        tile, patch, scale = g.tile_size, g.patch_size, g.scale_factor
 
         model = self._build(ov, w, tile, patch, scale)
         self.output_width = int(model.output(0).get_partial_shape()[2].get_length())
@@ -128,6 +71,7 @@ class OpenVINOVisionEncoder:
         # No CACHE_DIR: a compiled blob saves 0.5 s of a 1.5 s load and takes 370 MB of disk
         # per model and precision (SmolVLM-256M).
         self._compiled = core.compile_model(model, "CPU", config)
+        del model, w  # the graph's constants and the file's pages: the compiled model has its own
         self._request = self._compiled.create_infer_request()
         log.info(
             "OpenVINO vision encoder for %s ready in %.2f s (%s, %d threads)",
@@ -139,7 +83,7 @@ class OpenVINOVisionEncoder:
 
     # -- graph -----------------------------------------------------------------------------
 
-    def _build(self, ov, w: _Weights, tile: int, patch: int, scale: int):
+    def _build(self, ov, w: ProjectorWeights, tile: int, patch: int, scale: int):
         import openvino.opset13 as op
 
         def const(name: str):
@@ -147,8 +91,14 @@ class OpenVINOVisionEncoder:
             node = op.constant(data)
             return op.convert(node, np.float32) if data.dtype != np.float32 else node
 
+        def matrix(name: str):
+            if self.precision != "INT8":
+                return const(name)
+            q, scale = int8_per_row(w.get(name))  # the pattern OpenVINO reads as compressed weights
+            return op.multiply(op.convert(op.constant(q), np.float32), op.constant(scale[:, None]))
+
         def linear(x, prefix: str):
-            y = op.matmul(x, const(prefix + ".weight"), transpose_a=False, transpose_b=True)
+            y = op.matmul(x, matrix(prefix + ".weight"), transpose_a=False, transpose_b=True)
             return op.add(y, const(prefix + ".bias")) if w.has(prefix + ".bias") else y
 
         def layer_norm(x, prefix: str):
