@@ -60,7 +60,7 @@ def test_ask_streams_the_answer_and_ends_with_timings(tiny_pair, images):
     assert out.returncode == 0, out.stderr
     last = out.stdout.rstrip("\n").splitlines()[-1]
     assert last.startswith("[first token ") and "tok/s" in last and "52 image" in last
-    assert "13 tiles encoded in" in last and " thread" in last  # ... by openvino BF16, 2 threads
+    assert "13 tiles encoded in" in last and " thread" in last  # ... by onnxruntime INT8, 2 threads
     assert out.stderr == ""
 
 
@@ -114,7 +114,7 @@ def test_ask_json(tiny_pair, images):
     assert stats["image_tiles_encoded"] == 26 and stats["image_tokens"] == 104
     for key in ("ttft_s", "tpot_s", "e2e_s", "decode_tok_s", "prompt_tokens", "reused_tokens", "finish_reason"):
         assert key in stats
-    assert data["vision"].split()[0] in ("openvino", "llama.cpp")
+    assert data["vision"].split()[0] in ("onnxruntime", "openvino", "llama.cpp")
 
 
 def test_ask_with_a_real_text_model(smollm2_path):
@@ -203,7 +203,7 @@ def test_bench_json_with_baseline(tiny_pair, images):
     assert data["baseline"]["turns"][1]["reused_tokens"] == 0  # the baseline re-reads everything
     assert data["peak_rss_mb"] > 0 and data["baseline"]["peak_rss_mb"] > 0
     # how images were read, and how long a tile took
-    assert data["vision"].split()[0] in ("openvino", "llama.cpp") and "thread" in data["vision"]
+    assert data["vision"].split()[0] in ("onnxruntime", "openvino", "llama.cpp") and "thread" in data["vision"]
     assert first["encode_s_per_tile"] > 0 and first["image_tiles_encoded"] == 13
 
 
