@@ -172,6 +172,20 @@ def test_settings_that_need_a_reload_reload_the_model(qtbot, app):
     qtbot.waitUntil(lambda: app.window.composer.meter.maximum() == 2048, timeout=30_000)
 
 
+def test_exact_vision_reloads_the_model_reading_images_in_full_precision(qtbot, app):
+    dialog = app.turns.settings_dialog()
+    qtbot.addWidget(dialog)
+    assert not dialog.exact_vision.isChecked()
+    dialog.exact_vision.setChecked(True)
+    assert "load again" in dialog.reload_note.text()
+    with qtbot.waitSignal(app.turns.model_ready, timeout=60_000):
+        app.turns.apply_settings(dialog.chosen())
+    plan = app.turns.model_info.vision_plan
+    assert plan.precision not in ("INT8", "Q8_0")
+    assert app.turns.model_info.settings.vision_precision == "exact"
+    assert settings_module.load().for_model(app.turns.model.name).exact_vision  # kept for next time
+
+
 def test_the_settings_chosen_in_the_dialog_are_the_ones_the_next_start_loads(qtbot, app):
     dialog = app.turns.settings_dialog()
     qtbot.addWidget(dialog)
