@@ -124,22 +124,32 @@ def _coefficients(in_size: int, out_size: int, method: str) -> tuple[np.ndarray,
     return first, fixed
 
 
+_BLOCK_VALUES = 1 << 18  # output values resampled at a time: the int32 sums stay in cache
+
+
 def _resample_axis(image: np.ndarray, out_size: int, axis: int, method: str) -> np.ndarray:
     in_size = image.shape[axis]
     first, weights = _coefficients(in_size, out_size, method)
-    # The resampled axis first and contiguous, so each tap gathers whole rows. int32
-    # accumulators, as in libmtmd (and Pillow): the sums fit.
-    src = np.ascontiguousarray(np.moveaxis(image, axis, 0)).astype(np.int32)
-    acc = np.full((out_size,) + src.shape[1:], 1 << (_PRECISION_BITS - 1), np.int32)
-    term = np.empty_like(acc)
     weights = weights.astype(np.int32)
+    # The resampled axis first and contiguous, so each tap gathers whole rows. int32
+    # accumulators, as in libmtmd (and Pillow): the sums fit. A block of output rows at a
+    # time, so that a 2048 px picture needs a few MB of sums rather than hundreds.
+    src = np.ascontiguousarray(np.moveaxis(image, axis, 0))
+    out = np.empty((out_size,) + src.shape[1:], np.uint8)
+    row_values = max(1, src[0].size)
+    block = max(1, _BLOCK_VALUES // row_values)
     expand = (slice(None),) + (None,) * (src.ndim - 1)
-    for tap in range(weights.shape[1]):
-        index = np.minimum(first + tap, in_size - 1)  # weight 0 where past the edge
-        np.multiply(src[index], weights[:, tap][expand], out=term)
-        acc += term
-    acc >>= _PRECISION_BITS
-    out = np.clip(acc, 0, 255).astype(np.uint8)
+    for start in range(0, out_size, block):
+        rows = slice(start, min(start + block, out_size))
+        acc = np.full((rows.stop - start,) + src.shape[1:], 1 << (_PRECISION_BITS - 1), np.int32)
+        term = np.empty_like(acc)
+        for tap in range(weights.shape[1]):
+            index = np.minimum(first[rows] + tap, in_size - 1)  # weight 0 where past the edge
+            np.multiply(src[index], weights[rows, tap][expand], out=term)
+            acc += term
+        acc >>= _PRECISION_BITS
+        np.clip(acc, 0, 255, out=acc)
+        out[rows] = acc
     return np.moveaxis(out, 0, axis)
 
 
