@@ -339,9 +339,8 @@ def estimate_memory(
         vision_backend, vision_precision, vision_on_gpu = guess.backend, guess.precision, guess.on_gpu
     if vision_backend not in (LLAMA_CPP, *OWN_ENCODERS):
         raise EstimateError(f"Unknown vision encoder '{vision_backend}'; use {LLAMA_CPP}, {ONNXRUNTIME} or {OPENVINO}.")
-    image = _image_bytes(v, image_max_tokens)
 
-    if vision_backend in OWN_ENCODERS:
+    if vision_backend in OWN_ENCODERS:  # they cut the tiles: libmtmd lays the prompt out only
         # libmtmd keeps a layout-only copy for prompts; our own encoder holds the weights (see above)
         precision = vision_precision.upper()
         if vision_backend == OPENVINO:
@@ -363,8 +362,7 @@ def estimate_memory(
         encoder = fixed + round(per_f32 * f32_weights) - compiled  # beyond the weights it holds
         layout_compute = v.n_pos * v.n_embd * 4 * 2
         projector_weights = Part(_layout_bytes(v) + compiled)
-        # the engine cuts its own F32 tiles besides libmtmd's
-        vision_work = Part(encoder + layout_compute + image + _tile_bytes(v, image_max_tokens))
+        vision_work = Part(encoder + layout_compute + _own_image_bytes(v, image_max_tokens))
     else:
         weights = v.size_bytes
         if v.bytes_per_weight == 4 and vision_precision.upper() in ("F16", "BF16"):
@@ -372,6 +370,7 @@ def estimate_memory(
         compute = _vision_compute(v, flash_attn)
         on_gpu = bool(vision_on_gpu)
         projector_weights = Part(0, weights) if on_gpu else Part(weights)
+        image = _image_bytes(v, image_max_tokens)
         vision_work = Part(LIBMTMD_FIXED + image + (0 if on_gpu else compute), compute if on_gpu else 0)
     return MemoryEstimate(
         text_weights,
@@ -467,8 +466,12 @@ def _max_tiles(v: _VisionShape, image_max_tokens: int | None) -> int:
     return grid + 1
 
 
-def _tile_bytes(v: _VisionShape, image_max_tokens: int | None) -> int:
-    return _max_tiles(v, image_max_tokens) * 3 * v.image_size**2 * 4  # normalized F32 tiles
+def _own_image_bytes(v: _VisionShape, image_max_tokens: int | None) -> int:
+    """The largest image in memory at once when our own encoder reads it: the 8-bit tiles,
+    the picture scaled to the preprocessing size, and the one tile normalized to F32."""
+    tile = 3 * v.image_size**2
+    side = v.preproc_image_size or 2048
+    return _max_tiles(v, image_max_tokens) * tile + 3 * side * side + 4 * tile
 
 
 def _image_bytes(v: _VisionShape, image_max_tokens: int | None) -> int:

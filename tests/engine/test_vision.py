@@ -207,6 +207,27 @@ def test_openvino_agrees_with_libmtmd_on_the_answer_path(tiny_pair, images):
     assert stats["openvino"][2] == 0
 
 
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_libmtmd_gets_no_pixels_when_our_own_encoder_reads(tiny_pair, images, backend, monkeypatch):
+    """libmtmd only lays the prompt out: it is handed placeholders, so it never spends time
+    and memory preprocessing a picture it will not read."""
+    from smolchat.engine import engine as engine_module
+
+    given: list[frozenset] = []
+    real_layout = engine_module.mtmd_layout
+
+    def spy(ctx, segments, real_ids):
+        given.append(real_ids)
+        return real_layout(ctx, segments, real_ids)
+
+    monkeypatch.setattr(engine_module, "mtmd_layout", spy)
+    with Engine(*tiny_pair, EngineSettings(vision_backend=backend, vision_precision="F32")) as engine:
+        result, _ = answer(engine, [Message.user("What is in this picture?", images=[images["photo"]])])
+        assert result.stats.image_tiles_encoded == 13 and result.stats.image_tokens > 0
+        engine.encode_image(images["second"])
+    assert given and not any(given)
+
+
 def test_tiles_cut_differently_from_libmtmd_are_refused_not_misread(tiny_pair, images, monkeypatch):
     from smolchat.engine import engine as engine_module
 

@@ -139,12 +139,11 @@ def test_libmtmd_on_a_gpu_holds_the_projector_in_video_memory(tiny):
     assert estimate.projector_weights == Part(0, projector.size_bytes)
 
 
-def test_openvino_costs_more_and_grows_with_the_projector(tiny):
+def test_openvino_grows_with_the_projector_faster_than_libmtmd(tiny):
     text, projector = tiny
     openvino = dict(vision_backend="openvino", vision_precision="BF16", vision_on_gpu=False)
     libmtmd = estimate_memory(text, projector, n_ctx=4096, **CPU_LIBMTMD)
     ov = estimate_memory(text, projector, n_ctx=4096, **openvino)
-    assert ov.total > libmtmd.total
     # a projector 100 MB larger: libmtmd holds 100 MB more, OpenVINO several times that
     bigger = replace(projector, size_bytes=projector.size_bytes + 100_000_000)
     libmtmd_growth = estimate_memory(text, bigger, n_ctx=4096, **CPU_LIBMTMD).total - libmtmd.total
