@@ -21,7 +21,7 @@ from pathlib import Path
 
 from smolchat import calibrate
 from smolchat.engine.gguf_info import inspect_projector, inspect_text_model
-from smolchat.engine.vision.plan import projector_for
+from smolchat.engine.vision.plan import ONNXRUNTIME, projector_for
 from smolchat.models.memory import MemoryEstimate, MiB, estimate_memory, expected_vision
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -71,9 +71,14 @@ def bench(text: Path, mmproj: Path, photo: Path, n_ctx: int, runs: int, vision: 
 
 
 def prepare_copies(mmproj: Path, file_type: int | None, vision: str) -> None:
-    """Make the projector copy the engine will load (a BF16 or layout-only file) now, so that
-    making it once is not part of the measured peak."""
-    projector_for(mmproj, file_type, calibrate.plan(backend=vision if vision != "auto" else "auto"))
+    """Make the projector copy the engine will load (a BF16 or layout-only file) and the saved
+    ONNX Runtime encoder now, so that making them once is not part of the measured peak."""
+    plan = calibrate.plan(backend=vision if vision != "auto" else "auto")
+    projector_for(mmproj, file_type, plan)
+    if plan.backend == ONNXRUNTIME:
+        from smolchat.engine.vision.onnx_encoder import exported_model
+
+        exported_model(mmproj, plan.precision)
 
 
 def row(vision: str, n_ctx: int, estimate: MemoryEstimate, measured_mib: float) -> tuple[str, ...]:

@@ -12,6 +12,11 @@
   but none of its transformer layers. A copy without them saves their memory (170 MB for
   SmolVLM-256M, 800 MB for 2.2B).
 
+- As an exported encoder: ONNX Runtime reads a network saved to disk faster (0.15 s against
+  2.5 s to build it) and in less memory (its weights are mapped from the file and let go once
+  it has repacked them, where weights handed over from Python stay held twice). A folder per
+  source and precision, kept with the other caches: it can be made again.
+
 Copies are written under a temporary name and renamed into place, so a crash or a full disk
 never leaves a half-written file under the final name. Each copy records (in its metadata) the
 file it was made from, so that copies of files that are gone or changed can be found and deleted.
@@ -23,6 +28,8 @@ import hashlib
 import logging
 import os
 import re
+import shutil
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -49,12 +56,55 @@ LAYOUT = "layout"
 COPY_KINDS = (LAYOUT, *PRECISIONS)
 
 
+def _source_tag(source: Path) -> str:
+    stat = source.stat()
+    return hashlib.sha256(f"{source.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:12]
+
+
+def _stem(source: Path) -> str:
+    return re.sub(r"-(F16|F32|BF16|f16|f32|bf16)$", "", source.stem)
+
+
 def copy_name(source: Path, kind: str) -> str:
     """A file name for a copy of ``source`` that changes whenever the source does."""
-    stat = source.stat()
-    tag = hashlib.sha256(f"{source.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:12]
-    stem = re.sub(r"-(F16|F32|BF16|f16|f32|bf16)$", "", source.stem)
-    return f"{stem}-{kind}-{tag}.gguf"
+    return f"{_stem(source)}-{kind}-{_source_tag(source)}.gguf"
+
+
+PARTIAL = ".partial"  # in the name of a copy or folder still being written
+EXPORT_SOURCE_FILE = "source.txt"  # in an exported encoder's folder: the path it was made from
+
+
+def _export_folder() -> Path:
+    return paths.cache_dir() / "exported-encoders"
+
+
+def export_path(source: str | os.PathLike[str], kind: str) -> Path:
+    """The folder for an encoder of ``kind`` exported from ``source`` (a name that changes
+    whenever the source does, and with ``kind``, which names the format's version too)."""
+    source = Path(source)
+    return _export_folder() / f"{_stem(source)}-{kind}-{_source_tag(source)}"
+
+
+def _exports_of(source: Path) -> list[Path]:
+    tag = _source_tag(source)
+    folder = _export_folder()
+    return sorted(p for p in folder.glob(f"*-{tag}") if p.is_dir()) if folder.is_dir() else []
+
+
+def _export_orphaned(folder: Path) -> bool:
+    if PARTIAL in folder.name:  # left by an export that was killed; a recent one may still be going
+        try:
+            return time.time() - folder.stat().st_mtime > 3600
+        except OSError:
+            return False
+    try:
+        source = Path((folder / EXPORT_SOURCE_FILE).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError):
+        return True
+    try:
+        return not folder.name.endswith(f"-{_source_tag(source)}")
+    except OSError:  # the source is gone
+        return True
 
 
 def copy_path(source: Path, kind: str) -> Path:
@@ -70,7 +120,7 @@ def _copy_folder(kind: str) -> Path:
 def copies_of(source: Path) -> list[Path]:
     """The copies SmolChat keeps of ``source`` as it is now (none once it is gone)."""
     try:
-        return [p for kind in COPY_KINDS if (p := copy_path(source, kind)).exists()]
+        return [p for kind in COPY_KINDS if (p := copy_path(source, kind)).exists()] + _exports_of(source)
     except OSError:
         return []
 
@@ -81,9 +131,15 @@ def remove_copies(copies: Iterable[Path] = ()) -> None:
     Windows) is left for the next time."""
     folders = {_copy_folder(kind) for kind in COPY_KINDS}
     doomed = set(copies) | {copy for folder in folders for copy in folder.glob("*.gguf") if _orphaned(copy)}
+    exports = _export_folder()
+    if exports.is_dir():
+        doomed |= {folder for folder in exports.iterdir() if folder.is_dir() and _export_orphaned(folder)}
     for copy in sorted(doomed):
         try:
-            copy.unlink(missing_ok=True)
+            if copy.is_dir():
+                shutil.rmtree(copy)
+            else:
+                copy.unlink(missing_ok=True)
         except OSError as e:
             log.info("could not delete %s now: %s", copy, e)
 
@@ -125,7 +181,7 @@ def _rewrite(
         fields = {**fields, _SOURCE: (origin, gguf.GGUFValueType.STRING)}
     except UnicodeEncodeError:  # a path that is not UTF-8 is not recorded: the copy goes only with its model
         pass
-    partial = target.with_name(target.name + ".partial")
+    partial = target.with_name(target.name + PARTIAL)
     target.parent.mkdir(parents=True, exist_ok=True)
     writer = gguf.GGUFWriter(partial, arch=arch.contents() if arch else "clip", endianess=reader.endianess)
     try:
