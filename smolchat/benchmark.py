@@ -9,7 +9,8 @@ The baseline is the same conversation through llama-cpp-python's own
 ``Llama.create_chat_completion`` with ``MTMDChatHandler``, which evaluates the whole
 conversation, images included, on every turn.
 
-Each engine is measured in a fresh process so that its peak memory is its own.
+Each engine is measured in a process of its own so that its peak memory is its own, and the
+two take turns run by run, so that a slow minute of the machine falls on both.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import statistics
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
@@ -157,145 +159,189 @@ def _report(engine: str, per_turn: list[list[dict]], load_s: float, vision: str,
     )
 
 
-def measure_smolchat(config: BenchConfig, progress=None) -> EngineReport:
-    """The conversation through SmolChat's engine (KV prefix reuse across turns)."""
-    from smolchat.budget.fit import vision_memory_rule
-    from smolchat.calibrate import open_engine
-    from smolchat.engine import Message, SamplingParams, TurnResult
+class SmolChatRuns:
+    """The conversation through SmolChat's engine (KV prefix reuse across turns), loaded once."""
 
-    sampling = SamplingParams(temperature=0.0, max_tokens=config.max_tokens, ignore_eos=True)
-    started = time.perf_counter()
-    with open_engine(config.model, config.mmproj, config.settings, fits=vision_memory_rule(config.settings)) as engine:
-        load_s = time.perf_counter() - started
-        plan = engine.vision_plan
-        vision = f"{plan.describe()} ({plan.how})" if plan else "none"
-        decode_threads = engine.decode_threads
-        per_turn: list[list[dict]] = [[] for _ in range(config.turns)]
-        for run in range(config.runs + 1):  # run 0 is the warm-up
-            engine.reset()
-            messages = []
-            for turn in range(config.turns):
-                images = config.images if turn == 0 else ()
-                messages.append(Message.user(question(turn, config), images=images))
-                result = None
-                for event in engine.run_turn(messages, sampling):
-                    if isinstance(event, TurnResult):
-                        result = event
-                assert result is not None
-                messages.append(Message.assistant(result.text))
-                if run > 0:
-                    per_turn[turn].append(result.stats.as_dict())
-                if progress:
-                    progress(f"smolchat run {run or 'warm-up'} turn {turn + 1}: TTFT {result.stats.ttft_s:.2f} s")
-    return _report("smolchat", per_turn, load_s, vision, decode_threads)
+    engine_name = "smolchat"
+
+    def __init__(self, config: BenchConfig, progress=None):
+        from smolchat.budget.fit import vision_memory_rule
+        from smolchat.calibrate import open_engine
+
+        self.config, self.progress = config, progress
+        started = time.perf_counter()
+        self._engine = open_engine(
+            config.model, config.mmproj, config.settings, fits=vision_memory_rule(config.settings)
+        )
+        self.load_s = time.perf_counter() - started
+        plan = self._engine.vision_plan
+        self.vision = f"{plan.describe()} ({plan.how})" if plan else "none"
+        self.decode_threads = self._engine.decode_threads
+
+    def run(self, index: int) -> list[dict]:
+        """One conversation from an empty cache: each turn's figures."""
+        from smolchat.engine import Message, SamplingParams, TurnResult
+
+        config, engine = self.config, self._engine
+        sampling = SamplingParams(temperature=0.0, max_tokens=config.max_tokens, ignore_eos=True)
+        engine.reset()
+        messages, figures = [], []
+        for turn in range(config.turns):
+            images = config.images if turn == 0 else ()
+            messages.append(Message.user(question(turn, config), images=images))
+            result = None
+            for event in engine.run_turn(messages, sampling):
+                if isinstance(event, TurnResult):
+                    result = event
+            assert result is not None
+            messages.append(Message.assistant(result.text))
+            figures.append(result.stats.as_dict())
+            if self.progress:
+                self.progress(f"smolchat run {index or 'warm-up'} turn {turn + 1}: TTFT {result.stats.ttft_s:.2f} s")
+        return figures
+
+    def close(self) -> None:
+        self._engine.close()
 
 
-def measure_baseline(config: BenchConfig, progress=None) -> EngineReport:
+class BaselineRuns:
     """The same conversation through Llama.create_chat_completion + MTMDChatHandler."""
-    from llama_cpp import Llama
-    from llama_cpp.llama_chat_format import MTMDChatHandler
 
-    from smolchat.engine import native
-    from smolchat.engine.backends import llama_cpp
-    from smolchat.engine.engine import default_threads
+    engine_name = "baseline"
 
-    native.route_native_logs()
-    settings = config.settings
-    threads = settings.n_threads or default_threads()
-    started = time.perf_counter()
-    handler = MTMDChatHandler(str(config.mmproj), verbose=False) if config.mmproj else None
-    llama = Llama(
-        str(config.model),
-        n_ctx=settings.n_ctx,
-        n_batch=settings.n_batch,
-        n_ubatch=settings.n_batch,
-        n_threads=threads,
-        n_threads_batch=settings.n_threads_batch or threads,
-        n_gpu_layers=settings.n_gpu_layers,
-        flash_attn=settings.flash_attn,
-        chat_handler=handler,
-        verbose=False,
-    )
-    try:
-        vocab = llama_cpp.llama_model_get_vocab(llama.model)
+    def __init__(self, config: BenchConfig, progress=None):
+        from llama_cpp import Llama
+        from llama_cpp.llama_chat_format import MTMDChatHandler
+
+        from smolchat.engine import native
+        from smolchat.engine.backends import llama_cpp
+        from smolchat.engine.engine import default_threads
+
+        native.route_native_logs()
+        self.config, self.progress = config, progress
+        settings = config.settings
+        threads = settings.n_threads or default_threads()
+        started = time.perf_counter()
+        handler = MTMDChatHandler(str(config.mmproj), verbose=False) if config.mmproj else None
+        self._llama = Llama(
+            str(config.model),
+            n_ctx=settings.n_ctx,
+            n_batch=settings.n_batch,
+            n_ubatch=settings.n_batch,
+            n_threads=threads,
+            n_threads_batch=settings.n_threads_batch or threads,
+            n_gpu_layers=settings.n_gpu_layers,
+            flash_attn=settings.flash_attn,
+            chat_handler=handler,
+            verbose=False,
+        )
+        vocab = llama_cpp.llama_model_get_vocab(self._llama.model)
         # Token ids as keys: the chat handler hands them to create_completion, which reads int(key).
-        never_end = {t: float("-inf") for t in native.end_of_turn_tokens(vocab)}
-        load_s = time.perf_counter() - started
-        per_turn: list[list[dict]] = [[] for _ in range(config.turns)]
-        for run in range(config.runs + 1):
-            messages: list[ChatCompletionRequestMessage] = []
-            for turn in range(config.turns):
-                parts: list[ChatCompletionRequestMessageContentPart] = []
-                if turn == 0:
-                    parts += [{"type": "image_url", "image_url": {"url": p.resolve().as_uri()}} for p in config.images]
-                parts.append({"type": "text", "text": question(turn, config)})
-                messages.append({"role": "user", "content": parts})
-                t0 = time.perf_counter()
-                first = None
-                answer = ""
-                # stream=True returns chunks; the annotation is the union of both return types
-                chunks = cast(
-                    "Iterator[CreateChatCompletionStreamResponse]",
-                    llama.create_chat_completion(
-                        messages=messages,
-                        max_tokens=config.max_tokens,
-                        temperature=0.0,
-                        logit_bias=never_end,
-                        stream=True,
-                    ),
-                )
-                for chunk in chunks:
-                    content = chunk["choices"][0]["delta"].get("content")
-                    delta = content if isinstance(content, str) else None
-                    if delta is not None and first is None:
-                        first = time.perf_counter()
-                    answer += delta or ""
-                end = time.perf_counter()
-                ttft = (first or end) - t0
-                tpot = (end - (first or end)) / max(1, config.max_tokens - 1)
-                # The chat template takes content parts from every role; llama_types allows them
-                # for the user's messages only.
-                reply = {"role": "assistant", "content": [{"type": "text", "text": answer}]}
-                messages.append(cast("ChatCompletionRequestMessage", reply))
-                if run > 0:
-                    per_turn[turn].append(
-                        {
-                            "ttft_s": ttft,
-                            "tpot_s": tpot,
-                            "e2e_s": end - t0,
-                            "decode_tok_s": 1 / tpot if tpot else None,
-                            # the KV cache then holds the prompt and all but the last answer token
-                            "prompt_tokens": llama.n_tokens - (config.max_tokens - 1),
-                            "image_tokens": None,
-                            "reused_tokens": 0,
-                        }
-                    )
-                if progress:
-                    progress(f"baseline run {run or 'warm-up'} turn {turn + 1}: TTFT {ttft:.2f} s")
-    finally:
-        llama.close()
-    vision = f"libmtmd F16 file as given, {threads} threads" if config.mmproj else "none"
-    return _report("baseline", per_turn, load_s, vision, threads)
+        self._never_end = {t: float("-inf") for t in native.end_of_turn_tokens(vocab)}
+        self.load_s = time.perf_counter() - started
+        self.vision = f"libmtmd F16 file as given, {threads} threads" if config.mmproj else "none"
+        self.decode_threads = threads
+
+    def run(self, index: int) -> list[dict]:
+        config, llama = self.config, self._llama
+        messages: list[ChatCompletionRequestMessage] = []
+        figures = []
+        for turn in range(config.turns):
+            parts: list[ChatCompletionRequestMessageContentPart] = []
+            if turn == 0:
+                parts += [{"type": "image_url", "image_url": {"url": p.resolve().as_uri()}} for p in config.images]
+            parts.append({"type": "text", "text": question(turn, config)})
+            messages.append({"role": "user", "content": parts})
+            t0 = time.perf_counter()
+            first = None
+            answer = ""
+            # stream=True returns chunks; the annotation is the union of both return types
+            chunks = cast(
+                "Iterator[CreateChatCompletionStreamResponse]",
+                llama.create_chat_completion(
+                    messages=messages,
+                    max_tokens=config.max_tokens,
+                    temperature=0.0,
+                    logit_bias=self._never_end,
+                    stream=True,
+                ),
+            )
+            for chunk in chunks:
+                content = chunk["choices"][0]["delta"].get("content")
+                delta = content if isinstance(content, str) else None
+                if delta is not None and first is None:
+                    first = time.perf_counter()
+                answer += delta or ""
+            end = time.perf_counter()
+            ttft = (first or end) - t0
+            tpot = (end - (first or end)) / max(1, config.max_tokens - 1)
+            # The chat template takes content parts from every role; llama_types allows them
+            # for the user's messages only.
+            reply = {"role": "assistant", "content": [{"type": "text", "text": answer}]}
+            messages.append(cast("ChatCompletionRequestMessage", reply))
+            figures.append(
+                {
+                    "ttft_s": ttft,
+                    "tpot_s": tpot,
+                    "e2e_s": end - t0,
+                    "decode_tok_s": 1 / tpot if tpot else None,
+                    # the KV cache then holds the prompt and all but the last answer token
+                    "prompt_tokens": llama.n_tokens - (config.max_tokens - 1),
+                    "image_tokens": None,
+                    "reused_tokens": 0,
+                }
+            )
+            if self.progress:
+                self.progress(f"baseline run {index or 'warm-up'} turn {turn + 1}: TTFT {ttft:.2f} s")
+        return figures
+
+    def close(self) -> None:
+        self._llama.close()
 
 
 def _progress_to_stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def _measure_in_child(kind: str, config: BenchConfig, verbose: bool) -> EngineReport:
-    measure = measure_baseline if kind == "baseline" else measure_smolchat
-    return measure(config, _progress_to_stderr if verbose else None)
+# In each measuring process: the engine it holds between runs.
+_runner: SmolChatRuns | BaselineRuns | None = None
+
+
+def _open_in_child(kind: str, config: BenchConfig, verbose: bool) -> None:
+    global _runner
+    runner = BaselineRuns if kind == "baseline" else SmolChatRuns
+    _runner = runner(config, _progress_to_stderr if verbose else None)
+
+
+def _run_in_child(index: int) -> list[dict]:
+    assert _runner is not None
+    return _runner.run(index)
+
+
+def _report_from_child(per_turn: list[list[dict]]) -> EngineReport:
+    assert _runner is not None
+    _runner.close()
+    return _report(_runner.engine_name, per_turn, _runner.load_s, _runner.vision, _runner.decode_threads)
 
 
 def run_benchmark(config: BenchConfig, *, baseline: bool = False, verbose: bool = False) -> list[EngineReport]:
-    """Measure SmolChat (and the baseline), each in a fresh process."""
+    """Measure SmolChat (and the baseline), each in a process of its own so that its peak
+    memory is its own, run by run in turn: whatever else slows the machine for a while (the
+    page cache, a warm CPU, another program) falls on both alike."""
     kinds = ["smolchat"] + (["baseline"] if baseline else [])
-    reports = []
     context = multiprocessing.get_context("spawn")
-    for kind in kinds:
-        with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-            reports.append(pool.submit(_measure_in_child, kind, config, verbose).result())
-    return reports
+    with ExitStack() as stack:
+        pools = {kind: stack.enter_context(ProcessPoolExecutor(max_workers=1, mp_context=context)) for kind in kinds}
+        for kind, pool in pools.items():
+            pool.submit(_open_in_child, kind, config, verbose).result()
+        per_turn: dict[str, list[list[dict]]] = {kind: [[] for _ in range(config.turns)] for kind in kinds}
+        for run in range(config.runs + 1):  # run 0 is the warm-up
+            for kind, pool in pools.items():
+                figures = pool.submit(_run_in_child, run).result()
+                if run > 0:
+                    for turn, sample in enumerate(figures):
+                        per_turn[kind][turn].append(sample)
+        return [pools[kind].submit(_report_from_child, per_turn[kind]).result() for kind in kinds]
 
 
 def validate(config: BenchConfig) -> None:
