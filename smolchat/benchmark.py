@@ -80,6 +80,7 @@ class EngineReport:
     ttft_s_runs: list[list[float]] = field(default_factory=list)  # per turn, every run
     vision: str = ""  # how images were read: encoder, precision, threads
     decode_threads: int = 0
+    text_flash_attn: bool = True  # whether the text model ran with flash attention
 
 
 def question(turn: int, config: BenchConfig) -> str:
@@ -147,7 +148,9 @@ def _median_figures(samples: list[dict]) -> TurnFigures:
     )
 
 
-def _report(engine: str, per_turn: list[list[dict]], load_s: float, vision: str, decode_threads: int) -> EngineReport:
+def _report(
+    engine: str, per_turn: list[list[dict]], load_s: float, vision: str, decode_threads: int, text_flash_attn: bool
+) -> EngineReport:
     return EngineReport(
         engine=engine,
         turns=[_median_figures(samples) for samples in per_turn],
@@ -156,6 +159,7 @@ def _report(engine: str, per_turn: list[list[dict]], load_s: float, vision: str,
         ttft_s_runs=[[s["ttft_s"] for s in samples] for samples in per_turn],
         vision=vision,
         decode_threads=decode_threads,
+        text_flash_attn=text_flash_attn,
     )
 
 
@@ -177,6 +181,7 @@ class SmolChatRuns:
         plan = self._engine.vision_plan
         self.vision = f"{plan.describe()} ({plan.how})" if plan else "none"
         self.decode_threads = self._engine.decode_threads
+        self.text_flash_attn = self._engine.text_flash_attn
 
     def run(self, index: int) -> list[dict]:
         """One conversation from an empty cache: each turn's figures."""
@@ -241,6 +246,7 @@ class BaselineRuns:
         self.load_s = time.perf_counter() - started
         self.vision = f"libmtmd F16 file as given, {threads} threads" if config.mmproj else "none"
         self.decode_threads = threads
+        self.text_flash_attn = settings.flash_attn
 
     def run(self, index: int) -> list[dict]:
         config, llama = self.config, self._llama
@@ -321,7 +327,8 @@ def _run_in_child(index: int) -> list[dict]:
 def _report_from_child(per_turn: list[list[dict]]) -> EngineReport:
     assert _runner is not None
     _runner.close()
-    return _report(_runner.engine_name, per_turn, _runner.load_s, _runner.vision, _runner.decode_threads)
+    r = _runner
+    return _report(r.engine_name, per_turn, r.load_s, r.vision, r.decode_threads, r.text_flash_attn)
 
 
 def run_benchmark(config: BenchConfig, *, baseline: bool = False, verbose: bool = False) -> list[EngineReport]:

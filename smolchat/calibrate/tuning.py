@@ -51,10 +51,13 @@ from smolchat.files import write_json
 
 log = logging.getLogger(__name__)
 
-_FORMAT = 2  # bump when what is measured changes
+_FORMAT = 3  # bump when what is measured changes
 
 PROBE_NAME = "SmolChatProbe"
 PROBE_VISION_LAYERS = 2  # SigLIP at its real width, few layers: enough to rank the candidates
+# Where generation is timed with and without flash attention: a photo's tokens and a question.
+# (With a short context flash attention can win on the same CPU where it loses here.)
+LONG_CONTEXT = 1024
 
 
 @dataclass
@@ -64,6 +67,14 @@ class Measurements:
     decode: dict[str, float]  # "threads" -> seconds per token
     # "backend precision" -> the probe tile's cosine similarity with libmtmd's F16 embeddings
     agreement: dict[str, float] = field(default_factory=dict)
+    # "flash" / "plain" -> seconds per token generated with LONG_CONTEXT tokens before it
+    long_decode: dict[str, float] = field(default_factory=dict)
+
+    def text_flash_attn(self) -> bool:
+        """Flash attention for the text model unless generating without it measured faster
+        (by more than the noise of a few runs)."""
+        flash, plain = self.long_decode.get("flash"), self.long_decode.get("plain")
+        return not (flash and plain and plain < flash * 0.97)
 
     def agrees(self, candidate: str) -> bool:
         """Whether a "backend precision [threads]" candidate passed the agreement gate."""
@@ -177,6 +188,41 @@ def _time_llama_cpp(
     return min(tile_runs[1:]), stats.tpot_s or float("inf"), embeddings
 
 
+def _time_long_decode(text: Path, threads: int) -> dict[str, float]:
+    """Seconds per generated token with LONG_CONTEXT tokens in the context, with flash
+    attention ("flash") and without ("plain"), on the probe's text model."""
+    from smolchat.engine import native
+
+    timings = {}
+    for name, flash in (("flash", True), ("plain", False)):
+        model = native.TextModel(
+            str(text),
+            n_ctx=LONG_CONTEXT + 64,
+            n_batch=512,
+            n_threads=threads,
+            n_threads_batch=threads,
+            n_gpu_layers=0,
+            flash_attn=flash,
+        )
+        try:
+            n_vocab = llama_cpp.llama_vocab_n_tokens(model.vocab)
+            batch = native.TokenBatch(512)
+            context = [i % n_vocab for i in range(LONG_CONTEXT)]
+            for start in range(0, LONG_CONTEXT, 512):
+                if llama_cpp.llama_decode(model.ctx, batch.fill(context[start : start + 512], start, True)):
+                    raise SmolChatError("llama.cpp could not evaluate the probe's context")
+            runs = []
+            for step in range(24):
+                began = time.perf_counter()
+                if llama_cpp.llama_decode(model.ctx, batch.fill([step % n_vocab], LONG_CONTEXT + step, True)):
+                    raise SmolChatError("llama.cpp could not evaluate the probe's context")
+                runs.append(time.perf_counter() - began)
+            timings[name] = float(np.median(runs[4:]))  # the first few warm the caches
+        finally:
+            model.close()
+    return timings
+
+
 def measure(cpu: CpuReport, folder: Path) -> Measurements:
     """Time every candidate on the probe models, and check its embeddings against libmtmd's
     F16 ones (a few seconds in all)."""
@@ -220,7 +266,10 @@ def measure(cpu: CpuReport, folder: Path) -> Measurements:
     refused = [f"{k} ({c:.4f})" for k, c in agreement.items() if c < AGREEMENT_COSINE]
     if refused:
         log.warning("vision encoders that disagree with libmtmd here, never chosen: %s", ", ".join(refused))
-    return Measurements(cpu.key, vision, decode, agreement)
+    result = Measurements(cpu.key, vision, decode, agreement)
+    result.long_decode = _time_long_decode(text, result.fastest_decode())
+    log.info("generation with %d tokens before it: %s", LONG_CONTEXT, result.long_decode)
+    return result
 
 
 def _saved() -> tuple[Path, dict]:
@@ -307,10 +356,11 @@ def plan(
     explicit = backend != "auto" or precision != "auto" or bool(threads)
     how = "settings, the rest measured on this computer" if explicit else "measured on this computer"
     decode = decode_threads or m.fastest_decode()
+    text_flash_attn = m.text_flash_attn()
     passed_over: list[str] = []
     for key in sorted((k for k in m.vision if allowed(k)), key=m.vision.__getitem__):
         k_backend, k_precision, k_threads = key.split()
-        candidate = VisionPlan(k_backend, k_precision, int(k_threads), decode, how)
+        candidate = VisionPlan(k_backend, k_precision, int(k_threads), decode, how, text_flash_attn)
         reason = fits(candidate) if fits else None
         if reason is None:
             if passed_over:
@@ -323,4 +373,4 @@ def plan(
     fast_precision = precision if chosen_precision else precisions(fast_backend, cpu)[0]
     if passed_over:
         how = f"{how}; {'; '.join(passed_over)}"
-    return VisionPlan(fast_backend, fast_precision, threads or cpu.physical_cores, decode, how)
+    return VisionPlan(fast_backend, fast_precision, threads or cpu.physical_cores, decode, how, text_flash_attn)

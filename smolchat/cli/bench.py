@@ -85,6 +85,7 @@ def as_json(config: BenchConfig, reports: list[EngineReport]) -> dict:
         "images": [str(p) for p in config.images],
         "vision": ours.vision,
         "decode_threads": ours.decode_threads,
+        "text_flash_attn": ours.text_flash_attn,
         "settings": {
             "n_ctx": settings.n_ctx,
             "n_gpu_layers": settings.n_gpu_layers,
@@ -154,7 +155,11 @@ def format_table(config: BenchConfig, reports: list[EngineReport]) -> str:
     widths = [max(len(c), *(len(row[i]) for row in rows)) for i, c in enumerate(cols)]
     line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
     memory = " · ".join(f"{r.engine} {r.peak_rss_mb:.0f} MB (load {r.load_s:.2f} s)" for r in reports)
-    how = [f"{r.engine}: images read by {r.vision}; generation on {r.decode_threads} threads" for r in reports]
+    how = [
+        f"{r.engine}: images read by {r.vision}; generation on {r.decode_threads} threads"
+        + ("" if r.text_flash_attn else ", without flash attention")
+        for r in reports
+    ]
     return "\n".join([head, "", line(cols), *(line(row) for row in rows), "", *how, f"peak RSS: {memory}"])
 
 

@@ -55,7 +55,10 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         help="layers to offload to the GPU (-1: all; needs a GPU build of llama.cpp)",
     )
     group.add_argument(
-        "--no-flash-attn", dest="flash_attn", action="store_false", help="turn flash attention off (on by default)"
+        "--no-flash-attn",
+        dest="flash_attn",
+        action="store_false",
+        help="turn flash attention off (on by default, except for generating text on a CPU where it measured slower)",
     )
     group.add_argument(
         "--detail",

@@ -184,6 +184,9 @@ class Engine:
                 self._encoder = self._load_own_encoder()
         n_threads = s.n_threads or (self.vision_plan.decode_threads if self.vision_plan else default_threads())
         self.decode_threads = n_threads
+        # flash attention as the settings allow, for the text model where the plan found it faster
+        on_cpu = s.n_gpu_layers == 0
+        self.text_flash_attn = s.flash_attn and (not on_cpu or not self.vision_plan or self.vision_plan.text_flash_attn)
         try:
             self._text_model = native.TextModel(
                 str(self.text_info.path),
@@ -192,7 +195,7 @@ class Engine:
                 n_threads=n_threads,
                 n_threads_batch=s.n_threads_batch or default_threads(),
                 n_gpu_layers=s.n_gpu_layers,
-                flash_attn=s.flash_attn,
+                flash_attn=self.text_flash_attn,
             )
         except native.LoadError as e:
             raise ModelFileError(
@@ -703,6 +706,8 @@ class Engine:
     def _speed_key(self) -> str:
         files = [self.text_info] + ([self.projector_info] if self.projector_info else [])
         plan = self.vision_plan.describe() if self.vision_plan else "text only"
+        if not self.text_flash_attn:
+            plan += ", text without flash attention"
         return " | ".join(
             [*(f"{f.path.name}:{f.size_bytes}" for f in files), plan, f"gpu layers {self.settings.n_gpu_layers}"]
         )

@@ -47,7 +47,7 @@ class EngineSettings:
     n_gpu_layers: int = 0  # -1: all layers
     n_threads: int | None = None  # generation; None: the fastest count measured here
     n_threads_batch: int | None = None  # prompt evaluation; None: every available core
-    flash_attn: bool = True  # also used by the vision encoder: same output, less time
+    flash_attn: bool = True  # allowed: libmtmd always uses it, the text model where the plan found it faster
     n_batch: int = 512
     image_max_tokens: int | None = None  # cap on an image's token grid (None: the model's own)
     image_min_tokens: int | None = None

@@ -4,6 +4,8 @@ agreed, "exact" keeps it one setting away, and the plan weighs memory."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -112,6 +114,9 @@ def test_the_measured_agreement_is_kept_and_gates_the_plan():
         assert f"{backend} {precision}" in measured.agreement  # checked, not assumed
     chosen = tuning.plan()
     assert measured.agreement[f"{chosen.backend} {chosen.precision}"] >= AGREEMENT_COSINE
+    # generation timed with a photo's worth of context, with flash attention and without
+    assert set(measured.long_decode) == {"flash", "plain"} and min(measured.long_decode.values()) > 0
+    assert chosen.text_flash_attn == measured.text_flash_attn()
 
 
 def measured(vision: dict[str, float], agreement: dict[str, float] | None = None, cpu=AVX2_LAPTOP) -> Measurements:
@@ -150,6 +155,22 @@ def test_a_simulated_avx2_cpu_selects_8_bit_where_it_measured_faster(simulated):
     assert (libmtmd.backend, libmtmd.precision) == (LLAMA_CPP, "F16")
     simulated(measured({f"{OPENVINO} INT8 2": 0.31, f"{OPENVINO} F32 2": 0.30, f"{LLAMA_CPP} F16 2": 0.4}))
     assert (tuning.plan().backend, tuning.plan().precision) == (OPENVINO, "F32")
+
+
+def test_generation_drops_flash_attention_only_where_it_measured_slower(tiny_pair, images, simulated):
+    slower = measured(AVX2_MEASURED)
+    slower.long_decode = {"flash": 0.0016, "plain": 0.0012}  # as on the AVX2 Zen 3, 1024 tokens in
+    simulated(slower)
+    assert tuning.plan().text_flash_attn is False
+    with open_engine(*tiny_pair, EngineSettings()) as engine:
+        assert engine.text_flash_attn is False
+        result, _ = answer(engine, [Message.user("What is in this picture?", images=[images["photo"]])])
+        assert result.stats.image_tiles_encoded == 13
+    for within_noise in ({"flash": 0.00120, "plain": 0.00118}, {}):  # or measured before this was
+        simulated(replace(slower, long_decode=within_noise))
+        assert tuning.plan().text_flash_attn is True
+    with open_engine(*tiny_pair, EngineSettings(flash_attn=False)) as engine:
+        assert engine.text_flash_attn is False  # the settings can always turn it off
 
 
 def test_exact_vision_is_one_setting_away(simulated):

@@ -46,6 +46,9 @@ class VisionPlan:
     threads: int  # vision encoder
     decode_threads: int  # text generation
     how: str = "measured on this computer"
+    # Flash attention for the text model, where the settings allow it: on CPUs it can make
+    # each generated token slower once the context holds an image's tokens.
+    text_flash_attn: bool = True
 
     def describe(self) -> str:
         return f"{self.backend} {self.precision}, {self.threads} thread{'s' if self.threads != 1 else ''}"
