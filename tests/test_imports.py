@@ -61,7 +61,7 @@ def test_the_command_line_starts_without_unix_only_modules(command):
     assert done.stdout.startswith(f"usage: smolchat {command or ''}".rstrip())
 
 
-HEAVY = ("llama_cpp", "PySide6", "openvino", "onnxruntime", "onnx")
+HEAVY = ("llama_cpp", "PySide6", "openvino", "onnxruntime", "onnx", "fastapi", "uvicorn")
 
 
 def modules_loaded_by(code: str) -> set[str]:
@@ -119,6 +119,7 @@ COMMAND_LINES = {
     "budget": ["budget", "--model", "m.gguf"],
     "models": ["models", "catalog"],
     "info": ["info"],
+    "serve": ["serve", "--model", "m.gguf"],
 }
 
 

@@ -1,0 +1,243 @@
+"""The OpenAI-compatible API, driven over HTTP on 127.0.0.1: by the real ``openai`` client and
+by raw requests. The server runs the tiny fixture pair (random weights: the answers' words
+mean nothing, their shape and figures do)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+
+import httpx2 as httpx
+import pytest
+
+from smolchat.api.server import ServedModel, create_app
+from smolchat.engine import EngineSettings
+from smolchat.service import EngineService, Loaded, LoadRequest, TurnFinished
+
+KEY = "sk-test-key"
+AUTH = {"Authorization": f"Bearer {KEY}"}
+
+
+class LiveServer:
+    """uvicorn on 127.0.0.1 at a free port, in a thread; stopped at the end of the module."""
+
+    def __init__(self, app) -> None:
+        import uvicorn
+
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            assert time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.02)
+        port = self.server.servers[0].sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+FINISHED: list = []  # every turn the server's engine finished, in order
+
+
+@pytest.fixture(scope="module")
+def served(tiny_pair):
+    service = EngineService(
+        lambda e: FINISHED.append(e.result) if isinstance(e, TurnFinished) else None, thread_name="api-test-engine"
+    )
+    model = ServedModel(id="smolvlm-tiny", n_ctx=4096)
+    loading = service.stream(LoadRequest(model.id, *tiny_pair, EngineSettings(n_ctx=4096)))
+    server = LiveServer(create_app(service, model, api_key=KEY, max_body_bytes=8 * 2**20))
+    yield service, server, model, loading
+    server.stop()
+    service.close()
+
+
+@pytest.fixture(scope="module")
+def ready(served):
+    _, server, model, loading = served
+    assert isinstance(loading.wait(), Loaded)
+    model.ready.set()
+    return server
+
+
+def data_uri(path) -> str:
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
+
+
+def client(server):
+    from openai import OpenAI
+
+    return OpenAI(base_url=f"{server.url}/v1", api_key=KEY, max_retries=0, timeout=120)
+
+
+def post(server, body, *, key=KEY, **kwargs) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    return httpx.post(f"{server.url}/v1/chat/completions", json=body, headers=headers, timeout=120, **kwargs)
+
+
+def test_health_says_loading_until_the_model_is_ready(served):
+    _, server, model, loading = served
+    if not model.ready.is_set():
+        loading_reply = httpx.get(f"{server.url}/health", timeout=10)
+        assert loading_reply.status_code == 503 and "loading" in loading_reply.json()["error"]["message"]
+        refused = post(server, {"model": model.id, "messages": [{"role": "user", "content": "Hi"}]})
+        assert refused.status_code == 503
+    assert isinstance(loading.wait(), Loaded)
+    model.ready.set()
+    reply = httpx.get(f"{server.url}/health", timeout=10)
+    assert reply.status_code == 200 and reply.json() == {"status": "ok"}
+
+
+def test_models_lists_the_served_model_and_that_it_takes_images(ready):
+    models = client(ready).models.list()
+    assert [m.id for m in models.data] == ["smolvlm-tiny"]
+    card = models.data[0].model_dump()
+    assert card["owned_by"] == "smolchat" and "image" in card["input_modalities"] and card["created"] > 0
+
+
+def test_an_image_as_a_data_uri_and_a_follow_up_that_resends_it(ready, images):
+    openai = client(ready)
+    picture = {"type": "image_url", "image_url": {"url": data_uri(images["photo"])}}
+    first_messages = [{"role": "user", "content": [picture, {"type": "text", "text": "What is this?"}]}]
+    first = openai.chat.completions.create(model="smolvlm-tiny", messages=first_messages, max_tokens=8, temperature=0)
+    assert first.object == "chat.completion" and first.choices[0].message.role == "assistant"
+    assert first.usage.completion_tokens >= 1 and first.usage.prompt_tokens > 13 * 4  # 13 tiles of image tokens
+    follow_up = first_messages + [
+        {"role": "assistant", "content": first.choices[0].message.content},
+        {"role": "user", "content": "And the colours?"},
+    ]
+    second = openai.chat.completions.create(model="smolvlm-tiny", messages=follow_up, max_tokens=8, temperature=0)
+    cached = second.usage.prompt_tokens_details.cached_tokens
+    assert cached >= 0.9 * first.usage.prompt_tokens  # the image was not read again
+    timings = second.model_extra["timings"]
+    assert timings["cache_n"] == cached and timings["prompt_n"] == second.usage.prompt_tokens - cached
+
+
+def test_streaming_sends_chunks_a_usage_chunk_and_done(ready):
+    with httpx.stream(
+        "POST",
+        f"{ready.url}/v1/chat/completions",
+        json={
+            "model": "smolvlm-tiny",
+            "messages": [{"role": "user", "content": "Count to three."}],
+            "max_tokens": 6,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        },
+        headers={"Authorization": f"Bearer {KEY}"},
+        timeout=120,
+    ) as reply:
+        assert reply.status_code == 200 and reply.headers["content-type"].startswith("text/event-stream")
+        lines = [line for line in reply.iter_lines() if line]
+    assert lines[-1] == "data: [DONE]"
+    chunks = [json.loads(line.removeprefix("data: ")) for line in lines[:-1]]
+    assert all(c["object"] == "chat.completion.chunk" for c in chunks)
+    assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
+    finishes = [c["choices"][0]["finish_reason"] for c in chunks if c["choices"]]
+    assert finishes[-1] == "length"
+    usage = chunks[-1]
+    assert usage["choices"] == [] and usage["usage"]["completion_tokens"] == 6
+
+
+def test_the_openai_client_streams_too(ready):
+    pieces = client(ready).chat.completions.create(
+        model="smolvlm-tiny", messages=[{"role": "user", "content": "Hi"}], max_tokens=4, stream=True
+    )
+    assert [p.choices[0].finish_reason for p in pieces if p.choices][-1] == "length"
+
+
+@pytest.mark.parametrize(
+    "body, status",
+    [
+        ({"model": "smolvlm-tiny", "messages": []}, 400),
+        ({"model": "smolvlm-tiny", "messages": [{"role": "user", "content": [{"type": "audio"}]}]}, 400),
+        ({"model": "gpt-4o", "messages": [{"role": "user", "content": "Hi"}]}, 404),
+        ({"model": "smolvlm-tiny", "messages": [{"role": "user", "content": "Hi"}], "n": 3}, 400),
+        ({"model": "smolvlm-tiny", "messages": [{"role": "wizard", "content": "Hi"}]}, 400),
+    ],
+)
+def test_bad_requests_get_openai_errors_and_the_server_keeps_serving(ready, body, status):
+    reply = post(ready, body)
+    assert reply.status_code == status
+    error = reply.json()["error"]
+    assert error["message"] and error["type"]
+    assert post(ready, {"model": "smolvlm-tiny", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2})
+
+
+def image_message(url: str) -> dict:
+    return {
+        "model": "smolvlm-tiny",
+        "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}}]}],
+        "max_tokens": 2,
+    }
+
+
+@pytest.mark.parametrize(
+    "url, status, says",
+    [
+        ("data:image/png;base64," + base64.b64encode(b"not a picture at all").decode(), 400, ""),
+        ("data:image/png;base64,@@@@", 400, "base64"),
+        ("https://example.com/cat.png", 400, "not fetched"),
+        ("file:///etc/passwd", 400, "data URI"),
+        ("data:image/png;base64," + "A" * (12 * 2**20), 413, "larger"),
+    ],
+)
+def test_images_that_cannot_be_used_are_refused(ready, url, status, says):
+    reply = post(ready, image_message(url))
+    assert reply.status_code == status, reply.text
+    assert says in reply.json()["error"]["message"]
+
+
+def test_broken_json_oversized_bodies_and_missing_keys(ready):
+    headers = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
+    broken = httpx.post(f"{ready.url}/v1/chat/completions", content=b'{"model": ', headers=headers, timeout=30)
+    assert broken.status_code == 400 and "JSON" in broken.json()["error"]["message"]
+    huge = httpx.post(f"{ready.url}/v1/chat/completions", content=b" " * (9 * 2**20), headers=headers, timeout=30)
+    assert huge.status_code == 413
+    for key in (None, "sk-wrong"):
+        refused = post(ready, {"model": "smolvlm-tiny", "messages": [{"role": "user", "content": "Hi"}]}, key=key)
+        assert refused.status_code == 401 and refused.json()["error"]["type"] == "authentication_error"
+    assert httpx.get(f"{ready.url}/v1/models", timeout=10).status_code == 401
+    unknown = httpx.get(f"{ready.url}/v2/nothing", headers=headers, timeout=10)
+    assert unknown.status_code == 404 and "error" in unknown.json()
+
+
+def test_concurrent_clients_are_all_answered(ready):
+    results: list[int] = []
+
+    def ask(i: int) -> None:
+        reply = post(
+            ready, {"model": "smolvlm-tiny", "messages": [{"role": "user", "content": f"Q{i}"}], "max_tokens": 3}
+        )
+        results.append(reply.status_code)
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert results == [200] * 4
+
+
+def test_a_client_that_disconnects_mid_stream_frees_the_model(ready):
+    before = len(FINISHED)
+    body = {
+        "model": "smolvlm-tiny",
+        "messages": [{"role": "user", "content": "Go on."}],
+        "max_tokens": 4000,
+        "ignore_eos": True,  # as llama-server takes it: the answer would run to 4000 tokens
+        "stream": True,
+    }
+    with httpx.stream("POST", f"{ready.url}/v1/chat/completions", json=body, headers=AUTH, timeout=60) as reply:
+        for n, _line in enumerate(reply.iter_lines()):
+            if n > 5:
+                break  # the answer has started: hang up
+    quick = post(ready, {"model": "smolvlm-tiny", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2})
+    assert quick.status_code == 200
+    abandoned = FINISHED[before].stats
+    assert abandoned.finish_reason == "cancelled" and abandoned.generated_tokens < 4000  # stopped, not run out
