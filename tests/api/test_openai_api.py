@@ -15,6 +15,7 @@ import pytest
 from smolchat.api.server import ServedModel, create_app
 from smolchat.engine import EngineSettings
 from smolchat.service import EngineService, Loaded, LoadRequest, TurnFinished
+from tests.engine.test_image_corpus import corpus  # noqa: F401  (the fixture)
 
 KEY = "sk-test-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -241,3 +242,17 @@ def test_a_client_that_disconnects_mid_stream_frees_the_model(ready):
     assert quick.status_code == 200
     abandoned = FINISHED[before].stats
     assert abandoned.finish_reason == "cancelled" and abandoned.generated_tokens < 4000  # stopped, not run out
+
+
+def test_the_hostile_image_corpus_gets_answers_or_400s_and_the_server_keeps_serving(ready, corpus):  # noqa: F811
+    """Every odd and hostile file of the image corpus, sent as a data URI: answered, or refused
+    with a 400 or 413 that says why; never a 500, and the server answers afterwards."""
+    statuses = {}
+    for path in corpus[::4]:  # a quarter, every kind among them: each answered one reads its tiles
+        reply = post(ready, {**image_message(data_uri(path)), "max_tokens": 1})
+        assert reply.status_code in (200, 400, 413), (path.name, reply.status_code, reply.text[:300])
+        if reply.status_code != 200:
+            assert reply.json()["error"]["message"]
+        statuses[reply.status_code] = statuses.get(reply.status_code, 0) + 1
+    assert statuses.get(200) and statuses.get(400)  # the corpus holds both kinds
+    assert post(ready, {"model": "smolvlm-tiny", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2})
