@@ -8,6 +8,7 @@ A streaming client that goes away cancels its turn.
 
 from __future__ import annotations
 
+import hmac
 import json
 import threading
 import time
@@ -132,8 +133,6 @@ class _TurnStream(StreamingResponse):
 
 
 def _same(given: str, expected: str) -> bool:
-    import hmac
-
     return hmac.compare_digest(given.encode("utf-8", "replace"), expected.encode())
 
 
@@ -222,47 +221,46 @@ def _completion(result: TurnResult, model_id: str, completion_id: str) -> dict:
     }
 
 
-def _chunk(completion_id: str, model_id: str, delta: dict, finish: str | None = None) -> str:
-    body = {
-        "id": completion_id,
-        "object": "chat.completion.chunk",
-        "created": int(time.time()),
-        "model": model_id,
-        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-    }
+def _event(body: dict) -> str:
     return f"data: {json.dumps(body)}\n\n"
 
 
+def _chunk(completion_id: str, model_id: str, choices: list[dict], **extra) -> str:
+    return _event(
+        {
+            "id": completion_id,
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": model_id,
+            "choices": choices,
+            **extra,
+        }
+    )
+
+
+def _delta(completion_id: str, model_id: str, delta: dict, finish: str | None = None) -> str:
+    return _chunk(completion_id, model_id, [{"index": 0, "delta": delta, "finish_reason": finish}])
+
+
 async def _sse(stream, asked: ChatCompletionRequest, model_id: str, completion_id: str) -> AsyncIterator[str]:
-    """Server-sent events: the answer in pieces, its end, the usage if asked, then [DONE]."""
+    """Server-sent events: the answer in pieces, its end, the usage if asked, then [DONE].
+    (_TurnStream ends the turn if the client leaves first.)"""
     events = iter(stream)
-    try:
-        yield _chunk(completion_id, model_id, {"role": "assistant", "content": ""})
-        while True:
-            event = await _next_event(events)
-            if isinstance(event, Delta):
-                yield _chunk(completion_id, model_id, {"content": event.text})
-            elif isinstance(event, TurnFinished):
-                result = event.result
-                yield _chunk(completion_id, model_id, {}, _FINISH.get(result.stats.finish_reason, "stop"))
-                if asked.stream_options and asked.stream_options.include_usage:
-                    usage = {
-                        "id": completion_id,
-                        "object": "chat.completion.chunk",
-                        "created": int(time.time()),
-                        "model": model_id,
-                        "choices": [],
-                        "usage": _usage(result),
-                        "timings": _timings(result),
-                    }
-                    yield f"data: {json.dumps(usage)}\n\n"
-                break
-            elif isinstance(event, Failed):
-                yield f"data: {json.dumps(error_body(500, event.message))}\n\n"
-                break
-            elif event is None or isinstance(event, Cancelled):
-                yield f"data: {json.dumps(error_body(503, 'The request was dropped before it ran.'))}\n\n"
-                break
-        yield "data: [DONE]\n\n"
-    finally:
-        stream.cancel()
+    yield _delta(completion_id, model_id, {"role": "assistant", "content": ""})
+    while True:
+        event = await _next_event(events)
+        if isinstance(event, Delta):
+            yield _delta(completion_id, model_id, {"content": event.text})
+        elif isinstance(event, TurnFinished):
+            result = event.result
+            yield _delta(completion_id, model_id, {}, _FINISH.get(result.stats.finish_reason, "stop"))
+            if asked.stream_options and asked.stream_options.include_usage:
+                yield _chunk(completion_id, model_id, [], usage=_usage(result), timings=_timings(result))
+            break
+        elif isinstance(event, Failed):
+            yield _event(error_body(500, event.message))
+            break
+        elif event is None or isinstance(event, Cancelled):
+            yield _event(error_body(503, "The request was dropped before it ran."))
+            break
+    yield "data: [DONE]\n\n"
