@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 import llama_cpp.mtmd_cpp as mtmd
 import numpy as np
 
-from smolchat.engine import native
+from smolchat.engine import gbnf, native
 from smolchat.engine.backends import llama_cpp
 from smolchat.engine.chat_template import ChatTemplate, TemplateError
 from smolchat.engine.gguf_info import (
@@ -44,6 +44,7 @@ from smolchat.engine.prompt import (
     PromptError,
 )
 from smolchat.engine.speed import Speed, SpeedLog
+from smolchat.engine.structured import AnswerFormatError
 from smolchat.engine.tokenize import (
     Chunk,
     ImageUnit,
@@ -211,6 +212,8 @@ class Engine:
         self._batch = native.TokenBatch(s.n_batch)
         self._piece_buf = ctypes.create_string_buffer(256)
         self._end_tokens: list[int] | None = None  # found when first needed
+        self._continuations: np.ndarray | None = None  # tokens that continue a UTF-8 character
+        self._starts: np.ndarray | None = None
 
         if self.projector_info is not None:
             self._load_vision()
@@ -397,6 +400,8 @@ class Engine:
             with self._tokenized(messages, add_generation_prompt=True) as prompt:
                 if prompt.n_pos + 1 > self.n_ctx:
                     raise ContextOverflowError(prompt.n_pos + 1, self.n_ctx)
+                if sampling.answer_format is not None:
+                    _check_room_for(sampling, self.n_ctx - prompt.n_pos)
                 self._evaluate(prompt, len(prompt.units), logits_last=True, counters=counters)
             if counters.cancelled:
                 yield TurnResult("", self._stats(started, None, None, 0, prompt, counters, "cancelled"))
@@ -414,7 +419,11 @@ class Engine:
         assert self._text_model is not None and self._batch is not None
         ctx = self._text_model.ctx
         assert ctx is not None  # a model loaded with its context, not its vocabulary only
-        stops = tuple(s for s in sampling.stop if s)
+        answer_format = sampling.answer_format
+        # an answer in a format is followed here, to be closed in time if the tokens run out
+        parse = answer_format.grammar.start() if answer_format is not None else None
+        limit = sampling.max_tokens if parse is None else min(sampling.max_tokens, self.n_ctx - self._n_past)
+        stops = tuple(s for s in sampling.stop if s) if parse is None else ()
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         text, emitted = "", 0
         generated = 0
@@ -423,20 +432,47 @@ class Engine:
         finish = "length"
         if sampling.ignore_eos and self._end_tokens is None:
             self._end_tokens = native.end_of_turn_tokens(self._vocab)
-        with native.SamplerChain(self._vocab, sampling, self._end_tokens or ()) as sampler:
-            while generated < sampling.max_tokens:
+        grammar = answer_format.grammar_text if answer_format is not None else None
+        try:
+            sampler = native.SamplerChain(self._vocab, sampling, self._end_tokens or (), grammar)
+        except ValueError as e:
+            raise AnswerFormatError(f"The answer's format cannot be used: {e}.") from None
+        with sampler:
+            while generated < limit:
                 if cancelled.is_set():
                     finish = "cancelled"
                     break
-                token = sampler.sample(ctx)
+                if parse is None:
+                    token = sampler.sample(ctx)
+                else:  # whole UTF-8 characters only: llama.cpp's grammar would take broken ones
+                    token = sampler.sample(ctx, *self._whole_characters(decoder))
                 last_at = time.perf_counter()
+                if token < 0:  # nothing the grammar allows is left to pick: finish the answer
+                    assert parse is not None
+                    ending, n_tokens = self._closing(decoder, parse)
+                    text, generated = text + ending, generated + n_tokens
+                    break
                 if first_at is None:
                     first_at = last_at
                 if llama_cpp.llama_vocab_is_eog(self._vocab, token):
                     finish = "stop"
                     break
+                piece = decoder.decode(native.token_piece(self._vocab, token, self._piece_buf))
+                if parse is not None:
+                    after = parse.advance(piece)
+                    if after is None:  # never expected: llama.cpp's grammar allowed it
+                        log.warning("the answer left its grammar at %r; it is no longer followed", piece)
+                        parse = None
+                    elif generated + 1 + _utf8_size(after.completion()) > limit:
+                        # the token would leave too few to finish: finish instead (its bytes
+                        # bound its tokens: llama.cpp never samples a token without text)
+                        ending, n_tokens = self._closing(decoder, parse)
+                        text, generated = text + ending, generated + n_tokens
+                        break
+                    else:
+                        parse = after
                 generated += 1
-                text += decoder.decode(native.token_piece(self._vocab, token, self._piece_buf))
+                text += piece
                 cut = _find_stop(text, stops, emitted)
                 if cut is not None:
                     text = text[:cut]
@@ -446,7 +482,7 @@ class Engine:
                 if safe > emitted:
                     yield TextDelta(text[emitted:safe])
                     emitted = safe
-                if generated >= sampling.max_tokens:
+                if generated >= limit:
                     break
                 if self._n_past >= self.n_ctx:
                     finish = "context"
@@ -474,6 +510,32 @@ class Engine:
                 decode_tok_s=stats.decode_tok_s,
             )
         yield TurnResult(text, stats)
+
+    def _closing(self, decoder: codecs.IncrementalDecoder, parse: gbnf.Parse) -> tuple[str, int]:
+        """The end of an answer in a format, written here rather than sampled, and its tokens."""
+        flushed = decoder.decode(b"", final=True)  # the rest of a character: its tokens are counted
+        closing = (parse.advance(flushed) or parse).completion()
+        return flushed + closing, self.count_tokens(closing) if closing else 0
+
+    def _whole_characters(self, decoder: codecs.IncrementalDecoder):
+        """What the sampler may pick next so that the answer stays valid UTF-8: where a
+        character is begun, only its continuation; otherwise none; and no token that would
+        break a character some other way."""
+        if self._continuations is None:
+            self._continuations = native.continuation_tokens(self._vocab)
+            self._starts = ~self._continuations
+        state = decoder.getstate()
+
+        def acceptable(token: int) -> bool:
+            probe = codecs.getincrementaldecoder("utf-8")()
+            probe.setstate(state)
+            try:
+                probe.decode(native.token_piece(self._vocab, token, self._piece_buf))
+            except UnicodeDecodeError:
+                return False
+            return True
+
+        return (self._continuations if state[0] else self._starts), acceptable
 
     def _stats(
         self,
@@ -778,6 +840,25 @@ class Engine:
         if rc == 1:
             raise ContextOverflowError(self._n_past + 1, self.n_ctx)
         raise EngineError(f"llama.cpp failed while reading the prompt (code {rc}).")
+
+
+def _check_room_for(sampling: SamplingParams, room: int) -> None:
+    """An answer in a format must be able to finish: refuse before reading the prompt if
+    even its shortest form does not fit."""
+    assert sampling.answer_format is not None
+    if sampling.ignore_eos:
+        raise AnswerFormatError("An answer in a format ends when the format is complete: it cannot ignore the end.")
+    shortest = _utf8_size(sampling.answer_format.shortest)
+    left = min(sampling.max_tokens, room)
+    if shortest > left:
+        raise AnswerFormatError(
+            f"The shortest answer in this format takes up to {shortest:,} tokens, and {left:,} are left: "
+            "raise max_tokens or the context size, or shorten the conversation or the schema."
+        )
+
+
+def _utf8_size(text: str) -> int:
+    return len(text.encode("utf-8", "replace"))
 
 
 def _find_stop(text: str, stops: tuple[str, ...], emitted: int) -> int | None:

@@ -12,9 +12,10 @@ from __future__ import annotations
 import ctypes
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import llama_cpp.mtmd_cpp as mtmd
+import numpy as np
 
 from smolchat.engine import backends
 from smolchat.engine.backends import llama_cpp
@@ -177,14 +178,41 @@ class LoadError(RuntimeError):
     """llama.cpp refused a file or ran out of memory; the engine says which file."""
 
 
+_TRIES = 8
+_TOKEN_DATA = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)])  # llama_token_data
+
+
+def _token_array(data: np.ndarray):
+    """A llama_token_data_array over ``data`` (which must outlive it)."""
+    array = llama_cpp.llama_token_data_array(
+        data=data.ctypes.data_as(ctypes.POINTER(llama_cpp.llama_token_data)), size=len(data), selected=-1, sorted=False
+    )
+    return ctypes.pointer(array)
+
+
 class SamplerChain:
     """A llama.cpp sampler chain built from SamplingParams."""
 
-    def __init__(self, vocab: llama_cpp.llama_vocab_p, params: SamplingParams, end_tokens: Sequence[int] = ()) -> None:
-        """``end_tokens``: the tokens that end a turn, banned when ``params.ignore_eos``."""
+    def __init__(
+        self,
+        vocab: llama_cpp.llama_vocab_p,
+        params: SamplingParams,
+        end_tokens: Sequence[int] = (),
+        grammar: str | None = None,
+    ) -> None:
+        """``end_tokens``: the tokens that end a turn, banned when ``params.ignore_eos``;
+        ``grammar``: GBNF that every answer follows."""
         n_vocab = llama_cpp.llama_vocab_n_tokens(vocab)
         self._chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
         add = lambda s: llama_cpp.llama_sampler_chain_add(self._chain, s)  # noqa: E731
+        self._grammar = None
+        if grammar is not None:
+            self._grammar = llama_cpp.llama_sampler_init_grammar(vocab, grammar.encode(), b"root")
+            if not self._grammar:  # llama.cpp said why in its log
+                self.close()
+                raise ValueError("llama.cpp could not read the answer's grammar")
+            self._candidates = np.empty(n_vocab, dtype=_TOKEN_DATA)
+            self._one = np.empty(1, dtype=_TOKEN_DATA)
         if params.ignore_eos:
             eog = list(end_tokens)
             if eog:
@@ -208,14 +236,68 @@ class SamplerChain:
             seed = llama_cpp.LLAMA_DEFAULT_SEED if params.seed is None else params.seed & 0xFFFFFFFF
             add(llama_cpp.llama_sampler_init_dist(seed))
 
-    def sample(self, ctx: llama_cpp.llama_context_p) -> int:
-        """Pick a token from the last computed logits (and record it for the penalties)."""
-        return llama_cpp.llama_sampler_sample(self._chain, ctx, -1)
+    def sample(
+        self,
+        ctx: llama_cpp.llama_context_p,
+        allowed: np.ndarray | None = None,
+        acceptable: Callable[[int], bool] | None = None,
+    ) -> int:
+        """Pick a token from the last computed logits (and record it for the penalties).
+
+        With a grammar, also: only tokens where ``allowed`` is true, and none that
+        ``acceptable`` refuses (asked before the token is recorded; a few tries); -1 when
+        no such token is found."""
+        if self._grammar is None:
+            return llama_cpp.llama_sampler_sample(self._chain, ctx, -1)
+        # As llama.cpp's own tools do: sample freely, and only if the grammar refuses that
+        # token, sample again among the tokens it allows (checking all ~50k costs ~8 ms).
+        logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(ctx, -1), shape=(len(self._candidates),))
+        if allowed is not None:
+            logits = np.where(allowed, logits, -np.inf).astype(np.float32)
+        for _ in range(_TRIES):
+            token = self._pick(self._chain, logits)
+            if token < 0 or not self._grammar_allows(token):
+                token = self._pick(self._grammar, logits, then=self._chain)
+            if token < 0:
+                return -1
+            if self._grammar_allows(token) and (acceptable is None or acceptable(token)):
+                break
+            if allowed is None:
+                logits = logits.copy()
+                allowed = logits  # copied once: the model's own logits are left as they are
+            logits[token] = -np.inf
+        else:
+            return -1  # nothing the grammar allows is left (llama.cpp aborts on a token it refuses)
+        llama_cpp.llama_sampler_accept(self._grammar, token)
+        llama_cpp.llama_sampler_accept(self._chain, token)
+        return token
+
+    def _grammar_allows(self, token: int) -> bool:
+        one = self._one
+        one["id"], one["logit"], one["p"] = token, 0.0, 0.0
+        llama_cpp.llama_sampler_apply(self._grammar, _token_array(one))
+        return bool(one["logit"][0] != -np.inf)
+
+    def _pick(self, first, logits: np.ndarray, then=None) -> int:
+        candidates = self._candidates
+        candidates["id"] = np.arange(len(candidates), dtype=np.int32)
+        candidates["logit"] = logits
+        candidates["p"] = 0.0
+        array = _token_array(candidates)
+        for sampler in (first, then) if then is not None else (first,):
+            llama_cpp.llama_sampler_apply(sampler, array)
+        chosen = array.contents
+        if not 0 <= chosen.selected < chosen.size or chosen.data[chosen.selected].logit == -np.inf:
+            return -1  # every candidate was ruled out
+        return int(candidates["id"][chosen.selected])
 
     def close(self) -> None:
         if self._chain is not None:
             llama_cpp.llama_sampler_free(self._chain)
             self._chain = None
+        if self._grammar is not None:
+            llama_cpp.llama_sampler_free(self._grammar)
+            self._grammar = None
 
     def __enter__(self) -> SamplerChain:
         return self
@@ -249,6 +331,15 @@ class TokenBatch:
         if self._batch is not None:
             llama_cpp.llama_batch_free(self._batch)
             self._batch = None
+
+
+def continuation_tokens(vocab: llama_cpp.llama_vocab_p) -> np.ndarray:
+    """Which tokens' text starts with a UTF-8 continuation byte (the rest of a character
+    begun by the token before)."""
+    n_vocab = llama_cpp.llama_vocab_n_tokens(vocab)
+    buf = ctypes.create_string_buffer(256)
+    first = [token_piece(vocab, t, buf)[:1] for t in range(n_vocab)]
+    return np.array([bool(b) and 0x80 <= b[0] <= 0xBF for b in first], dtype=bool)
 
 
 def end_of_turn_tokens(vocab: llama_cpp.llama_vocab_p) -> list[int]:

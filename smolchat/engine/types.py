@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from smolchat.engine.chat_template import ChatTemplate
     from smolchat.engine.gguf_info import ProjectorInfo, TextModelInfo
     from smolchat.engine.speed import Speed
+    from smolchat.engine.structured import JsonFormat
     from smolchat.engine.vision.plan import VisionPlan
 
 
@@ -76,6 +77,8 @@ class SamplingParams:
     stop: tuple[str, ...] = ()
     # Never end the answer early (benchmarks need exactly max_tokens generated tokens)
     ignore_eos: bool = False
+    # An answer in JSON that follows this format (stop sequences do not apply to it)
+    answer_format: JsonFormat | None = None
 
 
 @dataclass(frozen=True)
