@@ -1,25 +1,21 @@
 """What an OpenAI chat-completions request asks for, checked and turned into the engine's
-messages and sampling. Everything here comes from a client: sizes are bounded, images are
-decoded by the same hardened reader as dropped files, and nothing is fetched or opened."""
+messages and sampling. Everything here comes from a client: sizes are bounded, and images
+are read under the server's policy (``images``) by the same hardened reader as dropped files."""
 
 from __future__ import annotations
 
-import base64
-import binascii
-import os
-import re
-import tempfile
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from smolchat.api.errors import ApiError
+from smolchat.api.images import ImagePolicy, image_from_url
 from smolchat.engine import Message, SamplingParams
-from smolchat.engine.images import ImageError, PreparedImage, prepare_image
+from smolchat.engine.images import PreparedImage
+from smolchat.engine.structured import AnswerFormatError, JsonFormat, json_object, json_schema
 
 MAX_MESSAGES = 1000
 MAX_STOPS = 4  # as OpenAI allows
-_DATA_URI = re.compile(r"^data:(image/[\w.+-]+)?(;[\w.+-]+=[\w.+-]+)*;base64,", re.IGNORECASE)
 
 
 class _Lenient(BaseModel):
@@ -47,6 +43,18 @@ class StreamOptions(_Lenient):
     include_usage: bool = False
 
 
+class JsonSchemaFormat(_Lenient):
+    name: str | None = None
+    # "schema" is a BaseModel attribute: the field is read under another name
+    json_schema_: dict | None = Field(default=None, alias="schema")
+    strict: bool | None = None  # the schema is always followed strictly here
+
+
+class ResponseFormat(_Lenient):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaFormat | None = None
+
+
 class ChatCompletionRequest(_Lenient):
     model: str
     messages: list[ChatMessage] = Field(min_length=1, max_length=MAX_MESSAGES)
@@ -60,6 +68,7 @@ class ChatCompletionRequest(_Lenient):
     stop: str | list[str] | None = None
     n: int = Field(default=1, ge=1, le=1)
     ignore_eos: bool = False  # llama-server's extension: generate max_tokens whatever the model says
+    response_format: ResponseFormat | None = None
 
 
 def parse_request(body: object) -> ChatCompletionRequest:
@@ -71,10 +80,27 @@ def parse_request(body: object) -> ChatCompletionRequest:
         raise ApiError(400, f"{where}: {first['msg']}" if where else first["msg"], param=where or None) from None
 
 
-def sampling(request: ChatCompletionRequest, *, n_ctx: int) -> SamplingParams:
+def answer_format(request: ChatCompletionRequest) -> JsonFormat | None:
+    """The format the answer must follow, if any; 400 when it cannot be followed."""
+    asked = request.response_format
+    if asked is None or asked.type == "text":
+        return None
+    try:
+        if asked.type == "json_object":
+            return json_object()
+        if asked.json_schema is None or asked.json_schema.json_schema_ is None:
+            raise AnswerFormatError("A json_schema response format needs json_schema.schema.")
+        return json_schema(asked.json_schema.json_schema_)
+    except AnswerFormatError as e:
+        raise ApiError(400, f"response_format: {e}", param="response_format") from None
+
+
+def sampling(request: ChatCompletionRequest, *, n_ctx: int, answer_format: JsonFormat | None = None) -> SamplingParams:
     stops = [request.stop] if isinstance(request.stop, str) else list(request.stop or [])
     if len(stops) > MAX_STOPS or any(not s or len(s) > 256 for s in stops):
         raise ApiError(400, f"stop: up to {MAX_STOPS} sequences of 1 to 256 characters", param="stop")
+    if answer_format is not None and request.ignore_eos:
+        raise ApiError(400, "ignore_eos cannot be combined with response_format", param="ignore_eos")
     max_tokens = request.max_completion_tokens or request.max_tokens or SamplingParams().max_tokens
     defaults = SamplingParams()
     return SamplingParams(
@@ -84,10 +110,11 @@ def sampling(request: ChatCompletionRequest, *, n_ctx: int) -> SamplingParams:
         max_tokens=min(max_tokens, n_ctx),
         stop=tuple(stops),
         ignore_eos=request.ignore_eos,
+        answer_format=answer_format,
     )
 
 
-def conversation(request: ChatCompletionRequest, *, max_image_bytes: int) -> list[Message]:
+def conversation(request: ChatCompletionRequest, policy: ImagePolicy) -> list[Message]:
     """The engine's messages; images decoded (which takes a moment: call off the event loop)."""
     messages = []
     for i, m in enumerate(request.messages):
@@ -103,7 +130,7 @@ def conversation(request: ChatCompletionRequest, *, max_image_bytes: int) -> lis
                 if role != "user":
                     raise ApiError(400, f"{where}: only user messages can hold images", param=where)
                 url = part.image_url.url if isinstance(part.image_url, ImageUrl) else part.image_url
-                images.append(_image(url or "", where, max_image_bytes))
+                images.append(image_from_url(url or "", where, policy))
             else:
                 raise ApiError(400, f"{where}: unknown content type {part.type!r}", param=where)
         text = "\n".join(texts)
@@ -114,35 +141,3 @@ def conversation(request: ChatCompletionRequest, *, max_image_bytes: int) -> lis
     if messages[-1].role != "user":
         raise ApiError(400, "messages: the last message must be the user's", param="messages")
     return messages
-
-
-def _image(url: str, where: str, max_bytes: int) -> PreparedImage:
-    match = _DATA_URI.match(url)
-    if match is None:
-        scheme = url.split(":", 1)[0].lower() if ":" in url else ""
-        if scheme in ("http", "https"):
-            raise ApiError(
-                400, f"{where}: images on the web are not fetched; send the image as a data URI", param=where
-            )
-        raise ApiError(400, f"{where}: an image must be a data URI (data:image/...;base64,...)", param=where)
-    encoded = url[match.end() :]
-    if len(encoded) > max_bytes * 4 // 3 + 4:
-        raise ApiError(413, f"{where}: the image is larger than {max_bytes // 2**20} MB", param=where)
-    try:
-        data = base64.b64decode(encoded, validate=True)
-    except (binascii.Error, ValueError):
-        raise ApiError(400, f"{where}: the image's base64 data is broken", param=where) from None
-    return decode_image(data, where)
-
-
-def decode_image(data: bytes, where: str) -> PreparedImage:
-    """Bytes a client sent, read as dropped files are (every format check and size bound)."""
-    fd, path = tempfile.mkstemp(prefix="smolchat-api-", suffix=".img")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        return prepare_image(path)
-    except ImageError as e:
-        raise ApiError(400, f"{where}: {e.reason}", param=where) from None
-    finally:
-        os.unlink(path)

@@ -1,4 +1,4 @@
-"""``smolchat serve``: the model behind an OpenAI-compatible HTTP API on this computer."""
+"""``smolchat serve``: the model behind OpenAI- and Ollama-compatible HTTP APIs on this computer."""
 
 from __future__ import annotations
 
@@ -6,11 +6,14 @@ import argparse
 import ipaddress
 import logging
 import threading
+from pathlib import Path
 
 from smolchat.cli.options import add_model_options, engine_settings, model_files
 from smolchat.errors import SmolChatError
 
-HELP = "serve a model over an OpenAI-compatible HTTP API (127.0.0.1 unless told otherwise)"
+DEFAULT_TIME_LIMIT_S = 600.0  # as the server's own default (smolchat.api.serving): the API is not imported to parse
+
+HELP = "serve a model over OpenAI- and Ollama-compatible HTTP APIs (127.0.0.1 unless told otherwise)"
 log = logging.getLogger(__name__)
 
 
@@ -26,6 +29,35 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument(
         "--max-request-mb", type=int, default=20, metavar="MB", help="largest request, images included (default 20)"
     )
+    s.add_argument(
+        "--request-timeout",
+        type=float,
+        default=DEFAULT_TIME_LIMIT_S,
+        metavar="S",
+        help=f"stop a request after S seconds, queue included (default {DEFAULT_TIME_LIMIT_S:g}; 0: never)",
+    )
+    s.add_argument("--media-dir", metavar="DIR", help="let requests name image files (file:// URLs) under DIR")
+    s.add_argument(
+        "--allow-remote-images",
+        action="store_true",
+        help="fetch images requests give as http(s) URLs (by default nothing leaves this computer)",
+    )
+    s.add_argument(
+        "--cors",
+        metavar="ORIGIN",
+        action="append",
+        default=[],
+        help="let web pages from ORIGIN call the API (repeatable; none by default)",
+    )
+
+
+def _quantization(model_path: Path) -> str:
+    from smolchat.engine.gguf_info import ModelFileError, file_type_name, inspect_text_model
+
+    try:
+        return file_type_name(inspect_text_model(model_path).file_type) or ""
+    except ModelFileError:
+        return ""
 
 
 def is_loopback(host: str) -> bool:
@@ -43,16 +75,33 @@ def run(args: argparse.Namespace) -> int:
             f"Serving on {args.host} lets other computers in: give an --api-key they must send, "
             "or keep the default 127.0.0.1."
         )
-    if not 0 < args.port < 65536 or args.max_request_mb < 1:
-        raise SmolChatError("--port must be 1-65535 and --max-request-mb at least 1.")
+    if not 0 < args.port < 65536 or args.max_request_mb < 1 or args.request_timeout < 0:
+        raise SmolChatError("--port must be 1-65535, --max-request-mb at least 1 and --request-timeout 0 or more.")
+    media_dir = Path(args.media_dir).expanduser() if args.media_dir else None
+    if media_dir is not None and not media_dir.is_dir():
+        raise SmolChatError(f"--media-dir {args.media_dir} is not a folder.")
     import uvicorn
 
-    from smolchat.api.server import ServedModel, create_app
+    from smolchat.api.server import ServedModel, ServerOptions, create_app
     from smolchat.service import EngineService, Failed, Loaded, LoadRequest
 
     model_path, mmproj = model_files(args)
     settings = engine_settings(args, mmproj)
-    served = ServedModel(id=args.repo or model_path.stem, n_ctx=settings.n_ctx, takes_images=mmproj is not None)
+    served = ServedModel(
+        id=args.repo or model_path.stem,
+        n_ctx=settings.n_ctx,
+        takes_images=mmproj is not None,
+        size_bytes=sum(p.stat().st_size for p in (model_path, mmproj) if p is not None),
+        quantization=_quantization(model_path),
+    )
+    options = ServerOptions(
+        api_key=args.api_key,
+        max_body_bytes=args.max_request_mb * 2**20,
+        media_dir=media_dir,
+        allow_remote_images=args.allow_remote_images,
+        cors_origins=tuple(args.cors),
+        time_limit_s=args.request_timeout or None,
+    )
     service = EngineService(thread_name="engine")
 
     def load() -> None:  # while the server already answers /health with 503
@@ -65,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
                 print(f"smolchat serve: {event.message}", flush=True)
 
     threading.Thread(target=load, name="load", daemon=True).start()
-    app = create_app(service, served, api_key=args.api_key, max_body_bytes=args.max_request_mb * 2**20)
+    app = create_app(service, served, options)
     try:
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=2)
     finally:

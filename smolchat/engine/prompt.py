@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeAlias
 
-from smolchat.errors import SmolChatError
+from smolchat.engine.types import RequestError
 
 if TYPE_CHECKING:  # decoding pictures needs numpy and Pillow: messages alone do not
     from smolchat.engine.images import PreparedImage
@@ -45,7 +45,7 @@ CHATML_TEMPLATE = (
 TEMPLATE_IMAGE_TOKEN = "<image>"
 
 
-class PromptError(SmolChatError):
+class PromptError(RequestError):
     """The conversation cannot be turned into a prompt for this model."""
 
 

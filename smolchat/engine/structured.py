@@ -16,7 +16,7 @@ import json
 from dataclasses import dataclass, field
 
 from smolchat.engine import gbnf
-from smolchat.engine.types import EngineError
+from smolchat.engine.types import RequestError
 
 # JSON Schema keywords that describe and constrain nothing
 _ANNOTATIONS = frozenset(
@@ -55,7 +55,7 @@ _JSON_CHAR = r'[^"\\\x7F\x00-\x1F] | "\\" ["\\/bfnrt]'
 _PATTERN_CHAR = r'[^"\\\x7F\x00-\x1F]'
 
 
-class AnswerFormatError(EngineError):
+class AnswerFormatError(RequestError):
     """A schema the grammar cannot enforce, an answer that cannot fit, or (never expected) an
     answer that does not validate; the message says which and what to do."""
 

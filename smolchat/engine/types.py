@@ -23,7 +23,13 @@ class EngineError(SmolChatError):
     """The engine could not do what was asked; the message says why."""
 
 
-class ContextOverflowError(EngineError):
+class RequestError(EngineError):
+    """What was asked cannot be done as asked (the request's doing, not the engine's): a
+    conversation too long for the context, a prompt the template refuses, an answer format
+    that cannot fit."""
+
+
+class ContextOverflowError(RequestError):
     """The conversation does not fit in the context window."""
 
     def __init__(self, needed: int, n_ctx: int) -> None:

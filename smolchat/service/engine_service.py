@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 
 from smolchat.calibrate import open_engine
 from smolchat.engine import Message, SamplingParams, TextDelta, TurnResult
+from smolchat.engine.types import RequestError
 from smolchat.errors import SmolChatError
 from smolchat.service.events import (
     CANCELLED,
@@ -91,6 +92,17 @@ class RequestStream:
             if event.final:
                 self._final = event
             yield event
+
+    def next_event(self, timeout: float | None = None) -> Event | None:
+        """The next event; None if none came within ``timeout`` seconds. Not after the final one."""
+        assert self._final is None, "the request has ended"
+        try:
+            event = self._events.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        if event.final:
+            self._final = event
+        return event
 
     def wait(self) -> Event:
         """Block until the request ends; its final event (skipping those before it)."""
@@ -300,7 +312,7 @@ class _ModelOwner:
                 elif isinstance(event, TurnResult):
                     final = TurnFinished(request.id, event)
         except SmolChatError as e:
-            final = Failed(request.id, str(e))
+            final = Failed(request.id, str(e), refused=isinstance(e, RequestError))
         except Exception as e:  # the answer ends with a message instead of never ending
             log.exception("the turn failed")
             final = Failed(request.id, f"The answer failed ({type(e).__name__}: {e}).")

@@ -81,6 +81,7 @@ class Failed:
     final: ClassVar[bool] = True
     request_id: int
     message: str  # written for a person: show it as it is
+    refused: bool = False  # the request could not be done as asked (too long, say): the engine is fine
 
 
 CANCELLED = "cancelled"  # by its client

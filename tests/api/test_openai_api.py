@@ -7,67 +7,13 @@ from __future__ import annotations
 import base64
 import json
 import threading
-import time
 
 import httpx2 as httpx
 import pytest
 
-from smolchat.api.server import ServedModel, create_app
-from smolchat.engine import EngineSettings
-from smolchat.service import EngineService, Loaded, LoadRequest, TurnFinished
+from smolchat.service import Loaded
+from tests.api.live import AUTH, FINISHED, KEY, data_uri
 from tests.engine.test_image_corpus import corpus  # noqa: F401  (the fixture)
-
-KEY = "sk-test-key"
-AUTH = {"Authorization": f"Bearer {KEY}"}
-
-
-class LiveServer:
-    """uvicorn on 127.0.0.1 at a free port, in a thread; stopped at the end of the module."""
-
-    def __init__(self, app) -> None:
-        import uvicorn
-
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            assert time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.02)
-        port = self.server.servers[0].sockets[0].getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}"
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-
-
-FINISHED: list = []  # every turn the server's engine finished, in order
-
-
-@pytest.fixture(scope="module")
-def served(tiny_pair):
-    service = EngineService(
-        lambda e: FINISHED.append(e.result) if isinstance(e, TurnFinished) else None, thread_name="api-test-engine"
-    )
-    model = ServedModel(id="smolvlm-tiny", n_ctx=4096)
-    loading = service.stream(LoadRequest(model.id, *tiny_pair, EngineSettings(n_ctx=4096)))
-    server = LiveServer(create_app(service, model, api_key=KEY, max_body_bytes=8 * 2**20))
-    yield service, server, model, loading
-    server.stop()
-    service.close()
-
-
-@pytest.fixture(scope="module")
-def ready(served):
-    _, server, model, loading = served
-    assert isinstance(loading.wait(), Loaded)
-    model.ready.set()
-    return server
-
-
-def data_uri(path) -> str:
-    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
 
 
 def client(server):
@@ -76,9 +22,9 @@ def client(server):
     return OpenAI(base_url=f"{server.url}/v1", api_key=KEY, max_retries=0, timeout=120)
 
 
-def post(server, body, *, key=KEY, **kwargs) -> httpx.Response:
+def post(server, body, *, key=KEY, timeout=120, **kwargs) -> httpx.Response:
     headers = {"Authorization": f"Bearer {key}"} if key else {}
-    return httpx.post(f"{server.url}/v1/chat/completions", json=body, headers=headers, timeout=120, **kwargs)
+    return httpx.post(f"{server.url}/v1/chat/completions", json=body, headers=headers, timeout=timeout, **kwargs)
 
 
 def test_health_says_loading_until_the_model_is_ready(served):
@@ -117,6 +63,7 @@ def test_an_image_as_a_data_uri_and_a_follow_up_that_resends_it(ready, images):
     assert cached >= 0.9 * first.usage.prompt_tokens  # the image was not read again
     timings = second.model_extra["timings"]
     assert timings["cache_n"] == cached and timings["prompt_n"] == second.usage.prompt_tokens - cached
+    assert FINISHED[-1].stats.image_tiles_encoded == 0  # no tile read again
 
 
 def test_streaming_sends_chunks_a_usage_chunk_and_done(ready):
@@ -184,7 +131,8 @@ def image_message(url: str) -> dict:
         ("data:image/png;base64," + base64.b64encode(b"not a picture at all").decode(), 400, ""),
         ("data:image/png;base64,@@@@", 400, "base64"),
         ("https://example.com/cat.png", 400, "not fetched"),
-        ("file:///etc/passwd", 400, "data URI"),
+        ("file:///etc/passwd", 400, "--media-dir"),
+        ("ftp://example.com/cat.png", 400, "data URI"),
         ("data:image/png;base64," + "A" * (12 * 2**20), 413, "larger"),
     ],
 )
@@ -255,4 +203,81 @@ def test_the_hostile_image_corpus_gets_answers_or_400s_and_the_server_keeps_serv
             assert reply.json()["error"]["message"]
         statuses[reply.status_code] = statuses.get(reply.status_code, 0) + 1
     assert statuses.get(200) and statuses.get(400)  # the corpus holds both kinds
+    assert post(ready, {"model": "smolvlm-tiny", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2})
+
+
+CAPTION_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "caption": {"type": "string"},
+        "objects": {"type": "array", "items": {"type": "string"}},
+        "kind": {"enum": ["photo", "screenshot"]},
+    },
+    "required": ["caption", "objects", "kind"],
+}
+
+
+def test_json_schema_answers_validate_every_time_images_included(ready, images):
+    """The random-weight model never means to stop or to write JSON: the grammar makes every
+    answer valid anyway, closed in time where max_tokens would cut it."""
+    import jsonschema
+
+    openai = client(ready)
+    fmt = {"type": "json_schema", "json_schema": {"name": "caption", "schema": CAPTION_SCHEMA, "strict": True}}
+    picture = {"type": "image_url", "image_url": {"url": data_uri(images["small"])}}
+    finishes = set()
+    for seed, max_tokens in [(0, 60), (1, 120), (2, 400), (3, 1000)]:
+        reply = openai.chat.completions.create(
+            model="smolvlm-tiny",
+            messages=[{"role": "user", "content": [picture, {"type": "text", "text": "Describe it."}]}],
+            response_format=fmt,
+            max_tokens=max_tokens,
+            temperature=1.0,
+            seed=seed,
+        )
+        jsonschema.validate(json.loads(reply.choices[0].message.content), CAPTION_SCHEMA)
+        assert reply.usage.completion_tokens <= max_tokens
+        finishes.add(reply.choices[0].finish_reason)
+    assert "length" in finishes  # some were closed early, and still valid
+    streamed = openai.chat.completions.create(
+        model="smolvlm-tiny",
+        messages=[{"role": "user", "content": "Any JSON object."}],
+        response_format={"type": "json_object"},
+        max_tokens=80,
+        stream=True,
+    )
+    text = "".join(p.choices[0].delta.content or "" for p in streamed if p.choices)
+    assert isinstance(json.loads(text), dict)
+
+
+@pytest.mark.parametrize(
+    "response_format, says",
+    [
+        ({"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "integer", "maximum": 3}}}, "maximum"),
+        ({"type": "json_schema", "json_schema": {"name": "x"}}, "schema"),
+        ({"type": "yaml"}, "response_format"),
+    ],
+)
+def test_response_formats_that_cannot_be_followed_are_400s(ready, response_format, says):
+    reply = post(
+        ready,
+        {"model": "smolvlm-tiny", "messages": [{"role": "user", "content": "Hi"}], "response_format": response_format},
+    )
+    assert reply.status_code == 400 and says in reply.json()["error"]["message"], reply.text
+
+
+def test_a_format_too_long_for_max_tokens_is_a_400(ready):
+    body = {
+        "model": "smolvlm-tiny",
+        "messages": [{"role": "user", "content": "Hi"}],
+        "response_format": {"type": "json_schema", "json_schema": {"name": "c", "schema": CAPTION_SCHEMA}},
+        "max_tokens": 5,
+    }
+    reply = post(ready, body)
+    assert reply.status_code == 400 and "max_tokens" in reply.json()["error"]["message"]
+
+
+def test_a_million_token_prompt_is_refused_and_the_server_keeps_serving(ready):
+    reply = post(ready, {"model": "smolvlm-tiny", "messages": [{"role": "user", "content": "word " * 1_000_000}]})
+    assert reply.status_code == 400, reply.text[:300]
     assert post(ready, {"model": "smolvlm-tiny", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2})
