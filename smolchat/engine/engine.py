@@ -37,6 +37,7 @@ from smolchat.engine.gguf_info import (
     inspect_text_model,
 )
 from smolchat.engine.images import DEFAULT_MAX_SIDE, ImageCache, PreparedImage
+from smolchat.engine.kept import KeptConversations, KeptState, worth_keeping
 from smolchat.engine.prompt import (
     CHATML_TEMPLATE,
     SMOLVLM_CHAT_TEMPLATE,
@@ -162,6 +163,7 @@ class Engine:
         self._abort = native.AbortWatch()
         self._units: list[Unit] = []  # what the KV cache holds, in order
         self._n_past = 0
+        self._kept = KeptConversations(settings.kept_conversations_mb * 2**20)
         self._in_operation = False
         self.template_note: str | None = None
         # Images larger than the model's preprocessing size are shrunk to it once, when read:
@@ -343,6 +345,7 @@ class Engine:
             self._text_model.close()
             self._text_model = None
         self._units, self._n_past = [], 0
+        self._kept.clear()
 
     def __enter__(self) -> Engine:
         return self
@@ -397,7 +400,7 @@ class Engine:
         started = time.perf_counter()
         with self._operation(cancel) as cancelled:
             counters = _EvalCounters()
-            with self._tokenized(messages, add_generation_prompt=True) as prompt:
+            with self._tokenized(messages, add_generation_prompt=True, resume=True) as prompt:
                 if prompt.n_pos + 1 > self.n_ctx:
                     raise ContextOverflowError(prompt.n_pos + 1, self.n_ctx)
                 if sampling.answer_format is not None:
@@ -577,7 +580,7 @@ class Engine:
         started = time.perf_counter()
         with self._operation(cancel):
             counters = _EvalCounters()
-            with self._tokenized(messages, add_generation_prompt=False) as prompt:
+            with self._tokenized(messages, add_generation_prompt=False, resume=True) as prompt:
                 stable = self._stable_prefix(messages, prompt)
                 if prompt.n_pos + 1 > self.n_ctx:
                     raise ContextOverflowError(prompt.n_pos + 1, self.n_ctx)
@@ -629,19 +632,25 @@ class Engine:
 
     @contextmanager
     def _tokenized(
-        self, messages: Sequence[Message], *, add_generation_prompt: bool, pixels: bool = True
+        self, messages: Sequence[Message], *, add_generation_prompt: bool, pixels: bool = True, resume: bool = False
     ) -> Iterator[TokenizedPrompt]:
-        """The prompt's chunks. With ``pixels=False`` only their layout (nothing to evaluate)."""
+        """The prompt's chunks. With ``pixels=False`` only their layout (nothing to evaluate);
+        with ``resume``, the KV cache is first made the one closest to it (see ``kept``)."""
         segments = self.template.render(self._resolve_images(messages), add_generation_prompt=add_generation_prompt)
         if self._mtmd_ctx is None:
             assert self._text_model is not None
             (text,) = segments
             assert isinstance(text, str)  # without a projector the template renders text only
-            yield text_prompt(self._text_model.tokenize(text, add_bos=True))
+            prompt = text_prompt(self._text_model.tokenize(text, add_bos=True))
+            if resume:
+                self._resume_closest(prompt.units)
+            yield prompt
             return
         # First lay the prompt out with placeholder images (sizes only: no pixel work), then
         # give real pixels only to the images the KV cache does not hold yet.
         with mtmd_layout(self._mtmd_ctx, segments, real_ids=frozenset()) as layout:
+            if resume:
+                self._resume_closest(layout.units)
             needed = layout.image_ids_from(common_prefix(self._units, layout.units))
             if not pixels or not needed or not self._libmtmd_reads:
                 yield layout
@@ -659,6 +668,41 @@ class Engine:
         return self._encoder is None or not self._layout_only
 
     # -- evaluating ------------------------------------------------------------------------
+
+    def _resume_closest(self, units: Sequence[Unit]) -> None:
+        """Make the live KV cache the one that shares the most with ``units``: a kept
+        conversation that shares more than the live one is restored, and the live one is
+        kept if leaving it would lose much."""
+        if self._kept.budget_bytes <= 0:
+            return
+        live = common_prefix(self._units, units)
+        key, shared = self._kept.closest(units)
+        restoring = self._kept.take(key) if key is not None and shared > live else None
+        if live < len(self._units) and worth_keeping(self._units, units):
+            self._keep_live()
+        if restoring is not None:
+            self._restore(restoring)
+
+    def _keep_live(self) -> None:
+        assert self._text_model is not None
+        ctx = self._text_model.ctx
+        size = llama_cpp.llama_state_seq_get_size(ctx, 0)
+        if not self._kept.fits(size):
+            return
+        data = (ctypes.c_uint8 * size)()
+        written = llama_cpp.llama_state_seq_get_data(ctx, data, size, 0)
+        if written:
+            self._kept.keep(KeptState(tuple(self._units), self._n_past, bytes(data)[:written]))
+
+    def _restore(self, state: KeptState) -> None:
+        assert self._text_model is not None
+        self._truncate_cache(0, 0)
+        data = (ctypes.c_uint8 * len(state.data)).from_buffer_copy(state.data)
+        if llama_cpp.llama_state_seq_set_data(self._text_model.ctx, data, len(state.data), 0):
+            self._units, self._n_past = list(state.units), state.n_past
+        else:  # the cache stays empty: the prompt is evaluated whole
+            log.warning("a kept conversation could not be restored")
+            self._truncate_cache(0, 0)
 
     def _truncate_cache(self, n_units: int, n_pos: int) -> None:
         llama_cpp.llama_memory_seq_rm(self._memory, 0, n_pos, -1)

@@ -66,6 +66,8 @@ class EngineSettings:
     # "INT8" (OpenVINO); "exact": the fastest that is not 8-bit
     vision_precision: str = "auto"
     n_threads_vision: int | None = None
+    # Host memory for the KV caches of conversations left for another (0: none kept)
+    kept_conversations_mb: int = 256
 
 
 @dataclass(frozen=True)

@@ -281,3 +281,26 @@ def test_a_million_token_prompt_is_refused_and_the_server_keeps_serving(ready):
     reply = post(ready, {"model": "smolvlm-tiny", "messages": [{"role": "user", "content": "word " * 1_000_000}]})
     assert reply.status_code == 400, reply.text[:300]
     assert post(ready, {"model": "smolvlm-tiny", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2})
+
+
+def test_clients_taking_turns_each_keep_their_cache(ready, images):
+    openai = client(ready)
+
+    def ask(messages):
+        reply = openai.chat.completions.create(model="smolvlm-tiny", messages=messages, max_tokens=4, temperature=0)
+        return reply, FINISHED[-1].stats
+
+    histories, first_prompt = {}, {}
+    for name, picture in (("a", images["photo"]), ("b", images["second"])):
+        part = {"type": "image_url", "image_url": {"url": data_uri(picture)}}
+        histories[name] = [{"role": "user", "content": [part, {"type": "text", "text": f"Client {name}?"}]}]
+        reply, _ = ask(histories[name])
+        first_prompt[name] = reply.usage.prompt_tokens
+        histories[name].append({"role": "assistant", "content": reply.choices[0].message.content})
+    for turn in range(2):
+        for name in ("a", "b"):
+            histories[name].append({"role": "user", "content": f"Again {turn}?"})
+            reply, stats = ask(histories[name])
+            assert stats.image_tiles_encoded == 0, name
+            assert reply.usage.prompt_tokens_details.cached_tokens >= first_prompt[name]  # image and all
+            histories[name].append({"role": "assistant", "content": reply.choices[0].message.content})
