@@ -42,6 +42,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--repeat-penalty", type=float, default=1.1, metavar="R")
     s.add_argument("--seed", type=int, metavar="N", help="for repeatable answers")
     s.add_argument("--stop", action="append", default=[], metavar="TEXT", help="end the answer at this text")
+    s.add_argument(
+        "--schema",
+        type=Path,
+        metavar="FILE",
+        help="answer in JSON that validates against this JSON schema (always: closed in time if --max-tokens runs out)",
+    )
     p.add_argument(
         "--json", action="store_true", help="print one JSON object with the answer and its figures instead of streaming"
     )
@@ -54,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
 
     for image in args.image:  # a file that is not a picture is refused before the model loads
         prepared_size(image)
+    answer_format = _answer_format(args.schema) if args.schema else None
     messages = ([Message.system(args.system)] if args.system else []) + [Message.user(args.prompt, images=args.image)]
     sampling = SamplingParams(
         temperature=args.temperature,
@@ -63,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         max_tokens=args.max_tokens,
         stop=tuple(args.stop),
+        answer_format=answer_format,
     )
     from smolchat.budget.fit import vision_memory_rule
 
@@ -73,12 +81,33 @@ def run(args: argparse.Namespace) -> int:
             print(f"smolchat: {engine.template_note}", file=sys.stderr)
         result = _answer(engine, messages, sampling, stream=not args.json)
         vision = engine.vision_plan.describe() if engine.vision_plan else None
+    parsed = answer_format.check(result.text) if answer_format and result.stats.finish_reason != "cancelled" else None
     if args.json:
-        print(json.dumps({"answer": result.text, "stats": result.stats.as_dict(), "vision": vision}, indent=2))
+        report = {"answer": result.text, "stats": result.stats.as_dict(), "vision": vision}
+        if answer_format is not None:
+            report["result"] = parsed
+        print(json.dumps(report, indent=2))
     else:
         print()
         print(f"[{describe_stats(result.stats.as_dict(), brief=False, vision=vision)}]")
     return 130 if result.stats.finish_reason == "cancelled" else 0
+
+
+def _answer_format(path: Path):
+    """The schema's answer format, or a message saying what is wrong with the file."""
+    from smolchat.engine.structured import json_schema
+    from smolchat.errors import SmolChatError
+
+    try:
+        schema = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise SmolChatError(f"{path}: cannot be read ({e.strerror or e}).") from None
+    except (ValueError, UnicodeDecodeError) as e:
+        raise SmolChatError(f"{path}: is not a JSON schema ({e}).") from None
+    try:
+        return json_schema(schema)
+    except SmolChatError as e:
+        raise SmolChatError(f"{path}: {e}") from None
 
 
 def _answer(engine: Engine, messages: list[Message], sampling: SamplingParams, *, stream: bool) -> TurnResult:

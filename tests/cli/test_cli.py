@@ -276,3 +276,46 @@ def test_budget_says_what_to_do_when_a_message_cannot_fit(tiny_pair, images):
     assert out.returncode == 0, out.stderr
     assert "does NOT fit" in out.stdout and "Lower the image detail" in out.stdout
     assert "raise the context size (up to " in out.stdout  # as far as the free memory allows
+
+
+def test_ask_with_a_schema_answers_valid_json(tiny_pair, images, tmp_path):
+    import jsonschema
+
+    schema = {
+        "type": "object",
+        "properties": {"caption": {"type": "string"}, "tags": {"type": "array", "items": {"type": "string"}}},
+        "required": ["caption", "tags"],
+    }
+    (tmp_path / "schema.json").write_text(json.dumps(schema))
+    text, mmproj = tiny_pair
+    common = ["--model", str(text), "--mmproj", str(mmproj), "--image", str(images["small"])]
+    for max_tokens in ("40", "400"):
+        out = smolchat(
+            "ask",
+            *common,
+            "--schema",
+            str(tmp_path / "schema.json"),
+            "--json",
+            "--max-tokens",
+            max_tokens,
+            "--temperature",
+            "1",
+            "Tag it.",
+        )
+        assert out.returncode == 0, out.stderr
+        data = json.loads(out.stdout)
+        jsonschema.validate(data["result"], schema)
+        assert json.loads(data["answer"]) == data["result"]
+    streamed = smolchat("ask", *common, "--schema", str(tmp_path / "schema.json"), "--max-tokens", "50", "Tag it.")
+    assert streamed.returncode == 0, streamed.stderr
+    jsonschema.validate(json.loads(streamed.stdout.rstrip("\n").splitlines()[0]), schema)
+
+
+@pytest.mark.parametrize(
+    "content, says",
+    [("{not json", "is not a JSON schema"), ('{"type": "integer", "multipleOf": 3}', "'multipleOf'")],
+)
+def test_ask_explains_a_schema_it_cannot_use(tiny_pair, tmp_path, content, says):
+    (tmp_path / "schema.json").write_text(content)
+    out = smolchat("ask", "--model", str(tiny_pair[0]), "--schema", str(tmp_path / "schema.json"), "Hi")
+    assert out.returncode == 1 and says in out.stderr and "Traceback" not in out.stderr
