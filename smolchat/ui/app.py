@@ -33,6 +33,7 @@ class App:
         from smolchat.store import Store
         from smolchat.ui.controllers.conversations import ConversationController
         from smolchat.ui.controllers.models import ModelsController
+        from smolchat.ui.controllers.serving import ServingController
         from smolchat.ui.controllers.turns import TurnController
         from smolchat.ui.workers.background import Background
         from smolchat.ui.workers.engine_worker import EngineWorker
@@ -50,6 +51,7 @@ class App:
             self.window, self.store, self.worker, self.settings, self.conversations, self.writer
         )
         self.models = ModelsController(self.window, self.turns, self.library)
+        self.serving = ServingController(self.window, self.worker, self.turns)
         self.window.closing.connect(self.close)
         self.window.about_details = about_details  # read when the box opens: free memory is current
         if window is None:
@@ -96,6 +98,7 @@ class App:
         self.conversations.close()
         self.writer.close()
         self.models.close()
+        self.serving.close()
         self.worker.stop()
 
 

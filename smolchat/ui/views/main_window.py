@@ -29,6 +29,7 @@ class MainWindow(QMainWindow):
     model_picker_requested = Signal()
     settings_requested = Signal()
     export_requested = Signal()
+    serve_requested = Signal()
 
     def __init__(self) -> None:
         super().__init__()
@@ -84,6 +85,14 @@ class MainWindow(QMainWindow):
             "Ctrl+,",
             self.settings_requested,
             "GPU layers, context size, image detail, sampling and system prompt of this model",
+        )
+        model.addSeparator()
+        action(
+            model,
+            "Serve on this &computer…",
+            None,
+            self.serve_requested,
+            "Let other programs on this computer use this model through an OpenAI- or Ollama-compatible API",
         )
         helps = self.menuBar().addMenu("&Help")
         action(helps, "&About SmolChat", None, self._about, "Version and license")

@@ -63,7 +63,13 @@ class EngineWorker(QObject):
         super().__init__()
         self._asked: dict[int, str] = {}  # what each request waiting for its end was
         self._event.connect(self._handle, Qt.ConnectionType.QueuedConnection)
-        self.service = EngineService(self._event.emit)
+        self.service = EngineService(self._from_service)
+
+    def _from_service(self, event: Event) -> None:
+        """On the service's thread: only the window's own requests reach the window (the
+        local API's turns run on the same service)."""
+        if event.request_id in self._asked or isinstance(event, SpeedChanged):
+            self._event.emit(event)
 
     def load(self, request: LoadRequest) -> int:
         """Load a model (after unloading the one before); returns the request's id."""
