@@ -115,7 +115,12 @@ def json_schema(schema: object) -> JsonFormat:
     _check(schema, "#")
     converted = _merged(copy.deepcopy(schema))
     assert isinstance(converted, dict)
-    return _format(schema, converted)
+    answer_format = _format(schema, converted)
+    try:  # the last guard: even the shortest answer the grammar allows must validate
+        answer_format.check(answer_format.shortest)
+    except AnswerFormatError as e:
+        raise AnswerFormatError(f"The schema combines keywords the grammar cannot follow together ({e})") from None
+    return answer_format
 
 
 def _check(schema: object, where: str) -> None:
@@ -143,6 +148,7 @@ def _check(schema: object, where: str) -> None:
         raise AnswerFormatError(f"{where}: a $ref must stand alone (besides descriptions).")
     if "allOf" in schema and (len(schema["allOf"]) != 1 or len(set(schema) - _ANNOTATIONS) > 1):
         raise AnswerFormatError(f"{where}: allOf is followed only with one schema in it; merge the schemas.")
+    _check_combination(schema, where)
     pattern = schema.get("pattern")
     if pattern is not None and not (pattern.startswith("^") and pattern.endswith("$")):
         raise AnswerFormatError(f"{where}: a pattern must match the whole string (start with ^ and end with $).")
@@ -171,6 +177,41 @@ def _check(schema: object, where: str) -> None:
     for key in ("prefixItems", "anyOf", "allOf"):
         for i, sub in enumerate(schema.get(key, [])):
             _check(sub, f"{where}/{key}/{i}")
+
+
+def _check_combination(schema: dict, where: str) -> None:
+    """The converter follows one rule of a schema (its union, its constant, its type list, its
+    pattern...) and drops what is beside it: refuse what it would drop."""
+    constraints = set(schema) - _ANNOTATIONS - {"$defs", "definitions"}
+    for key in ("anyOf", "allOf"):
+        if key in schema and constraints - {key}:
+            raise AnswerFormatError(
+                f"{where}: {key} cannot be combined with {sorted(constraints - {key})[0]!r}; move it inside."
+            )
+    if isinstance(schema.get("type"), list) and constraints - {"type"}:
+        raise AnswerFormatError(
+            f"{where}: a list of types cannot be combined with {sorted(constraints - {'type'})[0]!r}; use anyOf."
+        )
+    for key in ("const", "enum"):
+        if key not in schema:
+            continue
+        values = [schema["const"]] if key == "const" else schema["enum"]
+        if not values:
+            raise AnswerFormatError(f"{where}: an empty enum admits no answer.")
+        import jsonschema
+
+        rest = {k: v for k, v in schema.items() if k not in ("const", "enum", "$defs", "definitions")}
+        for value in values:
+            if not jsonschema.validators.validator_for(schema)(rest).is_valid(value):
+                raise AnswerFormatError(f"{where}: {key} value {value!r} does not match the schema's other keywords.")
+        return  # the answer is one of the values: nothing else applies
+    if ("pattern" in schema or "format" in schema) and {"minLength", "maxLength"} & constraints:
+        raise AnswerFormatError(f"{where}: minLength and maxLength are not enforced beside a pattern or a format.")
+    if "prefixItems" in schema and {"items", "minItems", "maxItems"} & constraints:
+        raise AnswerFormatError(f"{where}: prefixItems is followed alone (without items, minItems or maxItems).")
+    for low, high in (("minLength", "maxLength"), ("minItems", "maxItems")):
+        if schema.get(low, 0) > schema.get(high, float("inf")):
+            raise AnswerFormatError(f"{where}: {low} is above {high}: no answer fits.")
 
 
 def _strings(values: list) -> list[str]:
