@@ -80,6 +80,14 @@ def parse_request(body: object) -> ChatCompletionRequest:
         raise ApiError(400, f"{where}: {first['msg']}" if where else first["msg"], param=where or None) from None
 
 
+def stop_sequences(given: str | list[str] | None, param: str) -> tuple[str, ...]:
+    """A client's stop sequences, bounded in number and length (OpenAI's and Ollama's alike)."""
+    stops = [given] if isinstance(given, str) else list(given or [])
+    if len(stops) > MAX_STOPS or any(not s or len(s) > 256 for s in stops):
+        raise ApiError(400, f"{param}: up to {MAX_STOPS} sequences of 1 to 256 characters", param=param)
+    return tuple(stops)
+
+
 def answer_format(request: ChatCompletionRequest) -> JsonFormat | None:
     """The format the answer must follow, if any; 400 when it cannot be followed."""
     asked = request.response_format
@@ -96,9 +104,7 @@ def answer_format(request: ChatCompletionRequest) -> JsonFormat | None:
 
 
 def sampling(request: ChatCompletionRequest, *, n_ctx: int, answer_format: JsonFormat | None = None) -> SamplingParams:
-    stops = [request.stop] if isinstance(request.stop, str) else list(request.stop or [])
-    if len(stops) > MAX_STOPS or any(not s or len(s) > 256 for s in stops):
-        raise ApiError(400, f"stop: up to {MAX_STOPS} sequences of 1 to 256 characters", param="stop")
+    stops = stop_sequences(request.stop, "stop")
     if answer_format is not None and request.ignore_eos:
         raise ApiError(400, "ignore_eos cannot be combined with response_format", param="ignore_eos")
     max_tokens = request.max_completion_tokens or request.max_tokens or SamplingParams().max_tokens
@@ -108,7 +114,7 @@ def sampling(request: ChatCompletionRequest, *, n_ctx: int, answer_format: JsonF
         top_p=defaults.top_p if request.top_p is None else request.top_p,
         seed=request.seed,
         max_tokens=min(max_tokens, n_ctx),
-        stop=tuple(stops),
+        stop=stops,
         ignore_eos=request.ignore_eos,
         answer_format=answer_format,
     )

@@ -23,7 +23,7 @@ from starlette.responses import JSONResponse, Response
 
 from smolchat.api.errors import ApiError
 from smolchat.api.images import image_from_base64
-from smolchat.api.messages import MAX_MESSAGES, MAX_STOPS
+from smolchat.api.messages import MAX_MESSAGES, stop_sequences
 from smolchat.api.serving import ServerContext
 from smolchat.api.turns import Turn, TurnResponse
 from smolchat.engine import Message, SamplingParams, TurnResult
@@ -202,9 +202,7 @@ def _answer_format(asked: _Asked) -> JsonFormat | None:
 def _sampling(asked: _Asked, n_ctx: int) -> SamplingParams:
     o = asked.options or Options()
     d = SamplingParams()
-    stops = [o.stop] if isinstance(o.stop, str) else list(o.stop or [])
-    if len(stops) > MAX_STOPS or any(not s or len(s) > 256 for s in stops):
-        raise ApiError(400, f"options.stop: up to {MAX_STOPS} sequences of 1 to 256 characters")
+    stops = stop_sequences(o.stop, "options.stop")
     room = min(n_ctx, o.num_ctx or n_ctx)
     max_tokens = o.num_predict if o.num_predict is not None and o.num_predict > 0 else room
     return SamplingParams(
@@ -218,7 +216,7 @@ def _sampling(asked: _Asked, n_ctx: int) -> SamplingParams:
         else d.repeat_last_n,
         seed=o.seed,
         max_tokens=min(max_tokens, room),
-        stop=tuple(stops),
+        stop=stops,
         answer_format=_answer_format(asked),
     )
 

@@ -251,20 +251,17 @@ class SamplerChain:
             return llama_cpp.llama_sampler_sample(self._chain, ctx, -1)
         # As llama.cpp's own tools do: sample freely, and only if the grammar refuses that
         # token, sample again among the tokens it allows (checking all ~50k costs ~8 ms).
-        logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(ctx, -1), shape=(len(self._candidates),))
-        if allowed is not None:
-            logits = np.where(allowed, logits, -np.inf).astype(np.float32)
+        model = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(ctx, -1), shape=(len(self._candidates),))
+        # a copy: refused tokens are ruled out here, the model's own logits are left as they are
+        logits = model.copy() if allowed is None else np.where(allowed, model, -np.inf).astype(np.float32)
         for _ in range(_TRIES):
             token = self._pick(self._chain, logits)
             if token < 0 or not self._grammar_allows(token):
-                token = self._pick(self._grammar, logits, then=self._chain)
+                token = self._pick(self._grammar, logits, then=self._chain)  # allowed by construction
             if token < 0:
                 return -1
-            if self._grammar_allows(token) and (acceptable is None or acceptable(token)):
+            if acceptable is None or acceptable(token):
                 break
-            if allowed is None:
-                logits = logits.copy()
-                allowed = logits  # copied once: the model's own logits are left as they are
             logits[token] = -np.inf
         else:
             return -1  # nothing the grammar allows is left (llama.cpp aborts on a token it refuses)
