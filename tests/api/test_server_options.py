@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import http.server
 import threading
-import time
 
 import httpx2 as httpx
 import pytest
@@ -45,9 +44,8 @@ def test_a_client_that_gives_up_on_a_whole_answer_frees_the_model(slow):
     body = {"model": "smollm2", "messages": [{"role": "user", "content": "Go on and on."}], **ENDLESS}
     with pytest.raises(httpx.TimeoutException):
         ask(server, body, timeout=0.5)  # the client hangs up, the answer not streamed
-    started = time.monotonic()
     quick = ask(server, {"model": "smollm2", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2})
-    assert quick.status_code == 200 and time.monotonic() - started < 30  # not after 4000 tokens
+    assert quick.status_code == 200
     abandoned = finished[before].stats
     assert abandoned.finish_reason == "cancelled" and abandoned.generated_tokens < 4000
 
