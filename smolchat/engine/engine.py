@@ -43,6 +43,7 @@ from smolchat.engine.prompt import (
     SMOLVLM_CHAT_TEMPLATE,
     Message,
     PromptError,
+    Segment,
 )
 from smolchat.engine.speed import Speed, SpeedLog
 from smolchat.engine.structured import AnswerFormatError
@@ -71,6 +72,7 @@ from smolchat.engine.types import (
 )
 from smolchat.engine.vision import cpu as cpu_report
 from smolchat.engine.vision.plan import LLAMA_CPP, ONNXRUNTIME, OWN_ENCODERS, VisionPlan, from_cpu_report, projector_for
+from smolchat.engine.vision.projector_files import LAYOUT, copy_path, layout_only_mmproj
 from smolchat.engine.vision.tiles import cut_tiles, normalized
 
 log = logging.getLogger(__name__)
@@ -155,6 +157,7 @@ class Engine:
 
         self._text_model: native.TextModel | None = None
         self._mtmd_ctx = None
+        self._frame_ctx = None  # libmtmd laying video frames out as one tile each, made on first use
         self.vision_plan: VisionPlan | None = None
         self._encoder = None  # SmolChat's own encoder (ONNX Runtime or OpenVINO), when it reads images
         self._layout_only = False  # libmtmd loaded a projector without encoder layers
@@ -283,6 +286,33 @@ class Engine:
             raise ModelFileError(info.path, "cannot read images.", "Choose the model's image projector (mmproj).")
         self.vision_mmproj_path = mmproj_path
 
+    def _frames_layout(self, segments: Sequence[Segment]) -> object:
+        """libmtmd for video frames: the projector's layout alone (no encoder layers), limited
+        to one tile's tokens, so that a tile-sized frame is neither enlarged nor cut. It only
+        lays frames out; the projector itself encodes them (libmtmd's chunks carry their
+        preprocessed pixels). Made when a conversation first holds a frame."""
+        if self._frame_ctx is not None or not any(not isinstance(s, str) and s.one_tile for s in segments):
+            return self._frame_ctx
+        info = self.projector_info
+        assert info is not None and self._text_model is not None
+        layout = copy_path(info.path, LAYOUT)
+        try:
+            if not layout.exists():
+                layout_only_mmproj(info.path, layout)
+        except OSError as e:  # no room for the copy: the original lays frames out the same way
+            log.warning("could not write a copy of %s: %s", info.path.name, e)
+            layout = info.path
+        params = mtmd.mtmd_context_params_default()
+        params.use_gpu = False
+        params.n_threads = 1
+        params.print_timings = False
+        params.image_max_tokens = info.tokens_per_tile
+        params.image_min_tokens = info.tokens_per_tile
+        self._frame_ctx = mtmd.mtmd_init_from_file(str(layout).encode(), self._text_model.model, params) or None
+        if self._frame_ctx is None:
+            raise EngineError("libmtmd could not prepare to read video frames with this projector.")
+        return self._frame_ctx
+
     def _make_template(self) -> ChatTemplate:
         """The model's own chat template; the family's default where it has none, or where
         its own does not parse or exceeds the rendering bounds (``template_note`` says so)."""
@@ -335,6 +365,9 @@ class Engine:
         """
         self._abort.trigger()
         self._encoder = self._tiles = None
+        if self._frame_ctx is not None:
+            mtmd.mtmd_free(self._frame_ctx)
+            self._frame_ctx = None
         if self._mtmd_ctx is not None:
             mtmd.mtmd_free(self._mtmd_ctx)
             self._mtmd_ctx = None
@@ -567,6 +600,8 @@ class Engine:
             image_tiles_encoded=counters.tiles,
             encode_s=counters.encode_s,
             finish_reason=finish,
+            images=prompt.pictures,
+            frames=prompt.frames,
         )
 
     # -- prefill ---------------------------------------------------------------------------
@@ -648,14 +683,15 @@ class Engine:
             return
         # First lay the prompt out with placeholder images (sizes only: no pixel work), then
         # give real pixels only to the images the KV cache does not hold yet.
-        with mtmd_layout(self._mtmd_ctx, segments, real_ids=frozenset()) as layout:
+        frame_ctx = self._frames_layout(segments)
+        with mtmd_layout(self._mtmd_ctx, segments, frozenset(), frame_ctx) as layout:
             if resume:
                 self._resume_closest(layout.units)
             needed = layout.image_ids_from(common_prefix(self._units, layout.units))
             if not pixels or not needed or not self._libmtmd_reads:
                 yield layout
                 return
-        with mtmd_layout(self._mtmd_ctx, segments, real_ids=needed) as prompt:
+        with mtmd_layout(self._mtmd_ctx, segments, needed, frame_ctx) as prompt:
             if prompt.units != layout.units:
                 raise EngineError("libmtmd laid an image out differently from its placeholder.")
             yield prompt
@@ -832,7 +868,8 @@ class Engine:
         if not isinstance(image, PreparedImage):
             image = self.image_cache.get(image)
         real_ids = frozenset([image.content_id]) if self._libmtmd_reads else frozenset()
-        with self._operation(None), mtmd_layout(self._mtmd_ctx, [image], real_ids) as layout:
+        frame_ctx = self._frames_layout([image])
+        with self._operation(None), mtmd_layout(self._mtmd_ctx, [image], real_ids, frame_ctx) as layout:
             tiles = []
             for chunk in layout.chunks:
                 if chunk.image_ptr is None:
@@ -856,7 +893,8 @@ class Engine:
                 min_tokens=self.settings.image_min_tokens,
             )
             pixels = np.frombuffer(image.rgb, np.uint8).reshape(image.height, image.width, 3)
-            self._tiles = (unit.content_id, cut_tiles(pixels, geometry))
+            # a frame is its own tile (libmtmd's one-tile layout leaves a tile-sized frame as it is)
+            self._tiles = (unit.content_id, [pixels] if image.one_tile else cut_tiles(pixels, geometry))
         tiles = self._tiles[1]
         # A picture attached twice has its tiles twice: ImageUnit.index runs on across them.
         n_chunks = sum(1 for u in prompt.units if isinstance(u, ImageUnit) and u.content_id == unit.content_id)

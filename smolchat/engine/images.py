@@ -71,6 +71,8 @@ class PreparedImage:
     rgb: bytes = field(repr=False)
     content_id: str  # hash of the pixels: the same picture always gets the same id
     source: str = ""  # the file it came from, for messages
+    # A video frame, already the size of one tile: read as that one tile, never cut into a grid
+    one_tile: bool = False
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, PreparedImage) and other.content_id == self.content_id
@@ -101,11 +103,17 @@ def prepare_image(path: str | os.PathLike[str], *, max_side: int = DEFAULT_MAX_S
             # Fitted into max_side, as Image.thumbnail would. Should a decoder ever come out at another
             # size than its header said, this is also the header's size, the one the budget counted.
             image = image.resize(opened.size, Image.Resampling.LANCZOS, reducing_gap=2.0)
-        rgb = image.tobytes()
+        return from_pixels(image, str(path))
+
+
+def from_pixels(image: Image.Image, source: str, *, one_tile: bool = False) -> PreparedImage:
+    """An RGB Pillow image as the engine takes it. A frame's identity differs from a photo's
+    with the same pixels: the two are laid out differently."""
+    rgb = image.tobytes()
     digest = hashlib.sha256()
-    digest.update(f"{image.width}x{image.height}:".encode())
+    digest.update(f"{'one tile ' if one_tile else ''}{image.width}x{image.height}:".encode())
     digest.update(rgb)
-    return PreparedImage(image.width, image.height, rgb, digest.hexdigest()[:32], str(path))
+    return PreparedImage(image.width, image.height, rgb, digest.hexdigest()[:32], source, one_tile)
 
 
 @contextlib.contextmanager

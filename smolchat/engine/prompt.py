@@ -43,6 +43,10 @@ CHATML_TEMPLATE = (
 
 # What an image part renders as in the templates of the SmolVLM family
 TEMPLATE_IMAGE_TOKEN = "<image>"
+# What SmolVLM2 puts around each video frame: the markers libmtmd puts around a picture's
+# overview, without the blank line before it.
+FRAME_OPEN = "<fake_token_around_image><global-img>"
+FRAME_CLOSE = "<fake_token_around_image>"
 
 
 class PromptError(RequestError):

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import llama_cpp.mtmd_cpp as mtmd
 
-from smolchat.engine.prompt import Segment
+from smolchat.engine.prompt import FRAME_CLOSE, FRAME_OPEN, Segment
 from smolchat.errors import SmolChatError
 
 
@@ -53,6 +53,8 @@ class TokenizedPrompt:
     n_pos: int = 0
     image_tokens: int = 0
     images: dict = field(default_factory=dict)  # content id -> PreparedImage, for other encoders
+    pictures: int = 0  # images in the prompt (photos, pages), each counted where it appears
+    frames: int = 0  # video frames in it
 
     @staticmethod
     def unit_pos(unit: Unit) -> int:
@@ -78,13 +80,52 @@ def text_prompt(tokens: Sequence[int]) -> TokenizedPrompt:
 
 
 @contextmanager
-def mtmd_layout(mtmd_ctx: object, segments: Sequence[Segment], real_ids: frozenset[str]) -> Iterator[TokenizedPrompt]:
+def mtmd_layout(
+    mtmd_ctx: object, segments: Sequence[Segment], real_ids: frozenset[str], frame_ctx: object = None
+) -> Iterator[TokenizedPrompt]:
     """Tokenize ``segments`` with libmtmd.
 
     Images whose content id is in ``real_ids`` get their pixels (so their chunks can be
     encoded); the others are placeholders of the same size, which libmtmd lays out
-    identically without any pixel work. The chunks are freed when the block ends.
+    identically without any pixel work. A one-tile image (a video frame) is laid out by
+    ``frame_ctx`` (libmtmd limited to one tile's tokens, so it neither enlarges nor cuts the
+    frame): its one chunk, between FRAME_OPEN and FRAME_CLOSE. The chunks are freed when the
+    block ends.
     """
+    lists: list[object] = []
+    pieces: list[object] = []  # chunks in prompt order
+    run: list[Segment] = []
+    try:
+        for segment in segments:
+            if isinstance(segment, str) or not segment.one_tile:
+                run.append(segment)
+                continue
+            if frame_ctx is None:
+                raise TokenizeError(f"{segment.source}: this model cannot read video frames.")
+            run.append(FRAME_OPEN)
+            pieces += _tokenized_parts(mtmd_ctx, run, real_ids, lists, add_special=not lists)
+            frame_chunks = _tokenized_parts(frame_ctx, [segment], real_ids, lists, add_special=False)
+            images = [c for c in frame_chunks if mtmd.mtmd_input_chunk_get_type(c) == mtmd.MTMD_INPUT_CHUNK_TYPE_IMAGE]
+            if not images:
+                raise TokenizeError(f"{segment.source}: libmtmd could not lay this frame out.")
+            pieces.append(images[-1])  # the frame whole (libmtmd puts the overview last)
+            run = [FRAME_CLOSE]
+        if run or not lists:
+            pieces += _tokenized_parts(mtmd_ctx, run, real_ids, lists, add_special=not lists)
+        prompt = _read_chunks(pieces)
+        prompt.images = {s.content_id: s for s in segments if not isinstance(s, str)}
+        prompt.frames = sum(1 for s in segments if not isinstance(s, str) and s.one_tile)
+        prompt.pictures = sum(1 for s in segments if not isinstance(s, str)) - prompt.frames
+        yield prompt
+    finally:
+        for chunks in lists:
+            mtmd.mtmd_input_chunks_free(chunks)
+
+
+def _tokenized_parts(
+    ctx: object, segments: Sequence[Segment], real_ids: frozenset[str], lists: list[object], *, add_special: bool
+) -> list[object]:
+    """The chunks libmtmd makes of ``segments``; their list is added to ``lists`` to be freed."""
     keep_alive, bitmaps = [], []
     parts = (mtmd.mtmd_input_part * len(segments))()
     try:
@@ -110,26 +151,21 @@ def mtmd_layout(mtmd_ctx: object, segments: Sequence[Segment], real_ids: frozens
             *[ctypes.pointer(parts[i]) for i in range(len(segments))]
         )
         chunks = mtmd.mtmd_input_chunks_init()
-        rc = mtmd.mtmd_tokenize_from_parts(mtmd_ctx, chunks, part_ptrs, len(segments), True)
+        lists.append(chunks)
+        rc = mtmd.mtmd_tokenize_from_parts(ctx, chunks, part_ptrs, len(segments), add_special)
     finally:
         for bitmap in bitmaps:  # the chunks hold their own copy of the preprocessed pixels
             mtmd.mtmd_bitmap_free(bitmap)
-    try:
-        if rc != 0:
-            raise TokenizeError(f"libmtmd could not tokenize this conversation (code {rc}).")
-        prompt = _read_chunks(chunks)
-        prompt.images = {s.content_id: s for s in segments if not isinstance(s, str)}
-        yield prompt
-    finally:
-        mtmd.mtmd_input_chunks_free(chunks)
+    if rc != 0:
+        raise TokenizeError(f"libmtmd could not tokenize this conversation (code {rc}).")
+    return [mtmd.mtmd_input_chunks_get(chunks, i) for i in range(mtmd.mtmd_input_chunks_size(chunks))]
 
 
-def _read_chunks(chunks: object) -> TokenizedPrompt:
+def _read_chunks(chunks: Sequence[object]) -> TokenizedPrompt:
     prompt = TokenizedPrompt()
     seen: dict[str, int] = {}
     n_tokens = ctypes.c_size_t()
-    for i in range(mtmd.mtmd_input_chunks_size(chunks)):
-        chunk = mtmd.mtmd_input_chunks_get(chunks, i)
+    for chunk in chunks:
         kind = mtmd.mtmd_input_chunk_get_type(chunk)
         first_unit, first_pos = len(prompt.units), prompt.n_pos
         if kind == mtmd.MTMD_INPUT_CHUNK_TYPE_TEXT:

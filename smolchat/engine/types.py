@@ -110,6 +110,8 @@ class TurnStats:
     image_tiles_encoded: int  # vision encoder runs in this turn
     encode_s: float  # time in the vision encoder
     finish_reason: str  # "stop", "length", "context" (window full) or "cancelled"
+    images: int = 0  # images in the prompt (photos and document pages)
+    frames: int = 0  # video frames in it
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)

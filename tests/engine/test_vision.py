@@ -216,9 +216,9 @@ def test_libmtmd_gets_no_pixels_when_our_own_encoder_reads(tiny_pair, images, ba
     given: list[frozenset] = []
     real_layout = engine_module.mtmd_layout
 
-    def spy(ctx, segments, real_ids):
+    def spy(ctx, segments, real_ids, frame_ctx=None):
         given.append(real_ids)
-        return real_layout(ctx, segments, real_ids)
+        return real_layout(ctx, segments, real_ids, frame_ctx)
 
     monkeypatch.setattr(engine_module, "mtmd_layout", spy)
     with Engine(*tiny_pair, EngineSettings(vision_backend=backend, vision_precision="F32")) as engine:
