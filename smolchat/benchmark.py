@@ -49,7 +49,11 @@ class BenchConfig:
     model: Path
     mmproj: Path | None
     settings: EngineSettings
-    images: tuple[Path, ...] = ()
+    images: tuple[Path, ...] = ()  # photos and PDFs
+    videos: tuple[Path, ...] = ()
+    fps: float = 1.0
+    max_frames: int = 16
+    pages: str | None = None  # a PDF's pages (1-3,5); None: all
     prompt: str = DEFAULT_PROMPT
     max_tokens: int = 64
     runs: int = 5
@@ -182,6 +186,15 @@ class SmolChatRuns:
         self.vision = f"{plan.describe()} ({plan.how})" if plan else "none"
         self.decode_threads = self._engine.decode_threads
         self.text_flash_attn = self._engine.text_flash_attn
+        self._media: tuple = ()
+        if (config.videos or any(p.suffix.lower() == ".pdf" for p in config.images)) and self._engine.projector_info:
+            from smolchat.media import attach
+
+            # frames and pages are decoded once, as photos are (the engine caches those): not timed
+            found = attach.check(list(config.images), list(config.videos), pages=config.pages, ask_above=10**6)
+            self._media = attach.content(
+                found, self._engine.projector_info, fps=config.fps, max_frames=config.max_frames
+            )
 
     def run(self, index: int) -> list[dict]:
         """One conversation from an empty cache: each turn's figures."""
@@ -192,8 +205,10 @@ class SmolChatRuns:
         engine.reset()
         messages, figures = [], []
         for turn in range(config.turns):
-            images = config.images if turn == 0 else ()
-            messages.append(Message.user(question(turn, config), images=images))
+            if turn == 0 and self._media:
+                messages.append(Message("user", (*self._media, question(turn, config))))
+            else:
+                messages.append(Message.user(question(turn, config), images=config.images if turn == 0 else ()))
             result = None
             for event in engine.run_turn(messages, sampling):
                 if isinstance(event, TurnResult):
@@ -363,5 +378,10 @@ def validate(config: BenchConfig) -> None:
         from smolchat.engine import EngineError
 
         raise EngineError("Images need the model's vision projector: add --mmproj.")
+    if config.videos or any(p.suffix.lower() == ".pdf" for p in config.images):
+        from smolchat.media import attach
+
+        attach.check(list(config.images), list(config.videos), pages=config.pages, ask_above=10**6)
     for image in config.images:
-        prepare_image(image)
+        if image.suffix.lower() != ".pdf":
+            prepare_image(image)

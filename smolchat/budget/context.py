@@ -36,9 +36,11 @@ class PredictedCounter:
         self,
         render: Callable[..., list],
         count_text: Callable[[str, bool], int],
-        image_cost: Callable[[int, int], ImageCost],
+        image_cost: Callable[..., ImageCost],  # (width, height, one_tile=False)
+        expand: Callable[[list[Message]], list[Message]] | None = None,  # clips and PDFs into frames and pages
     ) -> None:
         self._render, self._count_text, self._image_cost = render, count_text, image_cost
+        self._expand = expand
 
     @staticmethod
     def _placeholder(image: ImageRef) -> PreparedImage:
@@ -48,6 +50,8 @@ class PredictedCounter:
         return PreparedImage(width, height, b"", f"size-only:{image}")
 
     def count_prompt(self, messages: Sequence[Message], *, add_generation_prompt: bool = True) -> PromptCount:
+        if self._expand is not None:
+            messages = self._expand(list(messages))
         sized = [
             Message(m.role, tuple(p if isinstance(p, str) else self._placeholder(p) for p in m.content))
             for m in messages
@@ -57,7 +61,8 @@ class PredictedCounter:
             if isinstance(segment, str):
                 positions += self._count_text(segment, i == 0)  # libmtmd adds BOS to the first text only
             else:
-                cost = self._image_cost(segment.width, segment.height)
+                size = (segment.width, segment.height)
+                cost = self._image_cost(*size, one_tile=True) if segment.one_tile else self._image_cost(*size)
                 positions += cost.tokens
                 image_tokens += cost.embedding_tokens
                 tiles += cost.tiles

@@ -10,7 +10,8 @@ libmtmd lays an idefics3 image out as, for a grid of C x R tiles:
 
 so with SmolVLM's vocabulary (each marker one token) an image costs
 (C*R + 1) x tokens_per_tile embeddings plus 2*C*R + (R - 1) + 4 marker tokens. A picture too
-thin for one grid tile gets the overview alone.
+thin for one grid tile gets the overview alone. A video frame is one tile, between
+<fake_token_around_image><global-img> and <fake_token_around_image>: 3 marker tokens.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from smolchat.budget.detail import Detail, image_max_tokens
 from smolchat.engine.gguf_info import ProjectorInfo
 from smolchat.engine.images import DEFAULT_MAX_SIDE, image_error, open_image
+from smolchat.engine.prompt import FRAME_CLOSE, FRAME_OPEN
 from smolchat.engine.vision.tiles import TileGeometry, grid_size
 
 TILE_MARKER = "<fake_token_around_image><row_{row}_col_{col}>"
@@ -40,12 +42,14 @@ class ImageMarkers:
     tile_tokens: Callable[[int, int], int] = _special_tokens
     row_end: int = 1
     overview: int = 4
+    frame: int = 3
 
     @classmethod
     def from_tokenizer(cls, count_tokens: Callable[[str], int]) -> ImageMarkers:
         """Exact for any vocabulary: ``count_tokens`` tokenizes with special tokens parsed."""
         return cls(
-            functools.lru_cache(maxsize=None)(lambda row, col: count_tokens(TILE_MARKER.format(row=row, col=col)))
+            functools.lru_cache(maxsize=None)(lambda row, col: count_tokens(TILE_MARKER.format(row=row, col=col))),
+            frame=count_tokens(FRAME_OPEN) + count_tokens(FRAME_CLOSE),
         )
 
 
@@ -86,6 +90,16 @@ class ImageCost:
         }
 
 
+@dataclass(frozen=True)
+class MediaCost:
+    """What a clip (all its frames) or a PDF (all its pages) costs."""
+
+    frames: int
+    pages: int
+    tiles: int
+    tokens: int
+
+
 def tile_geometry(projector: ProjectorInfo, detail: Detail) -> TileGeometry:
     return TileGeometry(
         projector.image_size,
@@ -102,8 +116,13 @@ def image_cost(
     projector: ProjectorInfo,
     detail: Detail = Detail.FULL,
     markers: ImageMarkers = SMOLVLM_MARKERS,
+    *,
+    one_tile: bool = False,
 ) -> ImageCost:
-    """What an image of ``width`` x ``height`` pixels (as handed to libmtmd) costs."""
+    """What an image of ``width`` x ``height`` pixels (as handed to libmtmd) costs; a video
+    frame (``one_tile``) is one tile at any detail."""
+    if one_tile:
+        return ImageCost(width, height, Detail(detail), 0, 0, projector.tokens_per_tile, markers.frame)
     columns, rows = grid_size(width, height, tile_geometry(projector, detail))
     if columns * rows == 0:  # a sliver too thin for one grid tile: the overview alone
         columns = rows = 0

@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import queue
+import re
 import sys
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from smolchat.cli.options import add_model_options, engine_settings, model_files
+from smolchat.cli.options import add_media_options, add_model_options, engine_settings, model_files
 from smolchat.engine.figures import describe_stats
 
 if TYPE_CHECKING:
@@ -30,8 +31,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="FILE",
-        help="an image to ask about (repeat for several)",
+        help="an image or a PDF to ask about (repeat for several)",
     )
+    add_media_options(p)
     p.add_argument("--system", metavar="TEXT", help="a system prompt")
     add_model_options(p)
     s = p.add_argument_group("sampling")
@@ -54,14 +56,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from smolchat.budget.images import prepared_size
     from smolchat.calibrate import open_engine  # loads llama.cpp
     from smolchat.engine import Message, SamplingParams
+    from smolchat.media import attach
 
-    for image in args.image:  # a file that is not a picture is refused before the model loads
-        prepared_size(image)
+    # a file that cannot be used is refused before the model loads
+    attachments = attach.check(args.image, args.video, pages=args.pages)
     answer_format = _answer_format(args.schema) if args.schema else None
-    messages = ([Message.system(args.system)] if args.system else []) + [Message.user(args.prompt, images=args.image)]
     sampling = SamplingParams(
         temperature=args.temperature,
         top_p=args.top_p,
@@ -79,6 +80,9 @@ def run(args: argparse.Namespace) -> int:
     with open_engine(model, mmproj, settings, fits=vision_memory_rule(settings)) as engine:
         if engine.template_note:
             print(f"smolchat: {engine.template_note}", file=sys.stderr)
+        media = media_content(engine, attachments, args)
+        messages = [Message.system(args.system)] if args.system else []
+        messages.append(Message("user", (*media, *((args.prompt,) if args.prompt or not media else ()))))
         result = _answer(engine, messages, sampling, stream=not args.json)
         vision = engine.vision_plan.describe() if engine.vision_plan else None
     parsed = answer_format.check(result.text) if answer_format and result.stats.finish_reason != "cancelled" else None
@@ -91,6 +95,29 @@ def run(args: argparse.Namespace) -> int:
         print()
         print(f"[{describe_stats(result.stats.as_dict(), brief=False, vision=vision)}]")
     return 130 if result.stats.finish_reason == "cancelled" else 0
+
+
+def media_content(engine: Engine, attachments: list, args: argparse.Namespace) -> tuple:
+    """The attachments as message content for this model (frames at its tile size, pages at
+    its preprocessing size); a note where the model was not trained on video."""
+    from smolchat.engine import EngineError
+    from smolchat.media import attach
+
+    if not attachments:
+        return ()
+    if engine.projector_info is None:
+        raise EngineError("This model was loaded without a vision projector (mmproj), so it cannot read images.")
+    if any(a.kind == "video" for a in attachments) and not trained_on_video(engine):
+        print(
+            "smolchat: this model was not trained on video (SmolVLM2 was): it reads the frames as separate pictures.",
+            file=sys.stderr,
+        )
+    return attach.content(attachments, engine.projector_info, fps=args.fps, max_frames=args.max_frames)
+
+
+def trained_on_video(engine: Engine) -> bool:
+    names = f"{engine.text_info.name} {engine.text_info.path.name}".lower()
+    return re.search(r"smolvlm[-_ ]?2(?!\d)", names) is not None  # SmolVLM2-256M, not SmolVLM-256M
 
 
 def _answer_format(path: Path):

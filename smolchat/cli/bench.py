@@ -14,7 +14,7 @@ from smolchat.benchmark import (
     run_benchmark,
     validate,
 )
-from smolchat.cli.options import add_model_options, engine_settings, model_files
+from smolchat.cli.options import add_media_options, add_model_options, engine_settings, model_files
 
 HELP = "measure time to first token and decode speed over a conversation"
 
@@ -29,8 +29,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="FILE",
-        help="an image for the first question (repeat for several)",
+        help="an image or a PDF for the first question (repeat for several)",
     )
+    add_media_options(p)
     p.add_argument("--prompt", default=DEFAULT_PROMPT, help=f"the first question (default: {DEFAULT_PROMPT!r})")
     p.add_argument(
         "--max-tokens", type=int, default=64, metavar="N", help="tokens generated per turn, exactly (default 64)"
@@ -51,6 +52,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.runs < 1 or args.turns < 1 or args.max_tokens < 2:
         raise SystemExit("smolchat bench: --runs and --turns must be at least 1, --max-tokens at least 2")
+    if args.baseline and (args.video or any(p.suffix.lower() == ".pdf" for p in args.image)):
+        raise SystemExit("smolchat bench: --baseline reads photos only (llama-cpp-python takes no clips or PDFs)")
     if args.baseline and args.image_max_tokens is None:
         args.detail = "full"  # MTMDChatHandler cannot cap tiles: compare reading the same tiles
     model, mmproj = model_files(args)
@@ -58,6 +61,10 @@ def run(args: argparse.Namespace) -> int:
         model=model,
         mmproj=mmproj,
         images=tuple(args.image),
+        videos=tuple(args.video),
+        fps=args.fps,
+        max_frames=args.max_frames,
+        pages=args.pages,
         prompt=args.prompt,
         max_tokens=args.max_tokens,
         runs=args.runs,
@@ -83,6 +90,7 @@ def as_json(config: BenchConfig, reports: list[EngineReport]) -> dict:
         "model": str(config.model),
         "mmproj": str(config.mmproj) if config.mmproj else None,
         "images": [str(p) for p in config.images],
+        "videos": [str(p) for p in config.videos],
         "vision": ours.vision,
         "decode_threads": ours.decode_threads,
         "text_flash_attn": ours.text_flash_attn,

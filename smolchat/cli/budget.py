@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from smolchat.budget.detail import Detail
-from smolchat.cli.options import add_model_options, engine_settings, model_files
+from smolchat.cli.options import add_media_options, add_model_options, engine_settings, model_files
 
 if TYPE_CHECKING:
     from smolchat.budget.images import ImageCost
@@ -26,8 +26,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="FILE",
-        help="an image sent with it (repeat for several)",
+        help="an image or a PDF sent with it (repeat for several)",
     )
+    add_media_options(p)
     p.add_argument("--system", metavar="TEXT", help="a system prompt")
     p.add_argument("--max-tokens", type=int, default=512, metavar="N", help="room kept for the reply (default 512)")
     add_model_options(p)
@@ -41,19 +42,31 @@ def run(args: argparse.Namespace) -> int:
     from smolchat.budget.images import ImageMarkers, image_cost, prepared_size
     from smolchat.calibrate import open_engine
     from smolchat.engine import Message
+    from smolchat.engine.images import PreparedImage
+    from smolchat.media import attach
     from smolchat.models.machine import machine_memory
     from smolchat.models.memory import estimate_memory, verdict
 
+    attachments = attach.check(args.image, args.video, pages=args.pages)
     model, mmproj = model_files(args)
     settings = engine_settings(args, mmproj)
     detail = Detail(args.detail)
     with open_engine(model, mmproj, settings, fits=vision_memory_rule(settings)) as engine:
         markers = ImageMarkers.from_tokenizer(engine.count_tokens)
-        costs = []
-        if args.image and engine.projector_info is not None:
-            costs = [image_cost(*prepared_size(p), engine.projector_info, detail, markers) for p in args.image]
+        parts: tuple = ()
+        entries: list[tuple[dict, ImageCost]] = []  # each image, page and frame: where it is, its cost
+        projector = engine.projector_info
+        if attachments and projector is not None:
+            parts = attach.planned_content(attachments, projector, fps=args.fps, max_frames=args.max_frames)
+            for part in parts:
+                if isinstance(part, PreparedImage):
+                    cost = image_cost(part.width, part.height, projector, detail, markers, one_tile=part.one_tile)
+                    entries.append((_where(part), cost))
+                elif not isinstance(part, str):
+                    entries.append(({"path": str(part)}, image_cost(*prepared_size(part), projector, detail, markers)))
+        costs = [cost for _, cost in entries]
         history = [Message.system(args.system)] if args.system else []
-        new = Message.user(args.prompt, images=args.image)
+        new = Message("user", (*parts, args.prompt)) if parts else Message.user(args.prompt, images=args.image)
         budget = plan_context(
             engine,
             history,
@@ -73,7 +86,8 @@ def run(args: argparse.Namespace) -> int:
     message = budget.items[-2]
     new_tiles = sum(c.tiles for c in costs)
     report = {
-        "images": [{"path": str(p), **_image(c, speed.wait_s(c.tiles, c.tokens))} for p, c in zip(args.image, costs)],
+        "images": [{**w, **_image(c, speed.wait_s(c.tiles, c.tokens))} for w, c in entries if "time_s" not in w],
+        "frames": [{**w, **_image(c, speed.wait_s(c.tiles, c.tokens))} for w, c in entries if "time_s" in w],
         "text_tokens": budget.used - args.max_tokens - sum(c.tokens for c in costs),
         "reply_reserve": args.max_tokens,
         "total_tokens": budget.used,
@@ -96,6 +110,16 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(_text(report, estimate.lines()))
     return 0
+
+
+def _where(part) -> dict:
+    """A planned page (``size-only:path#page``) or frame (``size-only:path@seconds``)."""
+    what = part.source.removeprefix("size-only:")
+    if part.one_tile:
+        path, _, at = what.rpartition("@")
+        return {"path": path, "time_s": round(float(at), 3)}
+    path, _, page = what.rpartition("#")
+    return {"path": path, "page": int(page)}
 
 
 def _image(cost: ImageCost, wait: float | None) -> dict:
@@ -127,10 +151,20 @@ def _text(r: dict, memory_lines: list[str]) -> str:
         dropped = " (left out)" if item["dropped"] else ""
         out.append(f"  {item['label']:<28}{item['tokens']:>7,} tokens{images}{dropped}")
     for image in r["images"]:
+        page = f" page {image['page']}" if "page" in image else ""
         out.append(
-            f"  {Path(image['path']).name}: {image['width']}x{image['height']}, {image['tiles']} tiles, "
+            f"  {Path(image['path']).name}{page}: {image['width']}x{image['height']}, {image['tiles']} tiles, "
             f"{image['tokens']:,} tokens, {_about(image['wait_s'])}"
         )
+    clips: dict[str, list[dict]] = {}
+    for frame in r["frames"]:
+        clips.setdefault(frame["path"], []).append(frame)
+    for path, frames in clips.items():
+        tokens = sum(f["tokens"] for f in frames)
+        waits = [f["wait_s"] for f in frames]
+        wait = None if None in waits else sum(waits)
+        each = frames[0]["tokens"]
+        out.append(f"  {Path(path).name}: {len(frames)} frames x {each} tokens = {tokens:,} tokens, {_about(wait)}")
     out.append(f"Wait before the answer starts: {_about(r['wait_s'])}")
     if r["message"]:
         out.append(r["message"])

@@ -14,6 +14,59 @@ if TYPE_CHECKING:
     from smolchat.engine import EngineSettings
 
 
+def add_media_options(parser: argparse.ArgumentParser) -> None:
+    """Clips and PDF pages beside --image."""
+    from smolchat.media import ASK_ABOVE_PAGES, DEFAULT_FPS, DEFAULT_MAX_FRAMES, MAX_FRAMES
+
+    m = parser.add_argument_group("video and documents")
+    m.add_argument(
+        "--video",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a clip to ask about: MP4, MOV, WebM, MKV, AVI, or an animated GIF or WebP (repeatable)",
+    )
+    m.add_argument(
+        "--fps", type=_positive_float, default=DEFAULT_FPS, metavar="F", help="frames read per second of a clip"
+    )
+    m.add_argument(
+        "--max-frames",
+        type=_frame_cap(MAX_FRAMES),
+        default=DEFAULT_MAX_FRAMES,
+        metavar="N",
+        help=f"most frames read from a clip (default {DEFAULT_MAX_FRAMES}, each one tile; at most {MAX_FRAMES})",
+    )
+    m.add_argument(
+        "--pages",
+        metavar="LIST",
+        help=f"the pages of each PDF to send, e.g. 1-3,5 (needed above {ASK_ABOVE_PAGES} pages; default: all)",
+    )
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (value > 0 and value < 1000):
+        raise argparse.ArgumentTypeError("must be above 0 (and below 1000)")
+    return value
+
+
+def _frame_cap(most: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not 1 <= value <= most:
+            raise argparse.ArgumentTypeError(f"must be from 1 to {most}")
+        return value
+
+    return parse
+
+
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model (files, or an installed or downloadable repo)")
     which = group.add_mutually_exclusive_group(required=True)

@@ -319,3 +319,60 @@ def test_ask_explains_a_schema_it_cannot_use(tiny_pair, tmp_path, content, says)
     (tmp_path / "schema.json").write_text(content)
     out = smolchat("ask", "--model", str(tiny_pair[0]), "--schema", str(tmp_path / "schema.json"), "Hi")
     assert out.returncode == 1 and says in out.stderr and "Traceback" not in out.stderr
+
+
+def test_ask_about_a_clip_and_pdf_pages_reports_frames_and_images(tiny_pair, tmp_path):
+    from tests.media.clips import write_clip
+    from tests.media.test_pdf import write_pdf
+
+    clip = write_clip(tmp_path / "square.mp4", seconds=6, fps=10)
+    doc = write_pdf(tmp_path / "form.pdf", 3)
+    text, mmproj = tiny_pair
+    model = ["--model", str(text), "--mmproj", str(mmproj), "--max-tokens", "3", "--json"]
+    out = smolchat("ask", *model, "--video", str(clip), "--image", str(doc), "--pages", "1,3", "What is this?")
+    assert out.returncode == 0, out.stderr
+    stats = json.loads(out.stdout)["stats"]
+    assert (stats["frames"], stats["images"]) == (6, 2)
+    assert "not trained on video" in out.stderr  # the tiny model is no SmolVLM2
+    capped = smolchat("ask", *model, "--video", str(clip), "--fps", "2", "--max-frames", "4", "Go?")
+    assert capped.returncode == 0, capped.stderr
+    assert json.loads(capped.stdout)["stats"]["frames"] == 4
+
+
+def test_ask_explains_bad_clips_and_documents(tiny_pair, tmp_path):
+    text, mmproj = tiny_pair
+    fake = tmp_path / "holiday.mp4"
+    fake.write_text("not a film")
+    model = ["--model", str(text), "--mmproj", str(mmproj)]
+    out = smolchat("ask", *model, "--video", str(fake), "Hi?")
+    assert out.returncode != 0 and "holiday.mp4: is not a video SmolChat can read" in out.stderr
+    assert "Traceback" not in out.stderr
+    from tests.media.test_pdf import write_pdf
+
+    long = write_pdf(tmp_path / "report.pdf", 10, size=(60, 80))
+    out = smolchat("ask", *model, "--image", str(long), "Hi?")
+    assert out.returncode != 0 and "report.pdf: has 10 pages. Choose the pages to send, e.g. --pages 1-3" in out.stderr
+    out = smolchat("ask", *model, "--video", str(fake), "--max-frames", "0", "Hi?")
+    assert out.returncode == 2 and "must be from 1 to" in out.stderr
+
+
+@pytest.mark.parametrize("detail", ["low", "full"])
+def test_budget_predicts_a_clip_and_pages_as_ask_then_reads_them(tiny_pair, tmp_path, detail):
+    from tests.media.clips import write_clip
+    from tests.media.test_pdf import write_pdf
+
+    clip = write_clip(tmp_path / "square.mp4", seconds=5, fps=10)
+    doc = write_pdf(tmp_path / "form.pdf", 3)
+    text, mmproj = tiny_pair
+    files = ["--model", str(text), "--mmproj", str(mmproj), "--video", str(clip), "--image", str(doc)]
+    files += ["--pages", "2-3", "--detail", detail]
+    out = smolchat("budget", *files, "--max-tokens", "64", "--json", "What happens?")
+    assert out.returncode == 0, out.stderr
+    budget = json.loads(out.stdout)
+    assert [f["time_s"] for f in budget["frames"]] == [0.0, 1.2, 2.4, 3.6, 4.9]  # evenly, first to last
+    assert {f["tiles"] for f in budget["frames"]} == {1}
+    assert [i["page"] for i in budget["images"]] == [2, 3]
+    asked = json.loads(smolchat("ask", *files, "--max-tokens", "2", "--json", "What happens?").stdout)
+    assert budget["total_tokens"] - budget["reply_reserve"] == asked["stats"]["prompt_tokens"]
+    tiles = sum(i["tiles"] for i in budget["images"]) + len(budget["frames"])
+    assert asked["stats"]["image_tiles_encoded"] == tiles
