@@ -33,6 +33,7 @@ from smolchat.calibrate import open_engine
 from smolchat.engine import Message, SamplingParams, TextDelta, TurnResult
 from smolchat.engine.types import RequestError
 from smolchat.errors import SmolChatError
+from smolchat.media.attach import MediaReader, planned_messages
 from smolchat.service.events import (
     CANCELLED,
     CLOSED,
@@ -259,6 +260,7 @@ class _ModelOwner:
     def __init__(self, emit: Callable[[Event], None]) -> None:
         self._emit = emit
         self._engine: Engine | None = None
+        self._media = MediaReader()  # clips and PDFs in messages, as frames and pages
 
     def run(self, request: Request) -> None:
         if isinstance(request, LoadRequest):
@@ -302,7 +304,8 @@ class _ModelOwner:
         pending, last_sent = "", time.monotonic()
         final: Event | None = None
         try:
-            for event in engine.run_turn(list(request.messages), request.sampling, cancel=request.cancel):
+            messages = self._media.expand(list(request.messages), engine.projector_info, cancel=request.cancel)
+            for event in engine.run_turn(messages, request.sampling, cancel=request.cancel):
                 if isinstance(event, TextDelta):
                     pending += event.text
                     now = time.monotonic()
@@ -330,7 +333,8 @@ class _ModelOwner:
             self._emit(Cancelled(request.id, CANCELLED))
             return
         try:
-            final: Event = PrefillFinished(request.id, engine.prefill(list(request.messages), cancel=request.cancel))
+            messages = self._media.expand(list(request.messages), engine.projector_info, cancel=request.cancel)
+            final: Event = PrefillFinished(request.id, engine.prefill(messages, cancel=request.cancel))
         except SmolChatError as e:
             final = Failed(request.id, str(e))
         except Exception as e:  # the turn that follows will say what is wrong, if it matters
@@ -345,7 +349,8 @@ class _ModelOwner:
             self._emit(Failed(request.id, NO_MODEL))
             return
         try:
-            count = engine.count_prompt(list(request.messages), add_generation_prompt=request.add_generation_prompt)
+            messages = planned_messages(list(request.messages), engine.projector_info)
+            count = engine.count_prompt(messages, add_generation_prompt=request.add_generation_prompt)
         except SmolChatError as e:
             self._emit(Failed(request.id, str(e)))
             return

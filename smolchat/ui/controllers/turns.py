@@ -26,11 +26,14 @@ from smolchat import settings as settings_module
 from smolchat.budget.context import ContextBudget, messages_to_send
 from smolchat.budget.detail import Detail, max_tokens_for
 from smolchat.budget.fit import largest_context, memory_settings, suggest_gpu_layers
-from smolchat.budget.images import ImageCost, prepared_size
+from smolchat.budget.images import ImageCost, MediaCost, prepared_size
 from smolchat.engine import Message, ModelInfo, TurnResult
 from smolchat.engine.images import ImageError
 from smolchat.engine.speed import Speed
 from smolchat.errors import SmolChatError
+from smolchat.media import ASK_ABOVE_PAGES, attach
+from smolchat.media.attach import media_kind
+from smolchat.media.pdf import extract_pages, page_count, parse_pages
 from smolchat.models.library import InstalledModel
 from smolchat.models.machine import machine_memory
 from smolchat.store import COMPLETE, STOPPED, STREAMING, Store, StoredMessage
@@ -444,7 +447,7 @@ class TurnController(QObject):
         self.update_meter()
 
     @Slot(int, object)
-    def _costed(self, request_id: int, costs: dict[Path, ImageCost | str]) -> None:
+    def _costed(self, request_id: int, costs: dict[Path, ImageCost | MediaCost | str]) -> None:
         if request_id != self._cost_id:
             return
         composer = self.window.composer
@@ -453,9 +456,13 @@ class TurnController(QObject):
                 composer.set_cost(path, cost)
                 continue
             wait = self.speed.wait_s(cost.tiles, cost.tokens)
-            composer.set_cost(
-                path, f"{cost.tiles} tiles · {cost.tokens:,} tokens" + (f" · ~{wait:.0f} s" if wait is not None else "")
-            )
+            if isinstance(cost, MediaCost):
+                what = f"{cost.frames} frames" if cost.frames else f"{cost.pages} page{'s' if cost.pages != 1 else ''}"
+                what += f" · {cost.tiles} tiles" if cost.pages else ""
+            else:
+                what = f"{cost.tiles} tiles"
+            about = f" · ~{wait:.0f} s" if wait is not None else ""
+            composer.set_cost(path, f"{what} · {cost.tokens:,} tokens{about}")
         self.costs_shown.emit()
 
     @Slot(int, object)
@@ -471,29 +478,61 @@ class TurnController(QObject):
         self.window.composer.set_reading(False)
 
     def offer_files(self, files: list[Path]) -> None:
-        """Attach the pictures among ``files``, kept in the store's folder; refuse the rest,
-        naming each. Off the UI thread: a file on a slow disk, or a pipe, must not freeze the
-        window; in the store's thread, so the cleanup at start never takes a picture kept now."""
+        """Attach the pictures, clips and PDFs among ``files``, kept in the store's folder;
+        refuse the rest, naming each. Off the UI thread: a file on a slow disk, or a pipe, must
+        not freeze the window; in the store's thread, so the cleanup at start never takes a
+        file kept now. A PDF of many pages first asks which to send."""
 
-        def keep() -> tuple[list[tuple[Path, str, Path]], list[str]]:
-            kept, refused = [], []
+        def keep() -> tuple[list[tuple[Path, str, Path]], list[str], list[tuple[Path, int]]]:
+            kept, refused, ask = [], [], []
             for path in files:
                 try:
-                    prepared_size(path)  # reads the header only
+                    kind = media_kind(path)
+                    if kind == "pages" and (count := page_count(path)) > ASK_ABOVE_PAGES:
+                        ask.append((path, count))
+                        continue
+                    if kind is None:
+                        prepared_size(path)  # reads the header only
+                    else:
+                        attach.check([path] if kind == "pages" else [], [path] if kind == "video" else [])
                     kept.append((self.store.keep_image(path), path.name, path))
                 except ImageError as e:
                     refused.append(f"{path.name} was not added: {e.reason}")
                 except SmolChatError as e:  # the store's message names the file
                     refused.append(str(e))
-            return kept, refused
+            return kept, refused, ask
 
-        def checked(result: tuple[list[tuple[Path, str, Path]], list[str]]) -> None:
-            kept, refused = result
+        def checked(result: tuple[list[tuple[Path, str, Path]], list[str], list[tuple[Path, int]]]) -> None:
+            kept, refused, ask = result
             for message in refused:
                 self.window.composer.refuse(message)
             self._attach(kept)
+            for path, count in ask:
+                self._ask_pages(path, count)
 
         self._writer.run(keep, done=checked)
+
+    def _ask_pages(self, path: Path, count: int) -> None:
+        """Ask which pages of a long PDF to send; keep a PDF of just those, then attach it."""
+        spec = self.window.ask_pages(path.name, count)
+        if spec is None:
+            return
+        try:
+            pages = parse_pages(spec, count, path.name)
+        except ImageError as e:
+            self.window.composer.refuse(f"{path.name} was not added: {e.reason}")
+            return
+
+        def keep() -> Path:
+            return self.store.keep_image_data(extract_pages(path, pages), ".pdf")
+
+        def not_kept(error: BaseException) -> None:
+            self.window.composer.refuse(
+                f"{path.name} was not added: {error.reason}" if isinstance(error, ImageError) else str(error)
+            )
+
+        name = f"{path.name} (pages {spec.strip()})"
+        self._writer.run(keep, done=lambda kept: self._attach([(kept, name, None)]), failed=not_kept)
 
     def keep_pasted(self, image: QImage) -> None:
         """A picture pasted or dropped as data: kept in the store's folder as a PNG, off the UI

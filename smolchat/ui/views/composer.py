@@ -27,7 +27,12 @@ from PySide6.QtWidgets import (
 from smolchat.ui.views.picture import Picture
 
 THUMB = 72
-IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.webp *.gif *.bmp *.tif *.tiff)"
+IMAGE_FILTER = (
+    "Pictures, clips and PDFs (*.png *.jpg *.jpeg *.webp *.gif *.bmp *.tif *.tiff"
+    " *.mp4 *.m4v *.mov *.webm *.mkv *.avi *.pdf);;"
+    "Images (*.png *.jpg *.jpeg *.webp *.gif *.bmp *.tif *.tiff);;"
+    "Clips (*.mp4 *.m4v *.mov *.webm *.mkv *.avi *.gif *.webp);;PDF documents (*.pdf)"
+)
 
 
 class MessageEdit(QPlainTextEdit):
@@ -119,7 +124,7 @@ class Composer(QWidget):
         self.strip = QHBoxLayout()
         self.strip.addStretch(1)
         self.edit = MessageEdit()
-        self.edit.setPlaceholderText("Ask about a picture… (drop or paste images here; Enter sends)")
+        self.edit.setPlaceholderText("Ask about a picture, a clip or a PDF… (drop or paste them here; Enter sends)")
         self.edit.setAccessibleName("Message")
         self.edit.setToolTip("Enter sends, Shift+Enter starts a new line, Esc stops the answer")
         self.edit.setMaximumHeight(110)
@@ -131,7 +136,7 @@ class Composer(QWidget):
 
         self.attach_button = QPushButton("Add image…")
         self.attach_button.setAccessibleName("Add image")
-        self.attach_button.setToolTip("Choose image files to ask about")
+        self.attach_button.setToolTip("Choose pictures, clips or PDFs to ask about")
         self.attach_button.clicked.connect(self._choose_files)
         self.send_button = QPushButton("Send")
         self.send_button.setAccessibleName("Send")
@@ -250,7 +255,7 @@ class Composer(QWidget):
             self.send_requested.emit(text, self.images)
 
     def _choose_files(self) -> None:
-        files, _ = QFileDialog.getOpenFileNames(self, "Add images", "", IMAGE_FILTER)
+        files, _ = QFileDialog.getOpenFileNames(self, "Add pictures, clips or PDFs", "", IMAGE_FILTER)
         self.add_files([Path(f) for f in files])
 
     def take_mime(self, mime: QMimeData) -> None:
@@ -260,7 +265,7 @@ class Composer(QWidget):
         elif mime.hasImage():
             self.image_pasted.emit(QImage(mime.imageData()))
         else:
-            self.refuse("Only pictures can be added here.")
+            self.refuse("Only pictures, clips and PDFs can be added here.")
 
     def dragEnterEvent(self, event) -> None:  # noqa: N802
         if event.mimeData().hasUrls() or event.mimeData().hasImage():

@@ -10,6 +10,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
     QFileDialog,
+    QInputDialog,
     QLabel,
     QMainWindow,
     QMessageBox,
@@ -116,6 +117,17 @@ class MainWindow(QMainWindow):
             return None
         path = Path(name)
         return path, path.suffix.lower() == ".json" or "JSON" in chosen
+
+    def ask_pages(self, name: str, count: int) -> str | None:
+        """Which pages of a long PDF to send (e.g. "1-3,5"); None: none, the PDF is not added."""
+        spec, chosen = QInputDialog.getText(
+            self,
+            "Choose pages",
+            f"{name} has {count} pages, and each page is a picture the model reads.\n"
+            "Which pages should be sent? (for example 1-3,5)",
+            text="1-3" if count >= 3 else "1",
+        )
+        return spec if chosen and spec.strip() else None
 
     def show_status(self, message: str, seconds: float = 8) -> None:
         self.statusBar().showMessage(message, int(seconds * 1000))

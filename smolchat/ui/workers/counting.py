@@ -16,9 +16,11 @@ from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from smolchat.budget.context import ContextBudget, PredictedCounter, plan_context
 from smolchat.budget.detail import Detail
-from smolchat.budget.images import ImageCost, ImageMarkers, image_cost, prepared_size
+from smolchat.budget.images import ImageCost, ImageMarkers, MediaCost, image_cost, prepared_size
 from smolchat.engine import Message, ModelInfo
+from smolchat.engine.images import PreparedImage
 from smolchat.errors import SmolChatError
+from smolchat.media.attach import media_kind, planned_messages
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,7 @@ class CountWorker(QObject):
         self._tokenizer = None
         self._counter: PredictedCounter | None = None
         self._image_cost = None
+        self._projector = None
         self._newest_plan = 0  # written by the UI thread: older meter requests are skipped
         self._thread = QThread()
         self._thread.setObjectName("counting")
@@ -99,11 +102,14 @@ class CountWorker(QObject):
         projector = info.projector_info
         markers = ImageMarkers.from_tokenizer(count)
 
-        def cost(width: int, height: int) -> ImageCost:
-            return image_cost(width, height, projector, detail, markers)
+        def cost(width: int, height: int, one_tile: bool = False) -> ImageCost:
+            return image_cost(width, height, projector, detail, markers, one_tile=one_tile)
 
         self._image_cost = cost if projector is not None else None
-        self._counter = PredictedCounter(info.template.render, count, cost)
+        self._projector = projector
+        self._counter = PredictedCounter(
+            info.template.render, count, cost, lambda messages: planned_messages(messages, projector)
+        )
 
     @Slot(object)
     def _do_plan(self, request: PlanRequest) -> None:
@@ -118,9 +124,7 @@ class CountWorker(QObject):
         try:
             image_tokens = {}
             if self._image_cost is not None and request.new.images:  # the new message's share, for the meter
-                image_tokens[len(request.history)] = sum(
-                    self._image_cost(*prepared_size(p)).tokens for p in request.new.images
-                )
+                image_tokens[len(request.history)] = sum(self._attachment_cost(p).tokens for p in request.new.images)
             budget: ContextBudget | str = plan_context(
                 self._counter,
                 list(request.history),
@@ -136,6 +140,17 @@ class CountWorker(QObject):
             budget = f"The context could not be counted ({type(e).__name__}: {e})."
         self.planned.emit(request.id, budget)
 
+    def _attachment_cost(self, path: Path) -> ImageCost | MediaCost:
+        """A picture's cost; a clip's or a PDF's, all its frames or pages together."""
+        assert self._image_cost is not None
+        if media_kind(path) is None:
+            return self._image_cost(*prepared_size(path))
+        (message,) = planned_messages([Message.user("", images=[path])], self._projector)
+        parts = [p for p in message.content if isinstance(p, PreparedImage)]
+        costs = [self._image_cost(p.width, p.height, one_tile=p.one_tile) for p in parts]
+        frames = sum(1 for p in parts if p.one_tile)
+        return MediaCost(frames, len(parts) - frames, sum(c.tiles for c in costs), sum(c.tokens for c in costs))
+
     @Slot(object)
     def _do_cost(self, request: CostRequest) -> None:
         costs: dict[Path, ImageCost | str] = {}
@@ -144,7 +159,7 @@ class CountWorker(QObject):
                 costs[path] = "This model cannot read images."
                 continue
             try:
-                costs[path] = self._image_cost(*prepared_size(path))
+                costs[path] = self._attachment_cost(path)
             except SmolChatError as e:
                 costs[path] = str(e)
             except Exception as e:

@@ -14,8 +14,13 @@ import stat
 from collections.abc import Callable
 from pathlib import Path
 
-from PySide6.QtCore import QCoreApplication, QFile, QIODevice, QObject, QSize, Qt, QThreadPool, Signal
-from PySide6.QtGui import QImage, QImageReader
+from PySide6.QtCore import QCoreApplication, QFile, QIODevice, QObject, QRect, QSize, Qt, QThreadPool, Signal
+from PySide6.QtGui import QColor, QImage, QImageReader, QPainter
+
+from smolchat.errors import SmolChatError
+from smolchat.media.attach import media_kind
+from smolchat.media.pdf import render_pages
+from smolchat.media.video import preview, timestamp
 
 # Opening never waits on a FIFO (O_NONBLOCK); Windows has neither flag's need nor the name.
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
@@ -24,7 +29,17 @@ _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY
 def decode_thumbnail(path: Path, side: int) -> QImage:
     """The picture at ``path`` scaled down to fit a ``side`` x ``side`` square (never enlarged),
     or a null QImage when it cannot be read. Only regular files are read: a FIFO would block and a
-    device such as /dev/zero never ends."""
+    device such as /dev/zero never ends. A clip shows four of its frames with their times, a PDF
+    its first page."""
+    try:
+        kind = media_kind(path) if path.is_file() else None
+        if kind == "video":
+            return film_strip(preview(path, 4, side // 2), side)
+        if kind == "pages":
+            (page,) = render_pages(path, [1], side)
+            return QImage(page.rgb, page.width, page.height, 3 * page.width, QImage.Format.Format_RGB888).copy()
+    except SmolChatError:
+        return QImage()
     try:
         fd = os.open(path, _OPEN_FLAGS)
     except OSError:
@@ -46,6 +61,28 @@ def decode_thumbnail(path: Path, side: int) -> QImage:
     if image.width() > side or image.height() > side:  # a format that cannot tell its size before decoding
         image = image.scaled(box, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation)
     return image
+
+
+def film_strip(frames: list, side: int) -> QImage:
+    """Frames in a square, two by two, each with its time: a clip at a glance."""
+    sheet = QImage(side, side, QImage.Format.Format_RGB32)
+    sheet.fill(QColor(24, 24, 24))
+    cell = side // 2
+    painter = QPainter(sheet)
+    font = painter.font()
+    font.setPixelSize(max(cell // 5, 7))
+    painter.setFont(font)
+    for i, (time_s, picture) in enumerate(frames[:4]):
+        x, y = (i % 2) * cell, (i // 2) * cell
+        image = QImage(picture.tobytes(), picture.width, picture.height, 3 * picture.width, QImage.Format.Format_RGB888)
+        painter.drawImage(x + (cell - picture.width) // 2, y + (cell - picture.height) // 2, image)
+        label = timestamp(time_s)
+        box = QRect(x, y + cell - font.pixelSize() - 2, cell, font.pixelSize() + 2)
+        painter.fillRect(box, QColor(0, 0, 0, 160))
+        painter.setPen(QColor(255, 255, 255))
+        painter.drawText(box, Qt.AlignmentFlag.AlignCenter, label)
+    painter.end()
+    return sheet
 
 
 class ThumbnailLoader(QObject):

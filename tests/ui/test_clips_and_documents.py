@@ -1,0 +1,60 @@
+"""Clips and PDFs in the window: attached like pictures, costed by their frames and pages,
+read while the question is typed, and not read again on a follow-up."""
+
+from __future__ import annotations
+
+from tests.media.clips import write_clip
+from tests.media.test_pdf import write_pdf
+from tests.ui.test_chat_window import attach, drop, send, urls
+
+
+def last_stats(app) -> dict:
+    return app.store.messages(app.conversations.conversation_id)[-1].stats
+
+
+def test_a_dropped_clip_is_costed_by_its_frames_and_read_once(qtbot, app, tmp_path):
+    clip = write_clip(tmp_path / "square.mp4")
+    composer = app.window.composer
+    with qtbot.waitSignal(app.turns.costs_shown, timeout=30_000):
+        drop(composer, urls(clip))
+    (kept,) = composer.images
+    assert kept.parent == app.store.images_dir and kept.read_bytes() == clip.read_bytes()
+    thumb = composer.thumbnail(kept)
+    assert thumb.name == "square.mp4"
+    assert thumb.cost.text().startswith("12 frames · ")  # one tile each, at any detail
+    qtbot.waitUntil(lambda: thumb.picture.pixmap() is not None and not thumb.picture.pixmap().isNull(), timeout=30_000)
+    send(qtbot, app, "What happens?")
+    stats = last_stats(app)
+    assert stats["frames"] == 12 and stats["images"] == 0
+    assert stats["image_tiles_encoded"] <= 12  # some or all were read while the question was typed
+    send(qtbot, app, "And at the end?")
+    assert last_stats(app)["image_tiles_encoded"] == 0  # the frames are in the cache
+
+
+def test_a_long_pdf_asks_which_pages_and_keeps_only_those(qtbot, app, tmp_path, monkeypatch):
+    from smolchat.media.pdf import page_count
+
+    report = write_pdf(tmp_path / "report.pdf", 10, size=(120, 160))
+    asked = []
+    monkeypatch.setattr(app.window, "ask_pages", lambda name, count: asked.append((name, count)) or "2-3")
+    composer = app.window.composer
+    with qtbot.waitSignal(app.turns.costs_shown, timeout=30_000):
+        drop(composer, urls(report))
+    assert asked == [("report.pdf", 10)]
+    (kept,) = composer.images
+    assert kept.suffix == ".pdf" and page_count(kept) == 2
+    thumb = composer.thumbnail(kept)
+    assert thumb.name == "report.pdf (pages 2-3)" and thumb.cost.text().startswith("2 pages · ")
+    send(qtbot, app, "What do they say?")
+    assert last_stats(app)["images"] == 2
+
+
+def test_a_short_pdf_is_attached_whole_and_a_broken_clip_is_refused(qtbot, app, tmp_path, monkeypatch):
+    monkeypatch.setattr(app.window, "ask_pages", lambda *_: (_ for _ in ()).throw(AssertionError("not asked")))
+    attach(qtbot, app, write_pdf(tmp_path / "form.pdf", 2))
+    assert len(app.window.composer.images) == 1
+    broken = tmp_path / "holiday.mov"
+    broken.write_text("not a film")
+    with qtbot.waitSignal(app.window.composer.refused) as refused:
+        drop(app.window.composer, urls(broken))
+    assert "holiday.mov was not added: is not a video SmolChat can read" in refused.args[0]
