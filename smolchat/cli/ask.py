@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import queue
-import re
 import sys
 import threading
 from pathlib import Path
@@ -102,22 +101,17 @@ def media_content(engine: Engine, attachments: list, args: argparse.Namespace) -
     its preprocessing size); a note where the model was not trained on video."""
     from smolchat.engine import EngineError
     from smolchat.media import attach
+    from smolchat.media.video import NOT_TRAINED_ON_VIDEO, trained_on_video
 
     if not attachments:
         return ()
     if engine.projector_info is None:
         raise EngineError("This model was loaded without a vision projector (mmproj), so it cannot read images.")
-    if any(a.kind == "video" for a in attachments) and not trained_on_video(engine):
-        print(
-            "smolchat: this model was not trained on video (SmolVLM2 was): it reads the frames as separate pictures.",
-            file=sys.stderr,
-        )
+    if any(a.kind == "video" for a in attachments) and not trained_on_video(
+        engine.text_info.name, engine.text_info.path.name
+    ):
+        print(f"smolchat: {NOT_TRAINED_ON_VIDEO}", file=sys.stderr)
     return attach.content(attachments, engine.projector_info, fps=args.fps, max_frames=args.max_frames)
-
-
-def trained_on_video(engine: Engine) -> bool:
-    names = f"{engine.text_info.name} {engine.text_info.path.name}".lower()
-    return re.search(r"smolvlm[-_ ]?2(?!\d)", names) is not None  # SmolVLM2-256M, not SmolVLM-256M
 
 
 def _answer_format(path: Path):

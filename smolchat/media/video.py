@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -127,6 +128,14 @@ def number_in_words(n: int) -> str:
         return f"{number_in_words(thousands)} thousand"
     joiner = " and " if rest < 100 else ", "
     return f"{number_in_words(thousands)} thousand{joiner}{number_in_words(rest)}"
+
+
+NOT_TRAINED_ON_VIDEO = "This model was not trained on video (SmolVLM2 was): it reads the frames as separate pictures."
+
+
+def trained_on_video(model_name: str, file_name: str = "") -> bool:
+    """Whether the model is a SmolVLM2 (trained on clips): SmolVLM2-256M, not SmolVLM-256M."""
+    return re.search(r"smolvlm[-_ ]?2(?!\d)", f"{model_name} {file_name}".lower()) is not None
 
 
 def is_video(path: str | os.PathLike[str]) -> bool:

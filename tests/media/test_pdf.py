@@ -83,3 +83,14 @@ def test_the_budget_knows_a_page_size_before_rendering_it(tmp_path, size):
     for side in (128, 2048):
         (rendered,) = render_pages(doc, [1], side)
         assert page_sizes(doc, [1], side) == [(rendered.width, rendered.height)]
+
+
+def test_a_huge_page_renders_at_the_size_the_model_reads(tmp_path):
+    import pypdfium2 as pdfium
+
+    doc = pdfium.PdfDocument.new()
+    doc.new_page(14400, 14400)  # 200 x 200 inches, PDF's largest page
+    doc.save(tmp_path / "poster.pdf")
+    doc.close()
+    (page,) = render_pages(tmp_path / "poster.pdf", [1], 2048)
+    assert (page.width, page.height) == (2048, 2048)

@@ -156,3 +156,11 @@ def test_durations_and_timestamps():
     assert video.duration(3725) == "1:02:05"
     assert video.timestamp(75.5) == "01:15"
     assert video.timestamp(3725) == "62:05"
+
+
+@pytest.mark.parametrize(
+    ("name", "trained"),
+    [("SmolVLM2-256M-Video-Instruct", True), ("smolvlm2_2.2b", True), ("SmolVLM-256M-Instruct", False), ("x", False)],
+)
+def test_which_models_were_trained_on_video(name, trained):
+    assert video.trained_on_video(name) is trained

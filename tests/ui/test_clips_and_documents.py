@@ -22,6 +22,7 @@ def test_a_dropped_clip_is_costed_by_its_frames_and_read_once(qtbot, app, tmp_pa
     thumb = composer.thumbnail(kept)
     assert thumb.name == "square.mp4"
     assert thumb.cost.text().startswith("12 frames · ")  # one tile each, at any detail
+    assert "not trained on video" in app.window.statusBar().currentMessage()  # the tiny model is no SmolVLM2
     qtbot.waitUntil(lambda: thumb.picture.pixmap() is not None and not thumb.picture.pixmap().isNull(), timeout=30_000)
     send(qtbot, app, "What happens?")
     stats = last_stats(app)

@@ -34,6 +34,7 @@ from smolchat.errors import SmolChatError
 from smolchat.media import ASK_ABOVE_PAGES, attach
 from smolchat.media.attach import media_kind
 from smolchat.media.pdf import extract_pages, page_count, parse_pages
+from smolchat.media.video import NOT_TRAINED_ON_VIDEO, VIDEO_SUFFIXES, trained_on_video
 from smolchat.models.library import InstalledModel
 from smolchat.models.machine import machine_memory
 from smolchat.store import COMPLETE, STOPPED, STREAMING, Store, StoredMessage
@@ -506,6 +507,10 @@ class TurnController(QObject):
             kept, refused, ask = result
             for message in refused:
                 self.window.composer.refuse(message)
+            info = self.model_info
+            clips = any(source.suffix.lower() in VIDEO_SUFFIXES for _, _, source in kept)
+            if clips and info is not None and not trained_on_video(info.text_info.name, info.text_info.path.name):
+                self.window.show_status(NOT_TRAINED_ON_VIDEO, 15)
             self._attach(kept)
             for path, count in ask:
                 self._ask_pages(path, count)
