@@ -143,3 +143,10 @@ class _Document:
 
     def __exit__(self, kind, error, trace) -> None:
         self.pdf.close()
+        if error is None or isinstance(error, DocumentError):
+            return
+        if isinstance(error, MemoryError):
+            raise DocumentError(self.path, "is too large to render in the memory available.") from error
+        if isinstance(error, Exception):  # a damaged page (pypdfium2 raises PdfiumError, or worse)
+            detail = str(error).rsplit("PDFium: ", 1)[-1].rstrip(").") or type(error).__name__
+            raise DocumentError(self.path, f"is damaged ({detail}).") from error

@@ -182,6 +182,8 @@ def probe(path: str | os.PathLike[str]) -> VideoInfo:
         return _probe_animation(path)
     with _opened(label) as container:
         stream = container.streams.video[0]
+        if stream.codec_context is None:
+            raise VideoError(label, f"holds video in a format SmolChat cannot decode. {_READABLE}")
         width, height = stream.codec_context.width, stream.codec_context.height
         rate = float(stream.average_rate or stream.guessed_rate or 0) or 25.0
         if stream.duration is not None and stream.time_base is not None:
@@ -288,10 +290,14 @@ class _opened:
         import av
 
         self.container.close()
-        if isinstance(error, av.FFmpegError):
-            raise VideoError(self.path, f"is damaged or incomplete ({_reason(error)}).") from error
+        if error is None or isinstance(error, (VideoError, GeneratorExit)):
+            return
         if isinstance(error, MemoryError):
             raise VideoError(self.path, "is too large to decode in the memory available.") from error
+        if isinstance(error, av.FFmpegError):
+            raise VideoError(self.path, f"is damaged or incomplete ({_reason(error)}).") from error
+        if isinstance(error, Exception):  # FFmpeg meets hostile files with whatever PyAV then trips on
+            raise VideoError(self.path, f"is damaged or incomplete ({type(error).__name__}: {error}).") from error
 
 
 def _reason(error: Exception) -> str:
