@@ -33,9 +33,10 @@ class ModelSettings:
     top_p: float = 0.95
     max_tokens: int = 512
     system_prompt: str = ""
+    video_max_frames: int = 16  # most frames read from a clip, one tile each
 
     # Changing these means loading the model again.
-    RELOAD = ("n_ctx", "n_gpu_layers", "detail", "exact_vision", "threads")
+    RELOAD = ("n_ctx", "n_gpu_layers", "detail", "exact_vision", "threads", "video_max_frames")
 
     def needs_reload(self, other: ModelSettings) -> bool:
         return any(getattr(self, name) != getattr(other, name) for name in self.RELOAD)
@@ -49,6 +50,7 @@ class ModelSettings:
             n_threads=self.threads,
             image_max_tokens=image_max_tokens,
             vision_precision="exact" if self.exact_vision else "auto",
+            video_max_frames=self.video_max_frames,
         )
 
     def sampling(self) -> SamplingParams:

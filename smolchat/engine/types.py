@@ -66,6 +66,9 @@ class EngineSettings:
     # "INT8" (OpenVINO); "exact": the fastest that is not 8-bit
     vision_precision: str = "auto"
     n_threads_vision: int | None = None
+    # How clips become frames (where they do: beside the engine, which reads frames as given)
+    video_fps: float = 1.0
+    video_max_frames: int = 16
     # Host memory for the KV caches of conversations left for another (0: none kept)
     kept_conversations_mb: int = 256
 

@@ -304,7 +304,7 @@ class _ModelOwner:
         pending, last_sent = "", time.monotonic()
         final: Event | None = None
         try:
-            messages = self._media.expand(list(request.messages), engine.projector_info, cancel=request.cancel)
+            messages = self._expanded(engine, request.messages, request.cancel)
             for event in engine.run_turn(messages, request.sampling, cancel=request.cancel):
                 if isinstance(event, TextDelta):
                     pending += event.text
@@ -333,7 +333,7 @@ class _ModelOwner:
             self._emit(Cancelled(request.id, CANCELLED))
             return
         try:
-            messages = self._media.expand(list(request.messages), engine.projector_info, cancel=request.cancel)
+            messages = self._expanded(engine, request.messages, request.cancel)
             final: Event = PrefillFinished(request.id, engine.prefill(messages, cancel=request.cancel))
         except SmolChatError as e:
             final = Failed(request.id, str(e))
@@ -343,13 +343,23 @@ class _ModelOwner:
         self._emit(SpeedChanged(request.id, engine.speed))
         self._emit(final)
 
+    def _expanded(self, engine: Engine, messages, cancel: threading.Event) -> list[Message]:
+        """Clips and PDFs in the messages as their frames and pages."""
+        s = engine.settings
+        return self._media.expand(
+            list(messages), engine.projector_info, fps=s.video_fps, max_frames=s.video_max_frames, cancel=cancel
+        )
+
     def _count(self, request: CountRequest) -> None:
         engine = self._engine
         if engine is None:
             self._emit(Failed(request.id, NO_MODEL))
             return
         try:
-            messages = planned_messages(list(request.messages), engine.projector_info)
+            s = engine.settings
+            messages = planned_messages(
+                list(request.messages), engine.projector_info, fps=s.video_fps, max_frames=s.video_max_frames
+            )
             count = engine.count_prompt(messages, add_generation_prompt=request.add_generation_prompt)
         except SmolChatError as e:
             self._emit(Failed(request.id, str(e)))

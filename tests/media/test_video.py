@@ -164,3 +164,12 @@ def test_durations_and_timestamps():
 )
 def test_which_models_were_trained_on_video(name, trained):
     assert video.trained_on_video(name) is trained
+
+
+def test_the_engine_settings_default_to_the_same_frames():
+    from smolchat.engine import EngineSettings
+    from smolchat.media import DEFAULT_FPS, DEFAULT_MAX_FRAMES
+    from smolchat.settings import ModelSettings
+
+    assert (EngineSettings().video_fps, EngineSettings().video_max_frames) == (DEFAULT_FPS, DEFAULT_MAX_FRAMES)
+    assert ModelSettings().video_max_frames == DEFAULT_MAX_FRAMES

@@ -59,3 +59,19 @@ def test_a_short_pdf_is_attached_whole_and_a_broken_clip_is_refused(qtbot, app, 
     with qtbot.waitSignal(app.window.composer.refused) as refused:
         drop(app.window.composer, urls(broken))
     assert "holiday.mov was not added: is not a video SmolChat can read" in refused.args[0]
+
+
+def test_frames_per_clip_is_a_model_setting(qtbot, app, tmp_path):
+    dialog = app.turns.settings_dialog()
+    qtbot.addWidget(dialog)
+    assert dialog.video_max_frames.value() == 16
+    dialog.video_max_frames.setValue(5)
+    assert "load again" in dialog.reload_note.text()
+    with qtbot.waitSignal(app.turns.model_ready, timeout=60_000):
+        app.turns.apply_settings(dialog.chosen())
+    composer = app.window.composer
+    with qtbot.waitSignal(app.turns.costs_shown, timeout=30_000):
+        drop(composer, urls(write_clip(tmp_path / "square.mp4")))
+    assert composer.thumbnail(composer.images[0]).cost.text().startswith("5 frames · ")
+    send(qtbot, app, "What happens?")
+    assert last_stats(app)["frames"] == 5

@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
 )
 
 from smolchat.budget.detail import Detail
+from smolchat.media import MAX_FRAMES
 from smolchat.settings import ModelSettings
 
 
@@ -85,6 +86,15 @@ class SettingsDialog(QDialog):
         )
         form.addRow("", self.exact_vision)
 
+        self.video_max_frames = QSpinBox()
+        self.video_max_frames.setRange(1, MAX_FRAMES)
+        self.video_max_frames.setValue(current.video_max_frames)
+        self.video_max_frames.setAccessibleName("Frames per clip")
+        self.video_max_frames.setToolTip(
+            "Most frames read from a clip, one a second: each is one tile, read while you type"
+        )
+        form.addRow("Frames per clip", self.video_max_frames)
+
         self.threads = QSpinBox()
         self.threads.setRange(0, 256)
         self.threads.setSpecialValueText("Fastest measured")
@@ -124,6 +134,7 @@ class SettingsDialog(QDialog):
             self.detail.currentIndexChanged,
             self.threads.valueChanged,
             self.exact_vision.toggled,
+            self.video_max_frames.valueChanged,
         ):
             signal.connect(self._update_note)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
@@ -142,6 +153,7 @@ class SettingsDialog(QDialog):
             detail=self.detail.currentData(),
             exact_vision=self.exact_vision.isChecked(),
             threads=self.threads.value() or None,
+            video_max_frames=self.video_max_frames.value(),
             temperature=self.temperature.value(),
             top_p=self.top_p.value(),
             max_tokens=self.max_tokens.value(),

@@ -54,7 +54,7 @@ class CountWorker(QObject):
         self._tokenizer = None
         self._counter: PredictedCounter | None = None
         self._image_cost = None
-        self._projector = None
+        self._planned = None
         self._newest_plan = 0  # written by the UI thread: older meter requests are skipped
         self._thread = QThread()
         self._thread.setObjectName("counting")
@@ -106,10 +106,9 @@ class CountWorker(QObject):
             return image_cost(width, height, projector, detail, markers, one_tile=one_tile)
 
         self._image_cost = cost if projector is not None else None
-        self._projector = projector
-        self._counter = PredictedCounter(
-            info.template.render, count, cost, lambda messages: planned_messages(messages, projector)
-        )
+        fps, most = info.settings.video_fps, info.settings.video_max_frames
+        self._planned = lambda messages: planned_messages(messages, projector, fps=fps, max_frames=most)
+        self._counter = PredictedCounter(info.template.render, count, cost, self._planned)
 
     @Slot(object)
     def _do_plan(self, request: PlanRequest) -> None:
@@ -145,7 +144,7 @@ class CountWorker(QObject):
         assert self._image_cost is not None
         if media_kind(path) is None:
             return self._image_cost(*prepared_size(path))
-        (message,) = planned_messages([Message.user("", images=[path])], self._projector)
+        (message,) = self._planned([Message.user("", images=[path])])
         parts = [p for p in message.content if isinstance(p, PreparedImage)]
         costs = [self._image_cost(p.width, p.height, one_tile=p.one_tile) for p in parts]
         frames = sum(1 for p in parts if p.one_tile)
