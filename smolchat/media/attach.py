@@ -3,6 +3,7 @@ clips as their frames. Checked first (headers only, before a model loads), read 
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from collections.abc import Callable
@@ -162,9 +163,17 @@ def planned_messages(
     """The messages as ``MediaReader.expand`` will give them, from headers alone (for counting)."""
 
     def plan(path: Path, kind: str, projector: ProjectorInfo) -> tuple:
-        return planned_content(_checked(path, kind), projector, fps=fps, max_frames=max_frames)
+        return _planned(*_file_key(path), kind, projector, fps, max_frames)
 
     return _replacing_media(messages, projector, plan)
+
+
+@functools.lru_cache(maxsize=64)
+def _planned(path: str, *key_and_rest) -> tuple:
+    """``planned_content`` of one file, remembered while it is unchanged: the meter asks again at
+    every keystroke, for every message of the conversation."""
+    *_unchanged, kind, projector, fps, max_frames = key_and_rest
+    return planned_content(_checked(Path(path), kind), projector, fps=fps, max_frames=max_frames)
 
 
 def _replacing_media(
