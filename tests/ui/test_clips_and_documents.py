@@ -37,7 +37,7 @@ def test_a_long_pdf_asks_which_pages_and_keeps_only_those(qtbot, app, tmp_path, 
 
     report = write_pdf(tmp_path / "report.pdf", 10, size=(120, 160))
     asked = []
-    monkeypatch.setattr(app.window, "ask_pages", lambda name, count: asked.append((name, count)) or "2-3")
+    monkeypatch.setattr(app.window, "ask_pages", lambda path, name, count: asked.append((name, count)) or "2-3")
     composer = app.window.composer
     with qtbot.waitSignal(app.turns.costs_shown, timeout=30_000):
         drop(composer, urls(report))
@@ -53,7 +53,9 @@ def test_a_long_pdf_asks_which_pages_and_keeps_only_those(qtbot, app, tmp_path, 
 def test_a_short_pdf_is_attached_whole_and_a_broken_clip_is_refused(qtbot, app, tmp_path, monkeypatch):
     monkeypatch.setattr(app.window, "ask_pages", lambda *_: (_ for _ in ()).throw(AssertionError("not asked")))
     attach(qtbot, app, write_pdf(tmp_path / "form.pdf", 2))
-    assert len(app.window.composer.images) == 1
+    (kept,) = app.window.composer.images
+    picture = app.window.composer.thumbnail(kept).picture
+    qtbot.waitUntil(lambda: picture.pixmap() is not None and not picture.pixmap().isNull(), timeout=30_000)
     broken = tmp_path / "holiday.mov"
     broken.write_text("not a film")
     with qtbot.waitSignal(app.window.composer.refused) as refused:
@@ -75,3 +77,21 @@ def test_frames_per_clip_is_a_model_setting(qtbot, app, tmp_path):
     assert composer.thumbnail(composer.images[0]).cost.text().startswith("5 frames · ")
     send(qtbot, app, "What happens?")
     assert last_stats(app)["frames"] == 5
+
+
+def test_the_page_picker_shows_the_pages_to_tick(qtbot, app, tmp_path):
+    from PySide6.QtCore import Qt
+
+    from smolchat.ui.views.page_picker import PagePicker, page_list
+
+    report = write_pdf(tmp_path / "report.pdf", 12, size=(120, 160))
+    picker = PagePicker(report, "report.pdf", 12, app.window)
+    qtbot.addWidget(picker)
+    assert picker.pages.count() == 12 and picker.spec() == "1-3"  # the first pages, ticked
+    qtbot.waitUntil(lambda: not picker.pages.item(11).icon().isNull(), timeout=30_000)  # thumbnails arrive
+    picker.pages.item(1).setCheckState(Qt.CheckState.Unchecked)
+    picker.pages.item(6).setCheckState(Qt.CheckState.Checked)
+    assert picker.spec() == "1,3,7"
+    picker.typed.setText("4-5")  # or typed
+    assert picker.spec() == "4-5"
+    assert page_list([5, 1, 2, 3, 9, 10]) == "1-3,5,9-10"

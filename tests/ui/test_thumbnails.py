@@ -48,9 +48,9 @@ def decodes(monkeypatch) -> Decodes:
 
     real = thumbnails.decode_thumbnail
 
-    def recorded(path: Path, side: int):
+    def recorded(path: Path, side: int, page: int = 1):
         record.in_ui_thread.append(threading.current_thread() is threading.main_thread())
-        return real(path, side)
+        return real(path, side, page)
 
     monkeypatch.setattr(thumbnails, "QImageReader", RecordingReader)
     monkeypatch.setattr(thumbnails, "decode_thumbnail", recorded)
@@ -114,9 +114,9 @@ def test_switching_conversation_while_pictures_decode_is_safe(qtbot, tmp_path, m
     release = threading.Event()
     real = thumbnails.decode_thumbnail
 
-    def held(path: Path, side: int):
+    def held(path: Path, side: int, page: int = 1):
         release.wait(30)  # the decodes are still running when the conversation changes
-        return real(path, side)
+        return real(path, side, page)
 
     shown = []
     real_show = picture_module.Picture._show

@@ -519,7 +519,7 @@ class TurnController(QObject):
 
     def _ask_pages(self, path: Path, count: int) -> None:
         """Ask which pages of a long PDF to send; keep a PDF of just those, then attach it."""
-        spec = self.window.ask_pages(path.name, count)
+        spec = self.window.ask_pages(path, path.name, count)
         if spec is None:
             return
         try:

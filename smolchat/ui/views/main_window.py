@@ -10,7 +10,6 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
     QFileDialog,
-    QInputDialog,
     QLabel,
     QMainWindow,
     QMessageBox,
@@ -22,6 +21,7 @@ from PySide6.QtWidgets import (
 from smolchat import __version__
 from smolchat.ui.views.chat_view import ChatView
 from smolchat.ui.views.composer import Composer
+from smolchat.ui.views.page_picker import PagePicker
 from smolchat.ui.views.sidebar import Sidebar
 
 
@@ -118,16 +118,13 @@ class MainWindow(QMainWindow):
         path = Path(name)
         return path, path.suffix.lower() == ".json" or "JSON" in chosen
 
-    def ask_pages(self, name: str, count: int) -> str | None:
+    def ask_pages(self, path: Path, name: str, count: int) -> str | None:
         """Which pages of a long PDF to send (e.g. "1-3,5"); None: none, the PDF is not added."""
-        spec, chosen = QInputDialog.getText(
-            self,
-            "Choose pages",
-            f"{name} has {count} pages, and each page is a picture the model reads.\n"
-            "Which pages should be sent? (for example 1-3,5)",
-            text="1-3" if count >= 3 else "1",
-        )
-        return spec if chosen and spec.strip() else None
+        picker = PagePicker(path, name, count, self)
+        chosen = picker.exec() == PagePicker.DialogCode.Accepted
+        spec = picker.spec()
+        picker.deleteLater()
+        return spec if chosen and spec else None
 
     def show_status(self, message: str, seconds: float = 8) -> None:
         self.statusBar().showMessage(message, int(seconds * 1000))

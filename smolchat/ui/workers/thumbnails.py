@@ -19,25 +19,29 @@ from PySide6.QtGui import QColor, QImage, QImageReader, QPainter
 
 from smolchat.errors import SmolChatError
 from smolchat.media.attach import media_kind
-from smolchat.media.pdf import render_pages
+from smolchat.media.pdf import page_count, render_pages
 from smolchat.media.video import preview, timestamp
 
 # Opening never waits on a FIFO (O_NONBLOCK); Windows has neither flag's need nor the name.
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
 
 
-def decode_thumbnail(path: Path, side: int) -> QImage:
+def decode_thumbnail(path: Path, side: int, page: int = 1) -> QImage:
     """The picture at ``path`` scaled down to fit a ``side`` x ``side`` square (never enlarged),
     or a null QImage when it cannot be read. Only regular files are read: a FIFO would block and a
-    device such as /dev/zero never ends. A clip shows four of its frames with their times, a PDF
-    its first page."""
+    device such as /dev/zero never ends. A clip shows four of its frames with their times; a PDF
+    its first four pages, numbered (or just ``page``, when one is asked for)."""
     try:
         kind = media_kind(path) if path.is_file() else None
         if kind == "video":
-            return film_strip(preview(path, 4, side // 2), side)
+            return contact_sheet([(timestamp(t), frame) for t, frame in preview(path, 4, side // 2)], side)
         if kind == "pages":
-            (page,) = render_pages(path, [1], side)
-            return QImage(page.rgb, page.width, page.height, 3 * page.width, QImage.Format.Format_RGB888).copy()
+            count = 1 if page != 1 else min(page_count(path), 4)
+            if count == 1:
+                (shown,) = render_pages(path, [page], side)
+                return _qimage(shown.rgb, shown.width, shown.height).copy()
+            pages = render_pages(path, list(range(1, count + 1)), side // 2)
+            return contact_sheet([(f"p. {n}", _pil(p)) for n, p in enumerate(pages, 1)], side)
     except SmolChatError:
         return QImage()
     try:
@@ -63,8 +67,19 @@ def decode_thumbnail(path: Path, side: int) -> QImage:
     return image
 
 
-def film_strip(frames: list, side: int) -> QImage:
-    """Frames in a square, two by two, each with its time: a clip at a glance."""
+def _qimage(rgb: bytes, width: int, height: int) -> QImage:
+    return QImage(rgb, width, height, 3 * width, QImage.Format.Format_RGB888)
+
+
+def _pil(image):
+    from PIL import Image
+
+    return Image.frombytes("RGB", (image.width, image.height), image.rgb)
+
+
+def contact_sheet(frames: list, side: int) -> QImage:
+    """Pictures in a square, two by two, each with its label: a clip's frames and their times,
+    or a document's first pages."""
     sheet = QImage(side, side, QImage.Format.Format_RGB32)
     sheet.fill(QColor(24, 24, 24))
     cell = side // 2
@@ -72,11 +87,10 @@ def film_strip(frames: list, side: int) -> QImage:
     font = painter.font()
     font.setPixelSize(max(cell // 5, 7))
     painter.setFont(font)
-    for i, (time_s, picture) in enumerate(frames[:4]):
+    for i, (label, picture) in enumerate(frames[:4]):
         x, y = (i % 2) * cell, (i // 2) * cell
-        image = QImage(picture.tobytes(), picture.width, picture.height, 3 * picture.width, QImage.Format.Format_RGB888)
+        image = _qimage(picture.tobytes(), picture.width, picture.height)
         painter.drawImage(x + (cell - picture.width) // 2, y + (cell - picture.height) // 2, image)
-        label = timestamp(time_s)
         box = QRect(x, y + cell - font.pixelSize() - 2, cell, font.pixelSize() + 2)
         painter.fillRect(box, QColor(0, 0, 0, 160))
         painter.setPen(QColor(255, 255, 255))
@@ -97,16 +111,17 @@ class ThumbnailLoader(QObject):
         self._tickets = itertools.count()
         self._decoded.connect(self._deliver)  # emitted in a pool thread, so queued to this (the UI) thread
 
-    def request(self, path: Path, side: int, owner: QObject, deliver: Callable[[QImage], None]) -> None:
-        """Decode ``path`` to fit ``side`` px; ``deliver`` gets the image unless ``owner`` is deleted first."""
+    def request(self, path: Path, side: int, owner: QObject, deliver: Callable[[QImage], None], page: int = 1) -> None:
+        """Decode ``path`` (a PDF's ``page``) to fit ``side`` px; ``deliver`` gets the image unless
+        ``owner`` is deleted first."""
         ticket = next(self._tickets)
         self._waiting[ticket] = deliver
         owner.destroyed.connect(lambda *_: self._waiting.pop(ticket, None))
-        self._pool.start(lambda: self._decode(ticket, path, side))
+        self._pool.start(lambda: self._decode(ticket, path, side, page))
 
-    def _decode(self, ticket: int, path: Path, side: int) -> None:  # in a pool thread
+    def _decode(self, ticket: int, path: Path, side: int, page: int) -> None:  # in a pool thread
         if ticket in self._waiting:
-            self._decoded.emit(ticket, decode_thumbnail(path, side))
+            self._decoded.emit(ticket, decode_thumbnail(path, side, page))
 
     def _deliver(self, ticket: int, image: QImage) -> None:
         deliver = self._waiting.pop(ticket, None)
