@@ -3,6 +3,8 @@ exactly, read alike by every encoder, and not read again on a follow-up."""
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 
@@ -92,3 +94,24 @@ def test_a_photo_beside_the_clip_keeps_its_grid(tiny_engine, clip, images):
     count = tiny_engine.count_prompt(messages)
     photo = image_cost(1024, 768, tiny_engine.projector_info, Detail.FULL)
     assert count.image_tiles == 12 + photo.tiles
+
+
+def test_stop_between_frames_keeps_the_frames_read(tiny_engine, clip, monkeypatch):
+    tiny_engine.reset()
+    cancel = threading.Event()
+    real_encode = tiny_engine._encode_tile
+    encoded = []
+
+    def encode_then_stop_after_three(prompt, chunk):
+        encoded.append(chunk)
+        if len(encoded) == 3:
+            cancel.set()  # Stop pressed while the third frame is read
+        return real_encode(prompt, chunk)
+
+    monkeypatch.setattr(tiny_engine, "_encode_tile", encode_then_stop_after_three)
+    stopped = tiny_engine.prefill([question(clip, "")], cancel=cancel)
+    assert stopped.cancelled and stopped.image_tiles_encoded == 3
+    monkeypatch.undo()
+    resumed = tiny_engine.prefill([question(clip, "")])
+    # the frames placed before Stop are kept; the one being read when it came is read again
+    assert not resumed.cancelled and resumed.image_tiles_encoded == 10
