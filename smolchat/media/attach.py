@@ -25,7 +25,7 @@ class Attachment:
 
 
 def check(
-    images: list[Path], videos: list[Path] = (), *, pages: str | None = None, ask_above: int = ASK_ABOVE_PAGES
+    images: list[Path], videos: list[Path] | tuple = (), *, pages: str | None = None, ask_above: int = ASK_ABOVE_PAGES
 ) -> list[Attachment]:
     """The attachments, each file's header read: an error names the first file that cannot
     be used. A PDF with more than ``ask_above`` pages needs ``pages`` (1-3,5)."""
@@ -106,11 +106,21 @@ def _size_only(width: int, height: int, where: str, *, one_tile: bool = False) -
 
 def media_kind(path: str | os.PathLike[str]) -> str | None:
     """ "video" for a clip, "pages" for a PDF, None for a picture: what a message part is."""
+    suffix = Path(path).suffix.lower()
     if pdf.is_pdf(path):
         return "pages"
-    if Path(path).suffix.lower() in video.VIDEO_SUFFIXES or video.is_video(path):
+    if suffix in video.VIDEO_SUFFIXES:
+        return "video"
+    if suffix in video.ANIMATION_SUFFIXES and _animated(*_file_key(Path(path))):
         return "video"
     return None
+
+
+@functools.lru_cache(maxsize=256)
+def _animated(path: str, *_unchanged) -> bool:
+    """Whether a GIF or WebP moves, remembered while the file is unchanged: the meter asks for
+    every picture of the conversation at every keystroke."""
+    return video.is_video(path)
 
 
 def _file_key(path: Path) -> tuple:
