@@ -22,36 +22,66 @@ ensure_uv() {
     fi
 }
 
-# Prints the path of a llama-cpp-python wheel built with CMake options "$1": the version
-# uv.lock pins, from the source distribution uv.lock names and hashes. Built once per
-# version, options and architecture, then kept in $CACHE.
-llama_wheel() {
-    local cmake_args="$1" version url sha256 key wheels sdist
-    read -r version url sha256 < <(cd "$ROOT" && python3 - <<'EOF'
+# Reads what uv.lock pins for llama-cpp-python into llama_version and llama_sdist (its source
+# distribution in $CACHE, downloaded once and checked against the sha256 uv.lock holds).
+llama_source() {
+    local url sha256
+    read -r llama_version url sha256 < <(cd "$ROOT" && python3 - <<'EOF'
 import tomllib
 lock = tomllib.load(open("uv.lock", "rb"))
 package = next(p for p in lock["package"] if p["name"] == "llama-cpp-python")
 print(package["version"], package["sdist"]["url"], package["sdist"]["hash"].removeprefix("sha256:"))
 EOF
 )
-    key="$(printf '%s\n' "$version" "$cmake_args" "$(uname -m)" | sha256sum | cut -c1-12)"
-    wheels="$CACHE/llama-cpp-python-$version-$key"
+    mkdir -p "$CACHE"
+    llama_sdist="$CACHE/$(basename "$url")"
+    if ! echo "$sha256  $llama_sdist" | sha256sum --check --status 2>/dev/null; then
+        python3 -c 'import sys, urllib.request; urllib.request.urlretrieve(sys.argv[1], sys.argv[2])' \
+            "$url" "$llama_sdist.part"
+        echo "$sha256  $llama_sdist.part" | sha256sum --check --status || { echo "$url: wrong sha256" >&2; return 1; }
+        mv "$llama_sdist.part" "$llama_sdist"
+    fi
+}
+
+# Prints the path of a llama-cpp-python wheel built with CMake options "$1": the version
+# uv.lock pins, from the source distribution uv.lock names and hashes. Built once per
+# version, options and architecture, then kept in $CACHE.
+llama_wheel() {
+    local cmake_args="$1" key wheels
+    llama_source || return 1
+    key="$(printf '%s\n' "$llama_version" "$cmake_args" "$(uname -m)" | sha256sum | cut -c1-12)"
+    wheels="$CACHE/llama-cpp-python-$llama_version-$key"
     if ! ls "$wheels"/llama_cpp_python-*.whl >/dev/null 2>&1; then
-        echo "Building llama-cpp-python $version with: $cmake_args (takes a while; kept in $wheels)" >&2
-        mkdir -p "$CACHE"
-        sdist="$CACHE/$(basename "$url")"
-        if ! echo "$sha256  $sdist" | sha256sum --check --status 2>/dev/null; then
-            python3 -c 'import sys, urllib.request; urllib.request.urlretrieve(sys.argv[1], sys.argv[2])' \
-                "$url" "$sdist.part"
-            echo "$sha256  $sdist.part" | sha256sum --check --status || { echo "$url: wrong sha256" >&2; return 1; }
-            mv "$sdist.part" "$sdist"
-        fi
+        echo "Building llama-cpp-python $llama_version with: $cmake_args (takes a while; kept in $wheels)" >&2
         rm -rf "$wheels.part"
         CMAKE_ARGS="$cmake_args" CMAKE_BUILD_PARALLEL_LEVEL="$(getconf _NPROCESSORS_ONLN)" \
-            uv build --wheel --out-dir "$wheels.part" "$sdist" >&2
+            uv build --wheel --out-dir "$wheels.part" "$llama_sdist" >&2
         rm -rf "$wheels" && mv "$wheels.part" "$wheels"
     fi
     ls "$wheels"/llama_cpp_python-*.whl | head -n 1
+}
+
+# Prints the path of llama.cpp's own llama-server, built from the llama.cpp the pinned
+# llama-cpp-python vendors (the tests use it as a remote engine). One static binary for any
+# CPU with AVX2 (GGML_NATIVE=OFF), built once per version and architecture into $CACHE.
+LLAMA_SERVER_CMAKE_ARGS="-DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=OFF -DBUILD_SHARED_LIBS=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF"
+llama_server() {
+    local key out src
+    llama_source || return 1
+    key="$(printf '%s\n' "$llama_version" "$LLAMA_SERVER_CMAKE_ARGS" "$(uname -m)" | sha256sum | cut -c1-12)"
+    out="$CACHE/llama-server-$llama_version-$key"
+    if [ ! -x "$out/llama-server" ]; then
+        echo "Building llama-server from llama-cpp-python $llama_version's llama.cpp (about 10 minutes on 2 cores; kept in $out)" >&2
+        rm -rf "$out.part" && mkdir -p "$out.part"
+        tar -xzf "$llama_sdist" -C "$out.part"
+        src="$(ls -d "$out.part"/llama_cpp_python-*/vendor/llama.cpp)"
+        # shellcheck disable=SC2086  # the options are separate words
+        cmake -S "$src" -B "$out.part/build" $LLAMA_SERVER_CMAKE_ARGS >&2
+        cmake --build "$out.part/build" --target llama-server -j "$(getconf _NPROCESSORS_ONLN)" >&2
+        mkdir -p "$out" && cp "$out.part/build/bin/llama-server" "$out/llama-server.part"
+        mv "$out/llama-server.part" "$out/llama-server" && rm -rf "$out.part"
+    fi
+    echo "$out/llama-server"
 }
 
 # Prints the path of the wheel the apps are built from: CPU code for every level, plus the
