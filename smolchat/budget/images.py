@@ -20,6 +20,7 @@ import functools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from smolchat.budget.detail import Detail, image_max_tokens
 from smolchat.engine.gguf_info import ProjectorInfo
@@ -149,3 +150,26 @@ def prepared_size(path: str | os.PathLike[str], max_side: int = DEFAULT_MAX_SIDE
 def _header_size(path: str, _mtime_ns: int, _size: int, max_side: int) -> tuple[int, int]:
     with open_image(path, max_side) as opened:
         return opened.size
+
+
+def typical_projector(model_name: str) -> ProjectorInfo:
+    """The tile geometry of a SmolVLM projector, guessed from the model's name, for estimating
+    what a server's model will make of an image without its files: 512 px tiles of 64 tokens
+    (256M, 500M), or 384 px tiles of 81 tokens (the 2.2B models and SmolVLM-Instruct)."""
+    name = model_name.lower()
+    small = any(size in name for size in ("256m", "500m"))
+    big = "2.2b" in name or "2b" in name or ("smolvlm-instruct" in name and not small)
+    tile, patch, scale = (384, 14, 3) if big else (512, 16, 4)
+    return ProjectorInfo(
+        path=Path(model_name),
+        size_bytes=0,
+        projector_type="idefics3",
+        output_width=0,
+        n_embd=0,
+        n_layer=0,
+        image_size=tile,
+        patch_size=patch,
+        scale_factor=scale,
+        preproc_image_size=4 * tile,
+        file_type=None,
+    )

@@ -11,7 +11,7 @@ from types import ModuleType
 from smolchat import __version__
 from smolchat.errors import SmolChatError
 
-COMMANDS = ("ask", "bench", "budget", "models", "info", "serve")
+COMMANDS = ("ask", "batch", "bench", "budget", "models", "info", "serve")
 
 
 def command(name: str) -> ModuleType:

@@ -10,12 +10,22 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from smolchat.cli.options import add_media_options, add_model_options, engine_settings, model_files
+from smolchat.cli.options import (
+    add_media_options,
+    add_model_options,
+    engine_settings,
+    model_files,
+    remote_server,
+    schema_format,
+)
 from smolchat.engine.figures import describe_stats
 
 if TYPE_CHECKING:
-    from smolchat.engine import Message, SamplingParams, TurnResult
+    from collections.abc import Callable, Iterator
+
+    from smolchat.engine import SamplingParams, TurnResult
     from smolchat.engine.engine import Engine
+    from smolchat.engine.types import TurnEvent
 
 HELP = "ask a question about images (or just text)"
 
@@ -34,7 +44,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     add_media_options(p)
     p.add_argument("--system", metavar="TEXT", help="a system prompt")
-    add_model_options(p)
+    add_model_options(p, remote=True)
     s = p.add_argument_group("sampling")
     s.add_argument("--max-tokens", type=int, default=512, metavar="N", help="longest answer (default 512)")
     s.add_argument("--temperature", type=float, default=0.2, metavar="T", help="0 picks the likeliest token")
@@ -61,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
 
     # a file that cannot be used is refused before the model loads
     attachments = attach.check(args.image, args.video, pages=args.pages)
-    answer_format = _answer_format(args.schema) if args.schema else None
+    answer_format = schema_format(args.schema) if args.schema else None
     sampling = SamplingParams(
         temperature=args.temperature,
         top_p=args.top_p,
@@ -72,6 +82,10 @@ def run(args: argparse.Namespace) -> int:
         stop=tuple(args.stop),
         answer_format=answer_format,
     )
+    server = remote_server(args)
+    if server is not None:
+        with server:
+            return _ask_server(server, attachments, sampling, args)
     from smolchat.budget.fit import vision_memory_rule
 
     model, mmproj = model_files(args)
@@ -82,17 +96,47 @@ def run(args: argparse.Namespace) -> int:
         media = media_content(engine, attachments, args)
         messages = [Message.system(args.system)] if args.system else []
         messages.append(Message("user", (*media, *((args.prompt,) if args.prompt or not media else ()))))
-        result = _answer(engine, messages, sampling, stream=not args.json)
+        result = _answer(lambda cancel: engine.run_turn(messages, sampling, cancel=cancel), stream=not args.json)
         vision = engine.vision_plan.describe() if engine.vision_plan else None
+    return _report(result, answer_format, vision, args)
+
+
+def _ask_server(server, attachments: list, sampling: SamplingParams, args: argparse.Namespace) -> int:
+    """The question sent to a server: photos and PDF pages as images, the answer streamed."""
+    from smolchat.engine import Message
+    from smolchat.engine.images import DEFAULT_MAX_SIDE
+    from smolchat.media import pdf
+    from smolchat.remote import RemoteError
+
+    media: list = []
+    for a in attachments:
+        if a.kind == "video":
+            raise RemoteError(
+                f"{a.path}: clips are read by the local engine only (a server's chat API takes no video); "
+                "leave out --server, or send frames as --image files."
+            )
+        media += pdf.render_pages(a.path, list(a.pages), DEFAULT_MAX_SIDE) if a.kind == "pages" else [a.path]
+    messages = [Message.system(args.system)] if args.system else []
+    messages.append(Message("user", (*media, *((args.prompt,) if args.prompt or not media else ()))))
+    result = _answer(lambda cancel: server.turn(messages, sampling, cancel=cancel), stream=not args.json)
+    return _report(result, sampling.answer_format, None, args, server={"url": server.url, "model": server.model})
+
+
+def _report(
+    result: TurnResult, answer_format, vision: str | None, args: argparse.Namespace, server: dict | None = None
+) -> int:
     parsed = answer_format.check(result.text) if answer_format and result.stats.finish_reason != "cancelled" else None
     if args.json:
         report = {"answer": result.text, "stats": result.stats.as_dict(), "vision": vision}
+        if server is not None:
+            report["server"] = server
         if answer_format is not None:
             report["result"] = parsed
         print(json.dumps(report, indent=2))
     else:
         print()
-        print(f"[{describe_stats(result.stats.as_dict(), brief=False, vision=vision)}]")
+        by = f" · {server['model']} at {server['url']}" if server else ""
+        print(f"[{describe_stats(result.stats.as_dict(), brief=False, vision=vision)}{by}]")
     return 130 if result.stats.finish_reason == "cancelled" else 0
 
 
@@ -114,32 +158,16 @@ def media_content(engine: Engine, attachments: list, args: argparse.Namespace) -
     return attach.content(attachments, engine.projector_info, fps=args.fps, max_frames=args.max_frames)
 
 
-def _answer_format(path: Path):
-    """The schema's answer format, or a message saying what is wrong with the file."""
-    from smolchat.engine.structured import json_schema
-    from smolchat.errors import SmolChatError
-
-    try:
-        schema = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise SmolChatError(f"{path}: cannot be read ({e.strerror or e}).") from None
-    except (ValueError, UnicodeDecodeError) as e:
-        raise SmolChatError(f"{path}: is not a JSON schema ({e}).") from None
-    try:
-        return json_schema(schema)
-    except SmolChatError as e:
-        raise SmolChatError(f"{path}: {e}") from None
-
-
-def _answer(engine: Engine, messages: list[Message], sampling: SamplingParams, *, stream: bool) -> TurnResult:
+def _answer(turn: Callable[[threading.Event], Iterator[TurnEvent]], *, stream: bool) -> TurnResult:
     """Run the turn on a worker thread so that Ctrl+C can cancel it at once."""
     from smolchat.engine import TextDelta, TurnResult
 
     events: queue.Queue = queue.Queue()
+    cancel = threading.Event()
 
     def work() -> None:
         try:
-            for event in engine.run_turn(messages, sampling):
+            for event in turn(cancel):
                 events.put(event)
         except BaseException as e:  # handed to the main thread
             events.put(e)
@@ -152,7 +180,7 @@ def _answer(engine: Engine, messages: list[Message], sampling: SamplingParams, *
         except queue.Empty:
             continue
         except KeyboardInterrupt:
-            engine.cancel()
+            cancel.set()
             continue
         if isinstance(event, BaseException):
             worker.join()

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from smolchat.budget.detail import Detail
-from smolchat.cli.options import add_media_options, add_model_options, engine_settings, model_files
+from smolchat.cli.options import add_media_options, add_model_options, engine_settings, model_files, remote_server
 
 if TYPE_CHECKING:
     from smolchat.budget.images import ImageCost
@@ -31,7 +31,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_media_options(p)
     p.add_argument("--system", metavar="TEXT", help="a system prompt")
     p.add_argument("--max-tokens", type=int, default=512, metavar="N", help="room kept for the reply (default 512)")
-    add_model_options(p)
+    add_model_options(p, remote=True)
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -48,6 +48,10 @@ def run(args: argparse.Namespace) -> int:
     from smolchat.models.memory import estimate_memory, verdict
 
     attachments = attach.check(args.image, args.video, pages=args.pages)
+    server = remote_server(args)
+    if server is not None:
+        with server:
+            return _server_estimate(server, attachments, args)
     model, mmproj = model_files(args)
     settings = engine_settings(args, mmproj)
     detail = Detail(args.detail)
@@ -109,6 +113,62 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=2))
     else:
         print(_text(report, estimate.lines()))
+    return 0
+
+
+# A server tokenizes with its own model: text is estimated at this many characters a token,
+# plus each message's template markers.
+CHARS_PER_TOKEN = 4
+TEMPLATE_TOKENS_PER_MESSAGE = 6
+
+
+def _server_estimate(server, attachments: list, args: argparse.Namespace) -> int:
+    """What the message will cost on a server, estimated here: only the server knows its
+    projector and tokenizer, and it reports the exact count (usage) after each turn."""
+    from smolchat.budget.images import image_cost, prepared_size, typical_projector
+    from smolchat.engine.images import DEFAULT_MAX_SIDE
+    from smolchat.media import pdf
+    from smolchat.remote import RemoteError
+
+    if any(a.kind == "video" for a in attachments):
+        raise RemoteError("Clips are read by the local engine only; a server's chat API takes no video.")
+    projector = typical_projector(server.model)
+    images = []
+    for a in attachments:
+        if a.kind == "pages":
+            sizes = pdf.page_sizes(a.path, list(a.pages), DEFAULT_MAX_SIDE)
+            entries = [({"path": str(a.path), "page": n}, size) for size, n in zip(sizes, a.pages)]
+        else:
+            entries = [({"path": str(a.path)}, prepared_size(a.path))]
+        for where, (width, height) in entries:
+            # llama-server reads an image's whole grid; a SmolChat server may read less (its --detail)
+            cost = image_cost(width, height, projector, Detail.FULL)
+            images.append({**where, "width": width, "height": height, "tiles": cost.tiles, "tokens": cost.tokens})
+    texts = [t for t in (args.system, args.prompt) if t]
+    text_tokens = sum(-(-len(t) // CHARS_PER_TOKEN) + TEMPLATE_TOKENS_PER_MESSAGE for t in texts)
+    image_tokens = sum(i["tokens"] for i in images)
+    report = {
+        "estimate": True,
+        "server": {"url": server.url, "model": server.model},
+        "images": images,
+        "image_tokens": image_tokens,
+        "text_tokens": text_tokens,
+        "reply_reserve": args.max_tokens,
+        "total_tokens": image_tokens + text_tokens + args.max_tokens,
+        "message": "An estimate: the server's own tokenizer and projector decide, and it reports the exact "
+        "count after each turn (ask --json: stats.prompt_tokens).",
+    }
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    lines = [f"About {report['total_tokens']:,} tokens on {server.model} at {server.url} (an estimate)"]
+    lines += [
+        f"  {Path(i['path']).name}{' page ' + str(i['page']) if 'page' in i else ''}: {i['width']}x{i['height']}, "
+        f"about {i['tiles']} tiles, {i['tokens']:,} tokens"
+        for i in images
+    ]
+    lines += [f"  text: about {text_tokens:,} tokens; reply: {args.max_tokens:,} kept", report["message"]]
+    print("\n".join(lines))
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -67,8 +68,10 @@ def _frame_cap(most: int):
     return parse
 
 
-def add_model_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("model (files, or an installed or downloadable repo)")
+def add_model_options(parser: argparse.ArgumentParser, *, remote: bool = False) -> None:
+    """The model to load; with ``remote``, a server may answer instead (--server)."""
+    title = "model (files, an installed or downloadable repo" + (", or a server)" if remote else ")")
+    group = parser.add_argument_group(title)
     which = group.add_mutually_exclusive_group(required=True)
     which.add_argument(
         "--model", "-m", type=Path, metavar="GGUF", help="the text model, e.g. SmolVLM-256M-Instruct-Q8_0.gguf"
@@ -80,6 +83,22 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         help="a model by repo, e.g. ggml-org/SmolVLM-256M-Instruct-GGUF (downloaded first "
         "if it is not installed), or the name of an imported model",
     )
+    if remote:
+        which.add_argument(
+            "--server",
+            metavar="URL",
+            help="let a server answer instead: anything with OpenAI's chat API, e.g. llama-server, vLLM, "
+            "Ollama (http://127.0.0.1:11434) or smolchat serve (http://127.0.0.1:8080)",
+        )
+        group.add_argument(
+            "--api-key",
+            default=os.environ.get("SMOLCHAT_API_KEY") or None,
+            metavar="KEY",
+            help="with --server: the key it expects (default: $SMOLCHAT_API_KEY, kept out of the process list)",
+        )
+        group.add_argument(
+            "--server-model", metavar="NAME", help="with --server: which of its models (default: the one it serves)"
+        )
     group.add_argument(
         "--mmproj",
         type=Path,
@@ -148,6 +167,19 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def remote_server(args: argparse.Namespace):
+    """The server --server names, or None when the model is loaded here."""
+    if getattr(args, "server", None) is None:
+        if getattr(args, "api_key", None) or getattr(args, "server_model", None):
+            raise SmolChatError("--api-key and --server-model go with --server.")
+        return None
+    if args.mmproj or args.quant:
+        raise SmolChatError("--mmproj and --quant choose local files; a server answers with the model it has loaded.")
+    from smolchat.remote import RemoteServer
+
+    return RemoteServer(args.server, api_key=args.api_key, model=args.server_model)
+
+
 def model_files(args: argparse.Namespace) -> tuple[Path, Path | None]:
     """The text model and projector the options name, downloading a repo's pair if needed."""
     if args.repo is None:
@@ -186,3 +218,21 @@ def engine_settings(args: argparse.Namespace, mmproj: Path | None) -> EngineSett
         vision_precision=args.vision_precision,
         n_threads_vision=args.vision_threads,
     )
+
+
+def schema_format(path: Path):
+    """The schema's answer format, or a message saying what is wrong with the file."""
+    import json
+
+    from smolchat.engine.structured import json_schema
+
+    try:
+        schema = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise SmolChatError(f"{path}: cannot be read ({e.strerror or e}).") from None
+    except (ValueError, UnicodeDecodeError) as e:
+        raise SmolChatError(f"{path}: is not a JSON schema ({e}).") from None
+    try:
+        return json_schema(schema)
+    except SmolChatError as e:
+        raise SmolChatError(f"{path}: {e}") from None
