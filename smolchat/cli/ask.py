@@ -16,7 +16,6 @@ from smolchat.cli.options import (
     engine_settings,
     model_files,
     remote_server,
-    schema_format,
 )
 from smolchat.engine.figures import describe_stats
 
@@ -67,11 +66,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from smolchat.calibrate import open_engine  # loads llama.cpp
     from smolchat.engine import Message, SamplingParams
+    from smolchat.engine.structured import schema_from_file
     from smolchat.media import attach
 
     # a file that cannot be used is refused before the model loads
     attachments = attach.check(args.image, args.video, pages=args.pages)
-    answer_format = schema_format(args.schema) if args.schema else None
+    answer_format = schema_from_file(args.schema) if args.schema else None
     sampling = SamplingParams(
         temperature=args.temperature,
         top_p=args.top_p,

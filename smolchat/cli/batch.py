@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from smolchat.cli.options import add_model_options, engine_settings, model_files, remote_server, schema_format
+from smolchat.cli.options import add_model_options, engine_settings, model_files, remote_server
 from smolchat.errors import SmolChatError
 
 if TYPE_CHECKING:
@@ -60,13 +60,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from smolchat.batch import BatchJob, ResultsFile, batch_files
     from smolchat.engine import SamplingParams
+    from smolchat.engine.structured import schema_from_file
 
     files = batch_files(args.inputs, recursive=args.recursive)
     if not files:
         where = ", ".join(str(p) for p in args.inputs)
         also = "" if args.recursive else " (add --recursive for subfolders)"
         raise SmolChatError(f"No pictures in {where}{also}.")
-    answer_format = schema_format(args.schema) if args.schema else None
+    answer_format = schema_from_file(args.schema) if args.schema else None
     if args.max_tokens < 1:
         raise SmolChatError("--max-tokens must be at least 1.")
     sampling = SamplingParams(

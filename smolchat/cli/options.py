@@ -218,21 +218,3 @@ def engine_settings(args: argparse.Namespace, mmproj: Path | None) -> EngineSett
         vision_precision=args.vision_precision,
         n_threads_vision=args.vision_threads,
     )
-
-
-def schema_format(path: Path):
-    """The schema's answer format, or a message saying what is wrong with the file."""
-    import json
-
-    from smolchat.engine.structured import json_schema
-
-    try:
-        schema = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise SmolChatError(f"{path}: cannot be read ({e.strerror or e}).") from None
-    except (ValueError, UnicodeDecodeError) as e:
-        raise SmolChatError(f"{path}: is not a JSON schema ({e}).") from None
-    try:
-        return json_schema(schema)
-    except SmolChatError as e:
-        raise SmolChatError(f"{path}: {e}") from None

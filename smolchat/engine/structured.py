@@ -14,9 +14,11 @@ from __future__ import annotations
 import copy
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from smolchat.engine import gbnf
 from smolchat.engine.types import RequestError
+from smolchat.errors import SmolChatError
 
 # JSON Schema keywords that describe and constrain nothing
 _ANNOTATIONS = frozenset(
@@ -271,3 +273,18 @@ def _format(schema: dict | None, converted: dict) -> JsonFormat:
     except gbnf.GrammarError as e:
         raise AnswerFormatError(f"The JSON schema cannot be followed: {e}.") from None
     return JsonFormat(schema, text, grammar)
+
+
+def schema_from_file(path: Path) -> JsonFormat:
+    """The answer format of the JSON schema in ``path``; the message names the file and says
+    what is wrong with it."""
+    try:
+        schema = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise AnswerFormatError(f"{path}: cannot be read ({e.strerror or e}).") from None
+    except (ValueError, UnicodeDecodeError) as e:
+        raise AnswerFormatError(f"{path}: is not a JSON schema ({e}).") from None
+    try:
+        return json_schema(schema)
+    except SmolChatError as e:
+        raise AnswerFormatError(f"{path}: {e}") from None

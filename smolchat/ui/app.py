@@ -31,6 +31,7 @@ class App:
         # window is already on screen by then (see main).
         from smolchat.models.library import Library
         from smolchat.store import Store
+        from smolchat.ui.controllers.batch import BatchController
         from smolchat.ui.controllers.conversations import ConversationController
         from smolchat.ui.controllers.models import ModelsController
         from smolchat.ui.controllers.serving import ServingController
@@ -52,6 +53,7 @@ class App:
         )
         self.models = ModelsController(self.window, self.turns, self.library)
         self.serving = ServingController(self.window, self.worker, self.turns)
+        self.batch = BatchController(self.window, self.worker, self.turns)
         self.window.closing.connect(self.close)
         self.window.about_details = about_details  # read when the box opens: free memory is current
         if window is None:
@@ -94,6 +96,7 @@ class App:
             print(f"smolchat: {message}", file=sys.stderr)
         if hasattr(self, "_startup"):
             self._startup.close()
+        self.batch.close()
         self.turns.close()
         self.conversations.close()
         self.writer.close()

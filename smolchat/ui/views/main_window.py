@@ -31,6 +31,7 @@ class MainWindow(QMainWindow):
     settings_requested = Signal()
     export_requested = Signal()
     serve_requested = Signal()
+    batch_requested = Signal()
 
     def __init__(self) -> None:
         super().__init__()
@@ -74,6 +75,13 @@ class MainWindow(QMainWindow):
         self.new_action = action(chat, "&New chat", "Ctrl+N", self.sidebar.new_requested, "Start a new conversation")
         action(chat, "&Focus the message box", "Ctrl+L", self.composer.focus, "Type a message")
         action(chat, "&Export…", "Ctrl+E", self.export_requested, "Save this conversation as Markdown or JSON")
+        action(
+            chat,
+            "&Batch over a folder…",
+            "Ctrl+Shift+B",
+            self.batch_requested,
+            "Ask the same thing of every picture in a folder, into a results file",
+        )
         chat.addSeparator()
         action(chat, "&Quit", "Ctrl+Q", self.close, "Close SmolChat")
         model = self.menuBar().addMenu("&Model")
