@@ -116,15 +116,14 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-# A server tokenizes with its own model: text is estimated at this many characters a token,
-# plus each message's template markers.
-CHARS_PER_TOKEN = 4
+# A server tokenizes with its own model: each message's template markers, about
 TEMPLATE_TOKENS_PER_MESSAGE = 6
 
 
 def _server_estimate(server, attachments: list, args: argparse.Namespace) -> int:
     """What the message will cost on a server, estimated here: only the server knows its
     projector and tokenizer, and it reports the exact count (usage) after each turn."""
+    from smolchat.budget.context import estimated_tokens
     from smolchat.budget.images import image_cost, prepared_size, typical_projector
     from smolchat.engine.images import DEFAULT_MAX_SIDE
     from smolchat.media import pdf
@@ -145,7 +144,7 @@ def _server_estimate(server, attachments: list, args: argparse.Namespace) -> int
             cost = image_cost(width, height, projector, Detail.FULL)
             images.append({**where, "width": width, "height": height, "tiles": cost.tiles, "tokens": cost.tokens})
     texts = [t for t in (args.system, args.prompt) if t]
-    text_tokens = sum(-(-len(t) // CHARS_PER_TOKEN) + TEMPLATE_TOKENS_PER_MESSAGE for t in texts)
+    text_tokens = sum(estimated_tokens(t) + TEMPLATE_TOKENS_PER_MESSAGE for t in texts)
     image_tokens = sum(i["tokens"] for i in images)
     report = {
         "estimate": True,

@@ -161,6 +161,7 @@ class ModelInfo:
     template: ChatTemplate
     template_note: str | None  # why the model's own template is not used, if it is not
     speed: Speed
+    server: str | None = None  # a server's model: its address (its counts here are estimates)
 
     @property
     def has_vision(self) -> bool:

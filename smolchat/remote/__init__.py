@@ -2,7 +2,7 @@
 another SmolChat) standing in for the local engine: the same messages in, the same turn
 events out. No Qt."""
 
-from smolchat.remote.client import RemoteError, RemoteModel, RemoteServer, server_url
+from smolchat.remote.client import RemoteError, RemoteModel, RemoteServer, ServerSpec, server_url
 from smolchat.remote.wire import image_data_uri, wire_messages
 
-__all__ = ["RemoteError", "RemoteModel", "RemoteServer", "image_data_uri", "server_url", "wire_messages"]
+__all__ = ["RemoteError", "RemoteModel", "RemoteServer", "ServerSpec", "image_data_uri", "server_url", "wire_messages"]

@@ -51,6 +51,16 @@ def _remote_error(message: str, per_file: bool) -> RemoteError:
 class RemoteModel:
     id: str
     takes_images: bool | None  # None: the server does not say
+    n_ctx: int | None = None  # its context, where the server says (llama-server, vLLM, SmolChat)
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """A server to use, as a person gave it."""
+
+    url: str
+    api_key: str | None = None
+    model: str | None = None  # None: the one it serves
 
 
 def server_url(url: str) -> str:
@@ -107,7 +117,13 @@ class RemoteServer:
             if isinstance(entry, dict) and isinstance(entry.get("id"), str) and entry["id"]:
                 modalities = entry.get("input_modalities")
                 takes = ("image" in modalities) if isinstance(modalities, list) else None
-                models.append(RemoteModel(entry["id"][:200], takes))
+                meta = entry["meta"] if isinstance(entry.get("meta"), dict) else {}
+                n_ctx = next(
+                    (v for v in (entry.get("context_length"), entry.get("max_model_len"), meta.get("n_ctx"))
+                     if isinstance(v, int) and not isinstance(v, bool) and 0 < v < 1 << 24),
+                    None,
+                )  # fmt: skip
+                models.append(RemoteModel(entry["id"][:200], takes, n_ctx))
         return models
 
     @property

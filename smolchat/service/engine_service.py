@@ -63,6 +63,7 @@ from smolchat.service.requests import (
 
 if TYPE_CHECKING:
     from smolchat.engine.engine import Engine
+    from smolchat.remote.engine import RemoteEngine
 
 log = logging.getLogger(__name__)
 
@@ -70,10 +71,15 @@ DELTA_EVERY_S = 0.04  # streamed text is sent at most this often: windows repain
 NO_MODEL = "No model is loaded yet."
 
 
-def load_engine(request: LoadRequest) -> Engine:
+def load_engine(request: LoadRequest) -> Engine | RemoteEngine:
     """The one place where the service opens a model pair: with the vision plan measured
-    fastest on this computer."""
+    fastest on this computer; or connects to a server's model."""
     from smolchat.budget.fit import vision_memory_rule
+
+    if request.server is not None:
+        from smolchat.remote.engine import RemoteEngine
+
+        return RemoteEngine.connect(request.server)
 
     return open_engine(request.text, request.mmproj, request.settings, fits=vision_memory_rule(request.settings))
 
@@ -259,7 +265,7 @@ class _ModelOwner:
 
     def __init__(self, emit: Callable[[Event], None]) -> None:
         self._emit = emit
-        self._engine: Engine | None = None
+        self._engine: Engine | RemoteEngine | None = None
         self._media = MediaReader()  # clips and PDFs in messages, as frames and pages
 
     def run(self, request: Request) -> None:
@@ -343,7 +349,7 @@ class _ModelOwner:
         self._emit(SpeedChanged(request.id, engine.speed))
         self._emit(final)
 
-    def _expanded(self, engine: Engine, messages, cancel: threading.Event) -> list[Message]:
+    def _expanded(self, engine: Engine | RemoteEngine, messages, cancel: threading.Event) -> list[Message]:
         """Clips and PDFs in the messages as their frames and pages."""
         s = engine.settings
         return self._media.expand(

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from smolchat.engine import EngineSettings, Message, SamplingParams
+from smolchat.remote.client import ServerSpec
 
 _ids = itertools.count(1)
 
@@ -37,6 +38,7 @@ class LoadRequest:
     mmproj: Path | None
     settings: EngineSettings
     id: int = 0  # 0: the service gives it one
+    server: ServerSpec | None = None  # a server's model instead of the files (text and mmproj unused)
 
 
 @dataclass(frozen=True)

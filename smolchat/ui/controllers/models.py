@@ -11,10 +11,12 @@ from smolchat.models.catalog import CATALOG, DEFAULT_REPO
 from smolchat.models.download import Progress
 from smolchat.models.hub import Hub, RepoListing
 from smolchat.models.library import InstalledModel, Library
+from smolchat.remote import RemoteServer, ServerSpec, server_url
 from smolchat.ui.controllers.turns import TurnController
+from smolchat.ui.views.connect_dialog import ConnectDialog
 from smolchat.ui.views.main_window import MainWindow
 from smolchat.ui.views.model_picker import ModelPicker
-from smolchat.ui.workers.jobs import DownloadJob, ListingJob
+from smolchat.ui.workers.jobs import DownloadJob, Job, ListingJob
 from smolchat.units import format_bytes
 
 
@@ -33,6 +35,7 @@ class ModelsController(QObject):
         self.listing: RepoListing | None = None
         self._listing_job: ListingJob | None = None
         self.download: DownloadJob | None = None
+        self.connect_dialog: ConnectDialog | None = None
         window.model_picker_requested.connect(self.open)
 
     def open(self, repo: str | None = None) -> ModelPicker:
@@ -45,6 +48,7 @@ class ModelsController(QObject):
             p.use_requested.connect(self.use)
             p.remove_requested.connect(self.remove)
             p.import_requested.connect(self.import_pair)
+            p.connect_requested.connect(self.open_connect)
         current = self.turns.model.repo if self.turns.model and self.turns.model.repo else None
         chosen = repo or current or DEFAULT_REPO
         self.picker.show_catalog([(e.repo, f"{e.title} · {e.parameters}") for e in CATALOG], chosen)
@@ -53,6 +57,34 @@ class ModelsController(QObject):
         self.picker.raise_()
         self.show_repo(chosen)
         return self.picker
+
+    # -- a server's model ------------------------------------------------------------------
+
+    def open_connect(self) -> ConnectDialog:
+        if self.connect_dialog is None:
+            self.connect_dialog = ConnectDialog(self.picker or self.window)
+            self.connect_dialog.list_requested.connect(self.list_server)
+            self.connect_dialog.use_requested.connect(self.use_server)
+        self.connect_dialog.show()
+        self.connect_dialog.raise_()
+        return self.connect_dialog
+
+    def list_server(self, address: str, key: str) -> None:
+        """The server's models, asked for on a thread of its own (a server may take seconds)."""
+
+        def work():
+            with RemoteServer(address, api_key=key or None) as server:
+                return server.url, server.models()
+
+        job = Job(f"Connecting to {address}", work)
+        job.finished.connect(lambda found: self.connect_dialog and self.connect_dialog.show_models(*found))
+        job.failed.connect(lambda message: self.connect_dialog and self.connect_dialog.show_error(message))
+        job.start()
+
+    def use_server(self, address: str, key: str, model: str) -> None:
+        self.turns.use_server(ServerSpec(server_url(address), key or None, model))
+        if self.connect_dialog is not None:
+            self.connect_dialog.accept()
 
     # -- listing ---------------------------------------------------------------------------
 

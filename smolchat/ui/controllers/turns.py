@@ -27,7 +27,7 @@ from smolchat.budget.context import ContextBudget, messages_to_send
 from smolchat.budget.detail import Detail, max_tokens_for
 from smolchat.budget.fit import largest_context, memory_settings, suggest_gpu_layers
 from smolchat.budget.images import ImageCost, MediaCost, prepared_size
-from smolchat.engine import Message, ModelInfo, TurnResult
+from smolchat.engine import EngineSettings, Message, ModelInfo, TurnResult
 from smolchat.engine.images import ImageError
 from smolchat.engine.speed import Speed
 from smolchat.errors import SmolChatError
@@ -37,6 +37,7 @@ from smolchat.media.pdf import extract_pages, page_count, parse_pages
 from smolchat.media.video import NOT_TRAINED_ON_VIDEO, VIDEO_SUFFIXES, trained_on_video
 from smolchat.models.library import InstalledModel
 from smolchat.models.machine import machine_memory
+from smolchat.remote import ServerSpec
 from smolchat.store import COMPLETE, STOPPED, STREAMING, Store, StoredMessage
 from smolchat.ui.controllers.conversations import ConversationController, drafts_dir
 from smolchat.ui.controllers.settings import SettingsController
@@ -115,6 +116,7 @@ class TurnController(QObject):
         self.window, self.store, self.worker, self.settings = window, store, worker, settings
         self.conversations = conversations
         self.model: InstalledModel | None = None
+        self.server: ServerSpec | None = None  # the model is a server's, at this address
         self.model_info: ModelInfo | None = None  # the loaded model, as a snapshot
         self.speed = Speed()
         self.turn: _Turn | None = None
@@ -164,6 +166,7 @@ class TurnController(QObject):
 
     def load_model(self, model: InstalledModel) -> None:
         """Load in the engine's thread; the window stays usable meanwhile."""
+        self.server = None
         self.model, self.model_info = model, None
         self.conversations.model_name = model.name
         self.counter.use_model(None, Detail.FULL)
@@ -173,6 +176,19 @@ class TurnController(QObject):
                 model.name, model.text, model.mmproj, ms.engine(max_tokens_for(Detail(ms.detail), model.mmproj))
             )
         )
+
+    def use_server(self, spec: ServerSpec) -> None:
+        """Let a server's model answer (spec.model named): the engine's thread connects, and
+        the window then works as with a model of its own, counting by estimates."""
+        assert spec.model is not None
+        name = f"{spec.model} at {spec.url}"
+        # a stand-in for the library's entry: the name keys its settings and the messages' model
+        self.model = InstalledModel(name, Path(spec.model), Path(spec.model), None, 0)
+        self.model_info, self.server = None, spec
+        self.conversations.model_name = name
+        self.counter.use_model(None, Detail.FULL)
+        self._loaded_with = self.model_settings
+        self._load_id = self.worker.load(LoadRequest(name, Path(), None, EngineSettings(), server=spec))
 
     @Slot(int, str)
     def _loading(self, request_id: int, name: str) -> None:
@@ -186,7 +202,8 @@ class TurnController(QObject):
         info = self.model_info = loaded.info
         self.speed = info.speed
         self.counter.use_model(info, Detail(self.model_settings.detail))
-        self.window.show_model(loaded.name, f"images by {info.vision_plan.describe()}" if info.vision_plan else "")
+        detail = f"images by {info.vision_plan.describe()}" if info.vision_plan else ""
+        self.window.show_model(loaded.name, "counts estimated" if info.server else detail)
         if info.template_note:
             self.window.show_error(info.template_note)
         self._images_changed(self.window.composer.images)
@@ -568,7 +585,9 @@ class TurnController(QObject):
 
     def _plan_request(self, request_id: int, history: list[Message], new: Message, skippable: bool) -> PlanRequest:
         ms = self.model_settings
-        return PlanRequest(request_id, tuple(history), new, ms.n_ctx, ms.max_tokens, skippable)
+        info = self.model_info
+        n_ctx = info.settings.n_ctx if info is not None and info.server else ms.n_ctx  # a server's is its own
+        return PlanRequest(request_id, tuple(history), new, n_ctx, ms.max_tokens, skippable)
 
     def update_meter(self) -> None:
         """Ask the counting thread for the budget of what is in the composer now."""
@@ -606,7 +625,10 @@ class TurnController(QObject):
             f"History {parts['history']:,} · images {parts['images']:,} · this message {parts['message']:,}"
             f" · reply {parts['reply']:,} tokens (of {budget.n_ctx:,})"
         )
-        composer.set_meter(budget.used, budget.n_ctx, level, budget.message() or "", tooltip)
+        estimate = self.model_info is not None and self.model_info.server is not None
+        if estimate:
+            tooltip = "An estimate: the server's tokenizer decides. " + tooltip
+        composer.set_meter(budget.used, budget.n_ctx, level, budget.message() or "", tooltip, estimate=estimate)
         self.meter_updated.emit()
 
     # -- settings ------------------------------------------------------------------------------
@@ -615,6 +637,9 @@ class TurnController(QObject):
         """The settings dialog for the loaded model (None when none is loaded)."""
         if self.model_info is None or self.model is None:
             self.window.show_error("Load a model first: its settings depend on it.")
+            return None
+        if self.model_info.server:
+            self.window.show_error("A server's model is set up on the server (its context, GPU and threads).")
             return None
         text, projector = self.model_info.text_info, self.model_info.projector_info
         machine = machine_memory()
@@ -643,7 +668,7 @@ class TurnController(QObject):
     def _settings_changed(self, name: str) -> None:
         if self.model is None or name != self.model.name:
             return
-        if self.model_settings.needs_reload(self._loaded_with):
+        if self.server is None and self.model_settings.needs_reload(self._loaded_with):
             self.load_model(self.model)
         self.update_meter()
 

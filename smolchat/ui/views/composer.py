@@ -237,10 +237,11 @@ class Composer(QWidget):
         self.stop_button.setVisible(busy)
         self.send_button.setVisible(not busy)
 
-    def set_meter(self, used: int, n_ctx: int, level: str, note: str, tooltip: str) -> None:
+    def set_meter(self, used: int, n_ctx: int, level: str, note: str, tooltip: str, *, estimate: bool = False) -> None:
+        """``estimate``: counted without the model's vocabulary (a server's model)."""
         self.meter.setRange(0, max(n_ctx, 1))
         self.meter.setValue(min(used, n_ctx))
-        self.meter.setFormat(f"{used:,} / {n_ctx:,} tokens")
+        self.meter.setFormat(f"{'about ' if estimate else ''}{used:,} / {n_ctx:,} tokens")
         self.meter.setProperty("level", level)  # ok / near / over: the style sheet colours it
         self.meter.setToolTip(tooltip)
         self.meter.style().unpolish(self.meter)

@@ -35,6 +35,7 @@ class ModelPicker(QDialog):
     use_requested = Signal(str)  # installed model name
     remove_requested = Signal(str)
     import_requested = Signal(str, str)  # text GGUF, mmproj GGUF
+    connect_requested = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -123,8 +124,12 @@ class ModelPicker(QDialog):
         self.import_button.setAccessibleName("Import from disk")
         self.import_button.setToolTip("Add a text GGUF and its mmproj that you already have")
         self.import_button.clicked.connect(self._import)
+        self.connect_button = QPushButton("Connect to a server…")
+        self.connect_button.setAccessibleName("Connect to a server")
+        self.connect_button.setToolTip("Use a model that llama-server, vLLM, Ollama or another SmolChat serves")
+        self.connect_button.clicked.connect(self.connect_requested)
         buttons = QHBoxLayout()
-        for b in (use, remove, self.import_button):
+        for b in (use, remove, self.import_button, self.connect_button):
             buttons.addWidget(b)
         installed_layout = QVBoxLayout(installed_box)
         installed_layout.addWidget(self.installed)

@@ -14,9 +14,9 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
-from smolchat.budget.context import ContextBudget, PredictedCounter, plan_context
+from smolchat.budget.context import ContextBudget, PredictedCounter, estimated_tokens, plan_context
 from smolchat.budget.detail import Detail
-from smolchat.budget.images import ImageCost, ImageMarkers, MediaCost, image_cost, prepared_size
+from smolchat.budget.images import SMOLVLM_MARKERS, ImageCost, ImageMarkers, MediaCost, image_cost, prepared_size
 from smolchat.engine import Message, ModelInfo
 from smolchat.engine.images import PreparedImage
 from smolchat.errors import SmolChatError
@@ -93,14 +93,17 @@ class CountWorker(QObject):
         self._tokenizer = self._counter = self._image_cost = None
         if info is None:
             return
-        try:
-            self._tokenizer = Tokenizer(info.text_info.path)
-        except SmolChatError as e:  # the engine loaded it, so this is rare: say so at the next count
-            log.warning("counting tokens without the model's vocabulary: %s", e)
-            return
-        count = self._tokenizer.count
+        if info.server is not None:  # a server's model: its vocabulary is not here
+            count, markers = estimated_tokens, SMOLVLM_MARKERS
+        else:
+            try:
+                self._tokenizer = Tokenizer(info.text_info.path)
+            except SmolChatError as e:  # the engine loaded it, so this is rare: say so at the next count
+                log.warning("counting tokens without the model's vocabulary: %s", e)
+                return
+            count = self._tokenizer.count
+            markers = ImageMarkers.from_tokenizer(count)
         projector = info.projector_info
-        markers = ImageMarkers.from_tokenizer(count)
 
         def cost(width: int, height: int, one_tile: bool = False) -> ImageCost:
             return image_cost(width, height, projector, detail, markers, one_tile=one_tile)

@@ -10,6 +10,8 @@ for. The window cancels a turn or a prefill by setting the request's ``cancel`` 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from PySide6.QtCore import QObject, Qt, Signal, Slot
 
 from smolchat.service import (
@@ -75,10 +77,7 @@ class EngineWorker(QObject):
         """Load a model (after unloading the one before); returns the request's id."""
         request_id = next_request_id()
         self._asked[request_id] = _LOAD
-        self.service.submit(
-            LoadRequest(request.name, request.text, request.mmproj, request.settings, request_id),
-            priority=Priority.INTERACTIVE,
-        )
+        self.service.submit(replace(request, id=request_id), priority=Priority.INTERACTIVE)
         return request_id
 
     def run_turn(self, request: TurnRequest) -> None:
