@@ -115,6 +115,7 @@ def test_conversations_settings_and_messages_load_only_the_standard_library():
 # Arguments each command parses (nothing is run).
 COMMAND_LINES = {
     "ask": ["ask", "--model", "m.gguf", "What is this?"],
+    "batch": ["batch", "photos", "--prompt", "Describe it.", "--model", "m.gguf"],
     "bench": ["bench", "--model", "m.gguf"],
     "budget": ["budget", "--model", "m.gguf"],
     "models": ["models", "catalog"],

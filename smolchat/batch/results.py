@@ -121,7 +121,12 @@ class ResultsFile:
                 if isinstance(record, dict) and isinstance(record.get("file"), str):
                     done[record["file"]] = str(record.get("sha256", ""))
         else:
-            rows = list(csv.reader(io.StringIO(whole)))
+            try:
+                rows = list(csv.reader(io.StringIO(whole, newline="")))
+            except csv.Error as e:
+                raise SmolChatError(
+                    f"{self.path} is damaged ({e}); give another --out, or move it away to start over."
+                ) from None
             if rows and tuple(rows[0]) != self._header:
                 raise SmolChatError(
                     f"{self.path} holds other columns ({', '.join(rows[0][:6])}…) than this job writes: "

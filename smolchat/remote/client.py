@@ -198,7 +198,7 @@ class RemoteServer:
                     if data == "[DONE]":
                         break
                     chunk = _loads(data, self.url)
-                    if isinstance(chunk.get("error"), dict):  # an error after the stream started
+                    if isinstance(chunk.get("error"), dict | str):  # an error after the stream started
                         # this answer only: llama-server says so when its parser rejects what the model wrote
                         said = _message(chunk) or "an error"
                         raise RemoteError(f"{self.url} stopped the answer: {said}", per_file=True)
@@ -206,7 +206,8 @@ class RemoteServer:
                         usage = chunk["usage"]
                     if isinstance(chunk.get("timings"), dict):
                         timings = chunk["timings"]
-                    for choice in chunk.get("choices") or ():
+                    choices = chunk.get("choices")
+                    for choice in choices if isinstance(choices, list) else ():
                         if not isinstance(choice, dict):
                             continue
                         delta = choice.get("delta")

@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from smolchat.batch import ResultsFile, batch_files, content_hash
-from tests.cli.test_cli import smolchat
+from tests.helpers import smolchat_here as smolchat
 
 SCHEMA = {
     "type": "object",

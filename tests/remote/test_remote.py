@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import http.server
 import json
-import os
 import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -18,14 +16,11 @@ from smolchat.engine import Message, SamplingParams
 from smolchat.remote import RemoteError, RemoteServer, server_url
 from tests.api.live import KEY
 from tests.batch.test_batch import pictures, records
-from tests.cli.test_cli import smolchat
+from tests.helpers import smolchat_here as smolchat
 
 
 def smolchat_with_key(*args: str, key: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "SMOLCHAT_API_KEY": key}
-    return subprocess.run(
-        [sys.executable, "-m", "smolchat", *args], capture_output=True, text=True, timeout=120, env=env
-    )
+    return smolchat(*args, env={"SMOLCHAT_API_KEY": key})
 
 
 def test_ask_through_llama_server_streams_its_answer_with_its_figures(llama_server, images):
