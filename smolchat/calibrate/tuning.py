@@ -55,6 +55,7 @@ _FORMAT = 3  # bump when what is measured changes
 
 PROBE_NAME = "SmolChatProbe"
 PROBE_VISION_LAYERS = 2  # SigLIP at its real width, few layers: enough to rank the candidates
+FEWER_THREADS_WITHIN = 1.3  # on fewer threads, candidates this close to the fastest are timed again
 # Where generation is timed with and without flash attention: a photo's tokens and a question.
 # (With a short context flash attention can win on the same CPU where it loses here.)
 LONG_CONTEXT = 1024
@@ -188,6 +189,21 @@ def _time_llama_cpp(
     return min(tile_runs[1:]), stats.tpot_s or float("inf"), embeddings
 
 
+def _time_decode(text: Path, threads: int) -> float:
+    """Seconds per generated token on ``threads`` threads, on the probe's text model alone."""
+    from smolchat.engine.engine import Engine
+    from smolchat.engine.prompt import Message
+    from smolchat.engine.types import EngineSettings, SamplingParams
+
+    settings = EngineSettings(n_ctx=1024, n_threads=threads, vision_backend=LLAMA_CPP)
+    sampling = SamplingParams(max_tokens=24, ignore_eos=True, temperature=0.0)
+    with Engine(text, None, settings) as engine:
+        stats = [
+            event.stats for event in engine.run_turn([Message.user("Count.")], sampling) if hasattr(event, "stats")
+        ][-1]
+    return stats.tpot_s or float("inf")
+
+
 def _time_long_decode(text: Path, threads: int) -> dict[str, float]:
     """Seconds per generated token with LONG_CONTEXT tokens in the context, with flash
     attention ("flash") and without ("plain"), on the probe's text model."""
@@ -233,8 +249,22 @@ def measure(cpu: CpuReport, folder: Path) -> Measurements:
     started = time.perf_counter()
     reference: np.ndarray | None = None
     threads_first = sorted(cpu.thread_candidates(), reverse=True)  # the reference on all cores
+    first: dict[str, float] = {}  # each candidate's time on all threads, "backend precision" -> s
+
+    def worth_timing(candidate: str, threads: int) -> bool:
+        """On fewer threads, only the candidates near the fastest on all of them are timed again:
+        the ranking of backends holds from one thread count to the next, and each timing costs
+        seconds of the first start."""
+        if threads == threads_first[0]:
+            return True
+        return candidate in first and first[candidate] <= FEWER_THREADS_WITHIN * min(first.values())
+
     for threads in threads_first:
         for precision in precisions(LLAMA_CPP, cpu):
+            if not worth_timing(f"{LLAMA_CPP} {precision}", threads):
+                if str(threads) not in decode:  # generation's own thread count is still measured
+                    decode[str(threads)] = _time_decode(text, threads)
+                continue
             probe = mmproj
             if precision != "F16":
                 probe = folder / f"mmproj-{PROBE_NAME}-{precision}.gguf"
@@ -244,18 +274,22 @@ def measure(cpu: CpuReport, folder: Path) -> Measurements:
                 text, probe, image, precision, threads, decode=str(threads) not in decode
             )
             vision[f"{LLAMA_CPP} {precision} {threads}"] = tile_s
+            first.setdefault(f"{LLAMA_CPP} {precision}", tile_s)
             decode[str(threads)] = min(decode.get(str(threads), token_s), token_s)
             if reference is None:
                 reference = embeddings  # libmtmd, F16: the first candidate measured
             agreement.setdefault(f"{LLAMA_CPP} {precision}", tile_cosine(reference, embeddings))
         for backend in (b for b in backends() if b != LLAMA_CPP):
             for precision in precisions(backend, cpu):
+                if not worth_timing(f"{backend} {precision}", threads):
+                    continue
                 try:
                     tile_s, embeddings = _time_own_encoder(backend, mmproj, image, precision, threads)
                 except Exception as e:  # a runtime that cannot run here is simply not a candidate
                     log.warning("%s %s on %d threads failed: %s", backend, precision, threads, e)
                     continue
                 vision[f"{backend} {precision} {threads}"] = tile_s
+                first.setdefault(f"{backend} {precision}", tile_s)
                 if reference is not None:  # libmtmd measured first, on every thread count
                     agreement.setdefault(f"{backend} {precision}", tile_cosine(reference, embeddings))
     log.info(

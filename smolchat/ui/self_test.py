@@ -24,7 +24,7 @@ from smolchat import __version__
 
 QUESTION = "What is in this picture?"
 MODEL_NAME = "SmolChat self-test"
-TIME_LIMIT_S = 600  # the first start on a computer measures its vision speed (about 15 s)
+TIME_LIMIT_S = 600  # the first start on a computer measures its vision speed (about 25 s)
 
 
 def seconds_since_process_start() -> float | None:
