@@ -47,8 +47,13 @@ class RemoteEngine:
                 names = ", ".join(m.id for m in served[:20]) or "none"
                 raise RemoteError(f"{server.url} has no model named {spec.model!r} (it has: {names}).")
             if chosen is None:
-                chosen = next((m for m in served if m.id == server.model), None)
-            assert chosen is not None
+                if len(served) != 1:
+                    names = ", ".join(m.id for m in served[:20])
+                    raise RemoteError(
+                        f"{server.url} serves {'several models (' + names + ')' if served else 'no model yet'}: "
+                        "choose one."
+                    )
+                chosen = served[0]
             if chosen.takes_images is False:
                 raise RemoteError(f"{chosen.id} at {server.url} takes no images; choose a vision model.")
         except BaseException:

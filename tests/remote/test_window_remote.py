@@ -46,6 +46,8 @@ def test_a_servers_model_answers_in_the_window(app, qtbot, smolchat_server, imag
     assert answer.text and "first token" in answer.figures.text()
     stored = app.store.messages(app.conversations.conversation_id)
     assert stored[1].text == answer.text and stored[1].model == f"smolvlm-tiny at {url}"
+    used = stored[1].stats["prompt_tokens"] + stored[1].stats["generated_tokens"]
+    qtbot.waitUntil(lambda: f"The server counted {used:,} tokens" in composer.meter.toolTip(), timeout=30_000)
 
 
 def test_nothing_at_the_address_is_said_in_the_dialog(app, qtbot):  # noqa: F811

@@ -117,6 +117,7 @@ class TurnController(QObject):
         self.conversations = conversations
         self.model: InstalledModel | None = None
         self.server: ServerSpec | None = None  # the model is a server's, at this address
+        self._server_counted: tuple[int | None, int] | None = None  # its usage after the last turn
         self.model_info: ModelInfo | None = None  # the loaded model, as a snapshot
         self.speed = Speed()
         self.turn: _Turn | None = None
@@ -416,6 +417,9 @@ class TurnController(QObject):
             turn.bubble.set_status(status)
             turn.bubble.set_figures(stats)
         self.window.composer.set_busy(False)
+        if self.model_info is not None and self.model_info.server and result.stats.prompt_tokens:
+            # the server's own count, exact where the meter can only estimate
+            self._server_counted = (turn.conversation_id, result.stats.prompt_tokens + result.stats.generated_tokens)
         self.update_meter()
         # after any partial save still queued: the writer keeps the order
         self._writer.run(
@@ -628,6 +632,9 @@ class TurnController(QObject):
         estimate = self.model_info is not None and self.model_info.server is not None
         if estimate:
             tooltip = "An estimate: the server's tokenizer decides. " + tooltip
+            counted = self._server_counted
+            if counted is not None and counted[0] == self.conversations.conversation_id:
+                tooltip += f" The server counted {counted[1]:,} tokens up to its last answer."
         composer.set_meter(budget.used, budget.n_ctx, level, budget.message() or "", tooltip, estimate=estimate)
         self.meter_updated.emit()
 
