@@ -140,6 +140,13 @@ class ResultsFile:
         return done
 
 
+def schema_columns(answer_format) -> tuple[str, ...]:
+    """The CSV columns a schema's answers get: its top-level properties (none: one ``result``)."""
+    schema = answer_format.schema if answer_format is not None else None
+    properties = schema.get("properties") if isinstance(schema, dict) else None
+    return tuple(str(k) for k in properties) if isinstance(properties, dict) else ()
+
+
 def _cell(value) -> str:
     if value is None:
         return ""

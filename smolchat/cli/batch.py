@@ -59,6 +59,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from smolchat.batch import BatchJob, ResultsFile, batch_files
+    from smolchat.batch.results import schema_columns
     from smolchat.engine import SamplingParams
     from smolchat.engine.structured import schema_from_file
 
@@ -73,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     sampling = SamplingParams(
         temperature=args.temperature, seed=args.seed, max_tokens=args.max_tokens, answer_format=answer_format
     )
-    results = ResultsFile(args.out, columns=_columns(answer_format))
+    results = ResultsFile(args.out, columns=schema_columns(answer_format))
     server = remote_server(args)
     if server is not None:
         from smolchat.batch.answerers import RemoteAnswerer
@@ -90,12 +91,6 @@ def run(args: argparse.Namespace) -> int:
         return _run_job(BatchJob(files, results, answerer, args.prompt, sampling=sampling, system=args.system), args)
     finally:
         service.close()
-
-
-def _columns(answer_format) -> tuple[str, ...]:
-    schema = answer_format.schema if answer_format is not None else None
-    properties = schema.get("properties") if isinstance(schema, dict) else None
-    return tuple(str(k) for k in properties) if isinstance(properties, dict) else ()
 
 
 def _load(service, args: argparse.Namespace) -> Answerer:

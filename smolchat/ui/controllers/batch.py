@@ -39,6 +39,7 @@ class BatchRun(QObject):
     def _run(self) -> None:
         from smolchat.batch import BatchJob, ResultsFile, batch_files
         from smolchat.batch.answerers import LocalAnswerer
+        from smolchat.batch.results import schema_columns
         from smolchat.engine import SamplingParams
         from smolchat.engine.structured import schema_from_file
 
@@ -47,9 +48,7 @@ class BatchRun(QObject):
             if not files:
                 raise SmolChatError(f"No pictures in {self.form.folder}.")
             answer_format = schema_from_file(self.form.schema) if self.form.schema else None
-            properties = answer_format.schema.get("properties") if answer_format and answer_format.schema else None
-            columns = tuple(properties) if isinstance(properties, dict) else ()
-            results = ResultsFile(self.form.results, columns=columns)
+            results = ResultsFile(self.form.results, columns=schema_columns(answer_format))
             sampling = SamplingParams(temperature=0.0, max_tokens=256, answer_format=answer_format)
             job = BatchJob(files, results, LocalAnswerer(self._service, self._info), self.form.prompt,
                            sampling=sampling)  # fmt: skip
