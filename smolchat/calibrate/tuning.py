@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from smolchat import paths
+from smolchat import paths, progress
 from smolchat.engine import families
 from smolchat.engine.backends import llama_cpp
 from smolchat.engine.families import PairShape
@@ -136,6 +136,7 @@ def tile_cosine(expected: np.ndarray, got: np.ndarray) -> float:
     return min(cosines, default=0.0)
 
 
+@progress.hushed()
 def _time_own_encoder(
     backend: str, mmproj: Path, image: Path, precision: str, threads: int
 ) -> tuple[float, np.ndarray]:
@@ -159,6 +160,7 @@ def _time_own_encoder(
     return min(runs), embeddings
 
 
+@progress.hushed()
 def _time_llama_cpp(
     text: Path, mmproj: Path, image: Path, precision: str, threads: int, *, decode: bool = True
 ) -> tuple[float, float, np.ndarray]:
@@ -189,6 +191,7 @@ def _time_llama_cpp(
     return min(tile_runs[1:]), stats.tpot_s or float("inf"), embeddings
 
 
+@progress.hushed()
 def _time_decode(text: Path, threads: int) -> float:
     """Seconds per generated token on ``threads`` threads, on the probe's text model alone."""
     from smolchat.engine.engine import Engine
@@ -204,6 +207,7 @@ def _time_decode(text: Path, threads: int) -> float:
     return stats.tpot_s or float("inf")
 
 
+@progress.hushed()
 def _time_long_decode(text: Path, threads: int) -> dict[str, float]:
     """Seconds per generated token with LONG_CONTEXT tokens in the context, with flash
     attention ("flash") and without ("plain"), on the probe's text model."""
@@ -239,6 +243,9 @@ def _time_long_decode(text: Path, threads: int) -> dict[str, float]:
     return timings
 
 
+MEASURING = "Measuring how fast this computer reads images (once, about 20 s)"
+
+
 def measure(cpu: CpuReport, folder: Path) -> Measurements:
     """Time every candidate on the probe models, and check its embeddings against libmtmd's
     F16 ones (a few seconds in all)."""
@@ -259,8 +266,22 @@ def measure(cpu: CpuReport, folder: Path) -> Measurements:
             return True
         return candidate in first and first[candidate] <= FEWER_THREADS_WITHIN * min(first.values())
 
+    others = [(b, p) for b in backends() if b != LLAMA_CPP for p in precisions(b, cpu)]
+    steps = len(threads_first) * (len(precisions(LLAMA_CPP, cpu)) + len(others)) + 1
+    step = 0
+
+    def timing(backend: str, precision: str, threads: int) -> None:
+        """Say which candidate is timed now (those passed over count as done)."""
+        nonlocal step
+        name = {LLAMA_CPP: "llama.cpp", ONNXRUNTIME: "ONNX Runtime"}.get(backend, "OpenVINO")
+        progress.report(
+            f"{MEASURING}: {name} {precision} on {threads} thread{'s' if threads != 1 else ''}", step, steps
+        )
+        step += 1
+
     for threads in threads_first:
         for precision in precisions(LLAMA_CPP, cpu):
+            timing(LLAMA_CPP, precision, threads)
             if not worth_timing(f"{LLAMA_CPP} {precision}", threads):
                 if str(threads) not in decode:  # generation's own thread count is still measured
                     decode[str(threads)] = _time_decode(text, threads)
@@ -279,19 +300,19 @@ def measure(cpu: CpuReport, folder: Path) -> Measurements:
             if reference is None:
                 reference = embeddings  # libmtmd, F16: the first candidate measured
             agreement.setdefault(f"{LLAMA_CPP} {precision}", tile_cosine(reference, embeddings))
-        for backend in (b for b in backends() if b != LLAMA_CPP):
-            for precision in precisions(backend, cpu):
-                if not worth_timing(f"{backend} {precision}", threads):
-                    continue
-                try:
-                    tile_s, embeddings = _time_own_encoder(backend, mmproj, image, precision, threads)
-                except Exception as e:  # a runtime that cannot run here is simply not a candidate
-                    log.warning("%s %s on %d threads failed: %s", backend, precision, threads, e)
-                    continue
-                vision[f"{backend} {precision} {threads}"] = tile_s
-                first.setdefault(f"{backend} {precision}", tile_s)
-                if reference is not None:  # libmtmd measured first, on every thread count
-                    agreement.setdefault(f"{backend} {precision}", tile_cosine(reference, embeddings))
+        for backend, precision in others:
+            timing(backend, precision, threads)
+            if not worth_timing(f"{backend} {precision}", threads):
+                continue
+            try:
+                tile_s, embeddings = _time_own_encoder(backend, mmproj, image, precision, threads)
+            except Exception as e:  # a runtime that cannot run here is simply not a candidate
+                log.warning("%s %s on %d threads failed: %s", backend, precision, threads, e)
+                continue
+            vision[f"{backend} {precision} {threads}"] = tile_s
+            first.setdefault(f"{backend} {precision}", tile_s)
+            if reference is not None:  # libmtmd measured first, on every thread count
+                agreement.setdefault(f"{backend} {precision}", tile_cosine(reference, embeddings))
     log.info(
         "measured vision encoders in %.1f s: %s",
         time.perf_counter() - started,
@@ -301,7 +322,9 @@ def measure(cpu: CpuReport, folder: Path) -> Measurements:
     if refused:
         log.warning("vision encoders that disagree with libmtmd here, never chosen: %s", ", ".join(refused))
     result = Measurements(cpu.key, vision, decode, agreement)
+    progress.report(f"{MEASURING}: generation with a long conversation", step, steps)
     result.long_decode = _time_long_decode(text, result.fastest_decode())
+    progress.report(MEASURING, steps, steps)
     log.info("generation with %d tokens before it: %s", LONG_CONTEXT, result.long_decode)
     return result
 

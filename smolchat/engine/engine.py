@@ -25,6 +25,7 @@ from dataclasses import dataclass, replace
 import llama_cpp.mtmd_cpp as mtmd
 import numpy as np
 
+from smolchat import progress
 from smolchat.engine import gbnf, native
 from smolchat.engine.backends import llama_cpp
 from smolchat.engine.chat_template import ChatTemplate, TemplateError
@@ -78,6 +79,10 @@ from smolchat.engine.vision.tiles import cut_tiles, normalized
 log = logging.getLogger(__name__)
 
 _DECODE_ABORTED = 2
+# What the engine reports while it works (``smolchat.progress``).
+LOADING_VISION = "Loading the vision projector"
+LOADING_ENCODER = "Preparing the vision encoder"
+READING_IMAGES = "Reading the images"
 _NO_POST_DECODE_CALLBACK = mtmd.mtmd_helper_post_decode_callback(0)  # a NULL function pointer
 
 
@@ -122,6 +127,7 @@ class _EvalCounters:
     reused: int = 0
     evaluated: int = 0
     tiles: int = 0
+    tiles_to_read: int = 0  # by this evaluation: those the cache does not hold
     encode_s: float = 0.0
     cancelled: bool = False
 
@@ -187,6 +193,7 @@ class Engine:
         if self.projector_info is not None:
             self.vision_plan = self._given_plan or default_plan(s)
             if self.vision_plan.backend in OWN_ENCODERS:  # before the text model: it may not load here
+                progress.report(LOADING_ENCODER)
                 self._encoder = self._load_own_encoder()
         n_threads = s.n_threads or (self.vision_plan.decode_threads if self.vision_plan else default_threads())
         self.decode_threads = n_threads
@@ -221,6 +228,7 @@ class Engine:
         self._starts: np.ndarray | None = None
 
         if self.projector_info is not None:
+            progress.report(LOADING_VISION)
             self._load_vision()
 
         self.template = self._make_template()
@@ -758,6 +766,14 @@ class Engine:
         assert self._text_model is not None and self._batch is not None
         ctx = self._text_model.ctx
         n_batch = self._batch.capacity
+        tiles = sum(
+            1
+            for c in prompt.chunks
+            if c.tokens is None and max(c.first_unit, matched) < min(c.first_unit + c.n_units, stop_unit)
+        )
+        counters.tiles_to_read = tiles
+        if tiles:
+            progress.report(READING_IMAGES, 0, tiles)
         for chunk in prompt.chunks:
             start = max(chunk.first_unit, len(self._units))
             end = min(chunk.first_unit + chunk.n_units, stop_unit)
@@ -790,6 +806,7 @@ class Engine:
         embd_ptr, _keep = self._encode_tile(prompt, chunk)
         counters.encode_s += time.perf_counter() - began
         counters.tiles += 1
+        progress.report(READING_IMAGES, counters.tiles, counters.tiles_to_read)
         if self._abort.is_set():  # the encoder itself cannot be interrupted: check after it
             counters.cancelled = True
             return

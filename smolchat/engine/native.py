@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 import llama_cpp.mtmd_cpp as mtmd
 import numpy as np
 
+from smolchat import progress
 from smolchat.engine import backends
 from smolchat.engine.backends import llama_cpp
 from smolchat.engine.types import SamplingParams
@@ -109,6 +110,14 @@ def _init_backend() -> None:
             _backend_ready = True
 
 
+LOADING_TEXT = "Loading the text model"
+
+
+def _report_loading(fraction: float, _user_data: object) -> bool:
+    progress.report(LOADING_TEXT, fraction, 1.0)
+    return True  # go on loading
+
+
 class TextModel:
     """A text GGUF loaded in llama.cpp: its weights (or only its vocabulary) and, unless
     ``vocab_only``, a context to evaluate in. Free it with ``close()``, from the thread that
@@ -133,6 +142,9 @@ class TextModel:
         params.vocab_only = vocab_only
         params.n_gpu_layers = 0x7FFFFFFF if n_gpu_layers < 0 else n_gpu_layers  # INT32_MAX: every layer
         params.use_extra_bufts = backends.extra_weight_layouts_safe()
+        if not vocab_only:  # llama.cpp says how far it has read the weights
+            report = llama_cpp.llama_progress_callback(_report_loading)
+            params.progress_callback = report  # kept alive by ``report`` until the load returns
         self.model = llama_cpp.llama_model_load_from_file(path.encode("utf-8"), params)
         if not self.model:
             self.model = None

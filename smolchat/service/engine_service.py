@@ -27,8 +27,10 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
+from functools import partial
 from typing import TYPE_CHECKING
 
+from smolchat import progress
 from smolchat.calibrate import open_engine
 from smolchat.engine import Message, SamplingParams, TextDelta, TurnResult
 from smolchat.engine.types import RequestError
@@ -46,6 +48,7 @@ from smolchat.service.events import (
     Loaded,
     Loading,
     PrefillFinished,
+    Progress,
     SpeedChanged,
     TurnFinished,
     Unloaded,
@@ -237,6 +240,9 @@ class EngineService:
 
     # -- on the service's thread ------------------------------------------------------------
 
+    def _progress(self, request_id: int, stage: str, done: float, total: float | None) -> None:
+        self._emit(Progress(request_id, stage, done, total))
+
     def _serve(self) -> None:
         owner = _ModelOwner(self._emit)  # referenced from this thread only: so is its Engine
         try:
@@ -249,7 +255,8 @@ class EngineService:
                     _, _, request = heapq.heappop(self._queue)
                     self._running = request
                 try:
-                    owner.run(request)
+                    with progress.reporting(partial(self._progress, request.id)):
+                        owner.run(request)
                 except Exception as e:  # a bug here: the request still ends, the thread goes on
                     log.exception("the engine service failed on %s", type(request).__name__)
                     self._emit(Failed(request.id, f"The request failed ({type(e).__name__}: {e})."))

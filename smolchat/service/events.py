@@ -3,8 +3,8 @@ carries plain values only (snapshots, numbers, text): nothing in it calls into l
 any thread may keep it.
 
 Every request ends with exactly one final event (``final`` is True): Loaded, Unloaded,
-TurnFinished, PrefillFinished, Counted, Failed or Cancelled. Loading, Delta and SpeedChanged
-come before it.
+TurnFinished, PrefillFinished, Counted, Failed or Cancelled. Loading, Delta, Progress and
+SpeedChanged come before it.
 """
 
 from __future__ import annotations
@@ -68,6 +68,18 @@ class Counted:
 
 
 @dataclass(frozen=True)
+class Progress:
+    """How far a long step of the request has come: loading the weights, measuring this
+    computer, reading an image's tiles."""
+
+    final: ClassVar[bool] = False
+    request_id: int
+    stage: str  # what is being done, for a person
+    done: float
+    total: float | None  # None: how much is left is not known
+
+
+@dataclass(frozen=True)
 class SpeedChanged:
     """The engine measured this computer again while running the request."""
 
@@ -99,5 +111,15 @@ class Cancelled:
 
 
 Event = (
-    Loading | Loaded | Unloaded | Delta | TurnFinished | PrefillFinished | Counted | SpeedChanged | Failed | Cancelled
+    Loading
+    | Loaded
+    | Unloaded
+    | Delta
+    | Progress
+    | TurnFinished
+    | PrefillFinished
+    | Counted
+    | SpeedChanged
+    | Failed
+    | Cancelled
 )

@@ -28,6 +28,7 @@ from smolchat.service import (
     PrefillFinished,
     PrefillRequest,
     Priority,
+    Progress,
     SpeedChanged,
     TurnFinished,
     TurnRequest,
@@ -109,9 +110,15 @@ def test_each_request_gets_its_events_tagged_with_its_id(service, recorder, tiny
     events = list(turn)
     assert len({loaded.request_id, counted.request_id, turn.request_id}) == 3
     assert {e.request_id for e in events} == {turn.request_id}
-    *deltas, speed, finished = events
+    *streamed, speed, finished = events
+    reading = [e for e in streamed if isinstance(e, Progress)]
+    deltas = [e for e in streamed if not isinstance(e, Progress)]
     assert deltas and all(isinstance(d, Delta) for d in deltas)
     assert isinstance(speed, SpeedChanged) and isinstance(finished, TurnFinished)
+    # the picture's tiles, each said as it was read, before the answer
+    tiles = finished.result.stats.image_tiles_encoded
+    assert [(e.stage, e.done, e.total) for e in reading][-1] == ("Reading the images", tiles, tiles)
+    assert streamed.index(reading[-1]) < streamed.index(deltas[0])
     assert "".join(d.text for d in deltas) == finished.result.text
     assert finished.result.stats.generated_tokens == GREEDY.max_tokens
     # the count is the prompt the turn evaluated, images included
