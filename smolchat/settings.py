@@ -59,11 +59,15 @@ class ModelSettings:
         return SamplingParams(temperature=self.temperature, top_p=self.top_p, max_tokens=self.max_tokens)
 
 
+THEMES = ("system", "light", "dark")  # "system": follow the desktop's light or dark setting
+
+
 @dataclass(frozen=True)
 class Settings:
     model: str | None = None  # the installed model last used
     window_geometry: str | None = None  # Qt's saveGeometry(), base64
     models: dict[str, ModelSettings] = field(default_factory=dict)
+    theme: str = "system"  # one of THEMES
 
     def for_model(self, name: str) -> ModelSettings:
         return self.models.get(name, ModelSettings())
@@ -90,7 +94,8 @@ def load() -> Settings:
     for name, values in (raw.get("models") or {}).items():
         if isinstance(values, dict):
             models[name] = ModelSettings(**{k: v for k, v in values.items() if k in known})
-    return Settings(raw.get("model"), raw.get("window_geometry"), models)
+    theme = raw.get("theme")
+    return Settings(raw.get("model"), raw.get("window_geometry"), models, theme if theme in THEMES else "system")
 
 
 def save(settings: Settings) -> None:
@@ -98,5 +103,6 @@ def save(settings: Settings) -> None:
         "model": settings.model,
         "window_geometry": settings.window_geometry,
         "models": {name: asdict(m) for name, m in settings.models.items()},
+        "theme": settings.theme,
     }
     write_json(settings_file(), data)

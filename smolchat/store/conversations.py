@@ -159,12 +159,15 @@ class Store:
         return Conversation(cid, title, model, now, now)
 
     def conversations(self, search: str = "") -> list[Conversation]:
-        """Newest first; ``search`` matches titles, ignoring case."""
+        """Newest first; ``search`` matches titles and the text of messages, ignoring case."""
+        pattern = f"%{_escape_like(search)}%"
         with self._lock:
             rows = self._db.execute(
-                "SELECT id, title, model, created_at, updated_at FROM conversations "
-                "WHERE title LIKE ? ESCAPE '\\' ORDER BY updated_at DESC, id DESC",
-                (f"%{_escape_like(search)}%",),
+                "SELECT id, title, model, created_at, updated_at FROM conversations c "
+                "WHERE title LIKE ?1 ESCAPE '\\' OR (?1 != '%%' AND EXISTS ("
+                "SELECT 1 FROM messages m WHERE m.conversation_id = c.id AND m.text LIKE ?1 ESCAPE '\\')) "
+                "ORDER BY updated_at DESC, id DESC",
+                (pattern,),
             ).fetchall()
         return [Conversation(*row) for row in rows]
 

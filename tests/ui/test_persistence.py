@@ -45,7 +45,7 @@ def test_a_conversation_comes_back_in_a_new_process(qtbot, home, tiny_pair, imag
     try:
         with qtbot.waitSignal(app.turns.model_ready, timeout=60_000):
             app.start()
-        assert app.window.sidebar.list.item(0).text() == "Remember this picture"
+        assert [app.window.sidebar.list.item(i).text() for i in range(2)] == ["Today", "Remember this picture"]
         question, answer = app.window.chat.bubbles
         assert question.text == "Remember this picture" and answer.text and "first token" in answer.figures.text()
         assert (app.window.width(), app.window.height()) == (720, 520)  # and the window's size
