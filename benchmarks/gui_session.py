@@ -4,10 +4,10 @@
 - Send to first token for a 1024x768 photo, with and without reading the image while the
   question is typed
 - decode speed inside the window (streaming to the chat view) against ``smolchat bench``
-- screenshots of the main window mid-conversation and of the model picker, for docs/
 
 Run it under a real X server, e.g. ``xvfb-run -s "-screen 0 1400x900x24" uv run python
-benchmarks/gui_session.py --screenshots docs``. The weights are random, so the answers are noise.
+benchmarks/gui_session.py``. The weights are random, so the answers are noise. (The screenshots
+in docs/ come from ``docs/screenshots.py``.)
 """
 
 from __future__ import annotations
@@ -52,7 +52,6 @@ def time_to_window(runs: int = 3, command: list[str] | None = None, before_each=
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--screenshots", type=Path, help="save PNG screenshots here")
     parser.add_argument("--max-tokens", type=int, default=128)
     args = parser.parse_args()
 
@@ -84,7 +83,7 @@ def main() -> int:
 
     from smolchat.models.library import Library
     from smolchat.settings import ModelSettings, Settings, save
-    from smolchat.ui.app import STYLE, App
+    from smolchat.ui.app import App
 
     Library().import_pair(text, mmproj, name="SmolVLM-256M-shaped")
     save(
@@ -93,8 +92,7 @@ def main() -> int:
         )
     )
     shown_s = time_to_window()
-    qt = QApplication(sys.argv)
-    qt.setStyleSheet(STYLE)
+    qt = QApplication(sys.argv)  # noqa: F841 (kept alive for the session)
     app = App()
     app.window.resize(1280, 820)
     app.window.show()
@@ -147,21 +145,6 @@ def main() -> int:
     gui_speeds = decode_speed()
     without = ask("What is in this picture?", read_ahead=False)
     with_read_ahead = ask("Describe this picture in detail.", read_ahead=True)
-    shots = {}
-    if args.screenshots:
-        args.screenshots.mkdir(parents=True, exist_ok=True)
-        composer = app.window.composer
-        composer.edit.setPlainText("And what colour is the sky?")
-        app.turns.update_meter()
-        qt.processEvents()
-        shots["main"] = args.screenshots / "main-window.png"
-        app.window.grab().save(str(shots["main"]))
-        picker = app.models.open()
-        picker.resize(1100, 640)
-        wait(app.models.listing_shown)
-        qt.processEvents()
-        shots["picker"] = args.screenshots / "model-picker.png"
-        picker.grab().save(str(shots["picker"]))
     app.close()
     hub.stop()
 
@@ -202,7 +185,6 @@ def main() -> int:
                 "reading_while_typing": with_read_ahead,
                 "window_decode_tok_s": gui_speeds,
                 "cli_bench_decode_tok_s": cli_speeds,
-                "screenshots": {k: str(v) for k, v in shots.items()},
             },
             indent=2,
         )

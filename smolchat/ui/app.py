@@ -11,16 +11,10 @@ from PySide6.QtWidgets import QApplication
 from smolchat import __version__, paths
 from smolchat import settings as settings_module
 from smolchat.errors import SmolChatError
+from smolchat.ui import theme
 from smolchat.ui.controllers.settings import SettingsController
 from smolchat.ui.single_instance import SingleInstance
 from smolchat.ui.views.main_window import MainWindow
-
-STYLE = """
-QProgressBar[level="near"]::chunk { background: #d98e04; }
-QProgressBar[level="over"]::chunk { background: #c62828; }
-QLabel#answerFigures, QLabel#thumbnailCost, QLabel#messageStatus { color: palette(mid); }
-QLabel#meterNote { color: #b26a00; }
-"""
 
 
 class App:
@@ -35,6 +29,7 @@ class App:
         from smolchat.ui.controllers.conversations import ConversationController
         from smolchat.ui.controllers.models import ModelsController
         from smolchat.ui.controllers.serving import ServingController
+        from smolchat.ui.controllers.theme import ThemeController
         from smolchat.ui.controllers.turns import TurnController
         from smolchat.ui.workers.background import Background
         from smolchat.ui.workers.engine_worker import EngineWorker
@@ -45,6 +40,7 @@ class App:
         self.worker = EngineWorker()
         self.window = window or MainWindow()
         self.settings.save_failed.connect(self.window.show_error)
+        self.theme = ThemeController(self.window, self.settings)
         # The store's thread: database writes and pictures kept, in the order they were asked for.
         self.writer = Background("store", self.window)
         self.conversations = ConversationController(self.window, self.store, self.writer)
@@ -85,8 +81,8 @@ class App:
         chosen = installed.get(self.settings.current.model or "") or next(iter(installed.values()), None)
         if chosen is not None:
             self.turns.load_model(chosen)
-        else:  # first run: the picker, with the default model highlighted and one button to get it
-            self.models.open()
+        else:  # first run: what SmolChat is, and the recommended model, one button away
+            self.models.offer_default()
 
     def close(self) -> None:
         geometry = bytes(self.window.saveGeometry().toBase64()).decode()
@@ -150,10 +146,10 @@ def main(self_test: bool = False) -> int:
         )
         return 0
     qt.setWindowIcon(app_icon())
-    qt.setStyleSheet(STYLE)
+    settings = SettingsController()  # read once: the theme and the window's place now, the rest later
+    theme.apply(theme.resolve(settings.current.theme))  # painted right from its first frame
     window = MainWindow()  # on screen first; the rest loads behind it
     instance.show_requested.connect(lambda: bring_to_front(window))
-    settings = SettingsController()  # read once: the window's place now, everything else later
     restore_geometry(window, settings.current)
     window.show()
     qt.processEvents()

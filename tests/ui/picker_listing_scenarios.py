@@ -61,20 +61,21 @@ def _file_rows(picker) -> list[str]:
 
 def test_switching_repos_while_listings_load_shows_the_repo_chosen_last(qtbot, first_run, held_hub):
     app = first_run
-    app.start()  # nothing installed: the picker opens on the default model and lists it
+    app.start()  # nothing installed: the welcome screen lists the default model
     qtbot.waitUntil(lambda: len(held_hub.asked) == 1, timeout=30_000)
-    picker = app.models.picker
+    picker = app.models.open()  # and the picker too
+    qtbot.waitUntil(lambda: len(held_hub.asked) == 2, timeout=30_000)
     for key in (Qt.Key.Key_Down, Qt.Key.Key_Down, Qt.Key.Key_Up):
         qtbot.keyClick(picker.catalog, key)
     first = picker.catalog.item(0)
     qtbot.mouseClick(
         picker.catalog.viewport(), Qt.MouseButton.LeftButton, pos=picker.catalog.visualItemRect(first).center()
     )
-    qtbot.waitUntil(lambda: len(held_hub.asked) == 5, timeout=10_000)
-    assert held_hub.asked == [REPO, CATALOG[1].repo, CATALOG[2].repo, CATALOG[1].repo, REPO]
+    qtbot.waitUntil(lambda: len(held_hub.asked) == 6, timeout=10_000)
+    assert held_hub.asked == [REPO, REPO, CATALOG[1].repo, CATALOG[2].repo, CATALOG[1].repo, REPO]
 
     with qtbot.waitSignal(app.models.listing_shown, timeout=30_000):
-        held_hub.let_go(4)  # the last one asked answers first
+        held_hub.let_go(5)  # the last one asked answers first
     held_hub.let_go()  # then those the user moved away from: not found, or the same repo again
     _all_jobs_reported(qtbot)
 
@@ -87,14 +88,15 @@ def test_switching_repos_while_listings_load_shows_the_repo_chosen_last(qtbot, f
 def test_reopening_the_picker_during_a_listing_shows_only_the_newest(qtbot, first_run, held_hub):
     app = first_run
     app.start()
-    qtbot.waitUntil(lambda: len(held_hub.asked) == 1, timeout=30_000)
+    qtbot.waitUntil(lambda: len(held_hub.asked) == 1, timeout=30_000)  # the welcome screen's
+    app.window.model_picker_requested.emit()  # the menu's Models…: the default repo
     app.models.open(BIG_REPO)  # another repo while the first listing is still on its way
-    app.window.model_picker_requested.emit()  # and the menu's Models… again: the default repo
-    qtbot.waitUntil(lambda: len(held_hub.asked) == 3, timeout=10_000)
-    assert held_hub.asked == [REPO, BIG_REPO, REPO]
+    app.window.model_picker_requested.emit()  # and Models… again
+    qtbot.waitUntil(lambda: len(held_hub.asked) == 4, timeout=10_000)
+    assert held_hub.asked == [REPO, REPO, BIG_REPO, REPO]
 
-    held_hub.let_go(1)  # the superseded listing of BIG_REPO arrives: nothing of it is shown
-    qtbot.waitUntil(lambda: len(Job.unfinished) == 2, timeout=30_000)
+    held_hub.let_go(2)  # the superseded listing of BIG_REPO arrives: nothing of it is shown
+    qtbot.waitUntil(lambda: len(Job.unfinished) == 3, timeout=30_000)
     assert app.models.listing is None and "Listing" in app.models.picker.title.text()
     assert app.models.picker.files.rowCount() == 0
 
@@ -107,7 +109,7 @@ def test_reopening_the_picker_during_a_listing_shows_only_the_newest(qtbot, firs
 
 def test_closing_the_app_during_a_listing_does_not_wait_for_the_hub(qtbot, first_run, held_hub):
     app = first_run
-    app.start()  # the picker opens and lists the default model
+    app.start()  # the welcome screen lists the default model
     qtbot.waitUntil(lambda: held_hub.waiting == 1, timeout=10_000)
 
     app.window.close()  # App.close

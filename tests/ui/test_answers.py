@@ -157,9 +157,10 @@ def test_an_answer_pointing_at_dev_zero_is_shown(tmp_path):
 
 def test_code_blocks_stay_highlighted_and_escaped(qtbot, view):
     bubble = shown(qtbot, view, "Try:\n\n```python\nprint('<img src=\"/dev/zero\">')\n```\n")
-    assert "print('<img src=\"/dev/zero\">')" in visible_text(bubble.body.text())
-    assert "<span style=" in bubble.body.text()  # Pygments' colours
-    assert resource_references(bubble.body.text()) == []
+    (block,) = bubble.code_blocks
+    assert "print('<img src=\"/dev/zero\">')" in visible_text(block.text.text())
+    assert "<span style=" in block.text.text()  # Pygments' colours
+    assert resource_references(block.text.text()) == [] and resource_references(bubble.body.text()) == []
 
 
 def test_fuzzed_answers_never_carry_resource_references(qtbot):

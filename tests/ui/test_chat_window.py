@@ -63,6 +63,7 @@ def test_a_dropped_text_file_is_refused_by_name(qtbot, app, tmp_path):
         drop(app.window.composer, urls(notes))
     assert "notes.txt" in refused.args[0]
     assert "notes.txt" in app.window.statusBar().currentMessage()  # the window says so
+    assert app.window.banner.isVisible() and "notes.txt" in app.window.banner.text.text()  # inline, above the composer
     assert app.window.composer.images == []
 
 
@@ -124,7 +125,7 @@ def test_edit_puts_the_last_question_back(qtbot, app, images):
     send(qtbot, app, "First question")
     composer = app.window.composer
     with qtbot.waitSignal(composer.images_changed, timeout=30_000):
-        app.window.chat.edit_requested.emit()
+        qtbot.keyClick(composer.edit, Qt.Key.Key_Up)  # Up in the empty box, as Edit on the question
     assert composer.edit.toPlainText() == "First question" and len(composer.images) == 1
     assert composer.images[0].read_bytes() == images["small"].read_bytes()  # the picture, kept while edited
     assert app.store.messages(app.conversations.conversation_id) == [] and app.window.chat.bubbles == []
@@ -235,3 +236,6 @@ def test_an_unexpected_failure_while_loading_is_shown_not_left_loading(qtbot, ap
     qtbot.waitUntil(lambda: app.window.model_label.text() == "No model loaded", timeout=30_000)
     message = app.window.statusBar().currentMessage()
     assert "tiny could not be loaded" in message and "llama_model_load returned NULL" in message
+    banner = app.window.banner
+    assert banner.isVisible() and banner.text.text() == message and not app.window.activity.isVisible()
+    assert banner.action.isVisible() and banner.action.text() == "Choose another model…"  # the way out, one click

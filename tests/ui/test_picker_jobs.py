@@ -43,8 +43,11 @@ class BrokenHub(Hub):
 def test_a_listing_that_fails_unexpectedly_says_so_and_the_next_one_works(qtbot, first_run, fake_hub, hf_cache, error):
     app = first_run
     app.models.hub = BrokenHub(error, endpoint=fake_hub.url, cache_dir=hf_cache, offline=False)
-    with qtbot.waitSignal(app.models.listing_shown, timeout=30_000):
+    with qtbot.waitSignal(app.models.default_shown, timeout=30_000):
         app.start()
+    assert f"Listing {REPO} failed unexpectedly" in app.window.first_run.model_facts.text()
+    with qtbot.waitSignal(app.models.listing_shown, timeout=30_000):
+        app.models.open()
     notice = app.models.picker.notice.text()
     assert notice.startswith(f"Listing {REPO} failed unexpectedly ({type(error).__name__}: {error}).")
     assert not app.models.picker.download_button.isEnabled()
@@ -73,9 +76,9 @@ def test_a_download_that_fails_says_so_and_the_next_one_works(qtbot, first_run, 
         not_a_folder.write_text("a file where the cache's parent folder should be")
         app.models.hub = Hub(endpoint=fake_hub.url, cache_dir=not_a_folder / "hf-cache", offline=False)
         expected = f"SmolChat cannot write to the model folder {not_a_folder / 'hf-cache'}"
+    app.start()
     with qtbot.waitSignal(app.models.listing_shown, timeout=30_000):
-        app.start()
-    picker = app.models.picker
+        picker = app.models.open()
 
     qtbot.mouseClick(picker.download_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: app.models.download is None, timeout=30_000)

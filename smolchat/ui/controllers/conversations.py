@@ -8,7 +8,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, QTimer, Signal
 
 from smolchat import paths
 from smolchat.errors import SmolChatError
@@ -18,6 +18,7 @@ from smolchat.ui.views.main_window import MainWindow
 from smolchat.ui.workers.background import Background
 
 NEW_TITLE = "New chat"
+UNDO_S = 10  # how long a deleted conversation can be brought back
 
 
 def drafts_dir() -> Path:
@@ -44,6 +45,10 @@ class ConversationController(QObject):
         self.model_name: str | None = None  # the model a new conversation is started with
         self._writer = writer  # the store's thread: database writes and picture copies, in order
         self._files = Background("export", self)
+        # A deleted conversation leaves the list at once but the store only when Undo is no
+        # longer offered (or SmolChat closes): until then it is all still there.
+        self.pending_delete: int | None = None
+        self._delete_timer = QTimer(self, singleShot=True, interval=UNDO_S * 1000, timeout=self._commit_delete)
         side = window.sidebar
         side.new_requested.connect(self.new_conversation)
         side.selected.connect(self.open_conversation)
@@ -53,12 +58,11 @@ class ConversationController(QObject):
         window.export_requested.connect(self.export)
 
     def refresh_list(self, *_: object) -> None:
-        self.window.sidebar.show_conversations(
-            self.store.conversations(self.window.sidebar.search_text()), self.conversation_id
-        )
+        shown = [c for c in self.store.conversations(self.window.sidebar.search_text()) if c.id != self.pending_delete]
+        self.window.sidebar.show_conversations(shown, self.conversation_id)
 
     def start(self) -> None:
-        existing = self.store.conversations()
+        existing = [c for c in self.store.conversations() if c.id != self.pending_delete]
         if existing:
             self.open_conversation(existing[0].id)
         else:
@@ -96,10 +100,36 @@ class ConversationController(QObject):
         self.refresh_list()
 
     def _delete(self, cid: int) -> None:
+        """Out of the list now, with Undo in the window for a few seconds; out of the store after."""
+        self._commit_delete()  # only one deletion waits at a time
+        title = self.store.conversation(cid).title
         self.deleting.emit(cid)
+        self.pending_delete = cid
+        self._delete_timer.start()
         if cid == self.conversation_id:
             self.conversation_id = None
             self.window.chat.clear()
+            self.start()
+        else:
+            self.refresh_list()
+        self.window.show_notice(f"Deleted “{title}”.", ("Undo", self.undo_delete))
+
+    def undo_delete(self) -> None:
+        """Bring back the conversation deleted last, and show it."""
+        cid, self.pending_delete = self.pending_delete, None
+        self._delete_timer.stop()
+        if cid is None:
+            return
+        self.window.hide_notice()
+        self.open_conversation(cid)
+        self.refresh_list()
+
+    def _commit_delete(self) -> None:
+        cid, self.pending_delete = self.pending_delete, None
+        self._delete_timer.stop()
+        if cid is None:
+            return
+        self.window.hide_notice()
         self._writer.run(self.store.delete, cid, done=lambda _: self._deleted(), failed=self.store_failed)
 
     def _deleted(self) -> None:
@@ -152,6 +182,7 @@ class ConversationController(QObject):
         self._writer.run(tidy, failed=lambda e: None)  # only disk space is at stake: never an error
 
     def close(self) -> None:
+        self._commit_delete()  # before the store's thread closes: it runs what was queued
         self._files.close()
 
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
-from PySide6.QtCore import QObject, Signal, Slot
+from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
 from smolchat.errors import SmolChatError
 from smolchat.models.catalog import CATALOG, DEFAULT_REPO
@@ -23,6 +24,7 @@ from smolchat.units import format_bytes
 class ModelsController(QObject):
     installed_changed = Signal()
     listing_shown = Signal()
+    default_shown = Signal()  # the welcome screen shows the recommended model's size, or why it cannot
 
     def __init__(
         self, window: MainWindow, turns: TurnController, library: Library | None = None, hub: Hub | None = None
@@ -36,7 +38,13 @@ class ModelsController(QObject):
         self._listing_job: ListingJob | None = None
         self.download: DownloadJob | None = None
         self.connect_dialog: ConnectDialog | None = None
+        self._default_job: ListingJob | None = None
+        self._download_when_listed = False  # the welcome screen asked for the recommended model
+        # The slider and the context box re-estimate the rows once they stop moving.
+        self._estimate_timer = QTimer(self, singleShot=True, interval=150, timeout=self._estimate_again)
         window.model_picker_requested.connect(self.open)
+        window.import_requested.connect(self.import_from_disk)
+        window.first_run.download_requested.connect(self.download_default)
 
     def open(self, repo: str | None = None) -> ModelPicker:
         if self.picker is None:
@@ -49,9 +57,12 @@ class ModelsController(QObject):
             p.remove_requested.connect(self.remove)
             p.import_requested.connect(self.import_pair)
             p.connect_requested.connect(self.open_connect)
+            p.estimate_changed.connect(lambda *_: self._estimate_timer.start())
         current = self.turns.model.repo if self.turns.model and self.turns.model.repo else None
         chosen = repo or current or DEFAULT_REPO
         self.picker.show_catalog([(e.repo, f"{e.title} · {e.parameters}") for e in CATALOG], chosen)
+        ms = self.turns.model_settings
+        self.picker.show_assumptions(ms.n_ctx, ms.n_gpu_layers, gpu_unavailable())
         self._show_installed()
         self.picker.show()
         self.picker.raise_()
@@ -95,8 +106,21 @@ class ModelsController(QObject):
         self.listing = None
         # The job this replaces may still be running: it finishes on its own, and its result is
         # dropped (see _is_current), so what the picker shows is always the repo asked for last.
-        ms = self.turns.model_settings
-        job = self._listing_job = ListingJob(self.hub, repo.strip(), n_ctx=ms.n_ctx, n_gpu_layers=ms.n_gpu_layers)
+        n_ctx, n_gpu_layers = self.picker.assumptions()
+        job = self._listing_job = ListingJob(self.hub, repo.strip(), n_ctx=n_ctx, n_gpu_layers=n_gpu_layers)
+        job.finished.connect(self._listed)
+        job.failed.connect(self._listing_failed)
+        job.start()
+
+    def _estimate_again(self) -> None:
+        """The memory each format needs at the context and GPU layers chosen now: the repo as
+        listed, estimated again off the UI thread (the Hub is not asked again)."""
+        if self.listing is None or self.picker is None:
+            return
+        n_ctx, n_gpu_layers = self.picker.assumptions()
+        job = self._listing_job = ListingJob(
+            self.hub, self.listing.repo, n_ctx=n_ctx, n_gpu_layers=n_gpu_layers, listing=self.listing
+        )
         job.finished.connect(self._listed)
         job.failed.connect(self._listing_failed)
         job.start()
@@ -112,21 +136,7 @@ class ModelsController(QObject):
         listing, estimates = result
         n_ctx, self._listing_job = self._listing_job.n_ctx, None
         self.listing = listing
-        rows = []
-        for f, estimate, fit in estimates:
-            basis = "" if estimate.from_metadata else " (from file size)"
-            rows.append(
-                {
-                    "path": f.path,
-                    "format": f.format_name,
-                    "size": format_bytes(f.size),
-                    "memory": format_bytes(estimate.total) + basis,
-                    "fit": fit.fit.value,
-                    "message": fit.message,
-                    "summary": f.format.summary if f.format else "",
-                    "default": f == listing.default_text,
-                }
-            )
+        rows = listing_rows(listing, estimates, self.library)
         projectors = [
             (
                 f.path,
@@ -145,6 +155,9 @@ class ModelsController(QObject):
             listing.default_projector.path if listing.default_projector else None,
             note,
         )
+        if self._download_when_listed and listing.repo == DEFAULT_REPO:
+            self._download_when_listed = False
+            self._start_default()
         self.listing_shown.emit()
 
     @Slot(str)
@@ -152,14 +165,66 @@ class ModelsController(QObject):
         if not self._is_current():
             return
         self._listing_job = None
+        self._download_when_listed = False
         self.picker.show_unreachable(message)
         self.listing_shown.emit()
+
+    # -- the first run ---------------------------------------------------------------------
+
+    def offer_default(self) -> None:
+        """The welcome screen, with the recommended model's size and memory as the Hub lists it."""
+        self.window.show_first_run(True)
+        ms = self.turns.model_settings
+        job = self._default_job = ListingJob(self.hub, DEFAULT_REPO, n_ctx=ms.n_ctx, n_gpu_layers=ms.n_gpu_layers)
+        job.finished.connect(self._default_listed)
+        job.failed.connect(self._default_unreachable)
+        job.start()
+
+    @Slot(str)
+    def _default_unreachable(self, message: str) -> None:
+        self.window.first_run.show_unreachable(message)
+        self.default_shown.emit()
+
+    @Slot(object)
+    def _default_listed(self, result: tuple[RepoListing, list]) -> None:
+        listing, estimates = result
+        row = next((r for r in listing_rows(listing, estimates, self.library) if r["default"]), None)
+        title = next((e.title for e in CATALOG if e.repo == DEFAULT_REPO), DEFAULT_REPO)
+        if row is None or listing.default_projector is None:
+            self._default_unreachable(f"{DEFAULT_REPO} lists no model SmolChat can use.")
+            return
+        size = format_bytes(self._sizes(listing, row["path"]))
+        self.window.first_run.show_default(
+            f"{title} ({row['format']})", size, row["memory"], row["fit"], row["message"]
+        )
+        self.default_shown.emit()
+
+    @staticmethod
+    def _sizes(listing: RepoListing, text_path: str) -> int:
+        projector = listing.default_projector.size if listing.default_projector else 0
+        return listing.file(text_path).size + projector
+
+    def download_default(self) -> None:
+        """One click from the welcome screen: the picker opens on the recommended model and its
+        download starts there, with its progress in the row."""
+        self._download_when_listed = True
+        self.open(DEFAULT_REPO)
+
+    def _start_default(self) -> None:
+        listing = self.listing
+        if listing is None or listing.default_text is None or listing.default_projector is None:
+            return
+        self.start_download(listing.default_text.path, listing.default_projector.path)
+
+    def import_from_disk(self) -> None:
+        self.open().choose_import()
 
     # -- downloads -------------------------------------------------------------------------
 
     def start_download(self, text_path: str, projector_path: str) -> None:
         if self.listing is None or self.download is not None:
             return
+        self.picker.mark_downloading(text_path)
         job = self.download = DownloadJob(
             self.hub, self.listing.repo, self.listing.file(text_path), self.listing.file(projector_path)
         )
@@ -182,8 +247,19 @@ class ModelsController(QObject):
             f"{format_bytes(p.total)} · {format_bytes(int(p.speed))}/s{eta}",
         )
 
+    def _keep_assumptions(self, name: str) -> None:
+        """A model downloaded or chosen in the picker gets the context and GPU layers its
+        memory was shown for."""
+        if self.picker is None:
+            return
+        n_ctx, n_gpu_layers = self.picker.assumptions()
+        chosen = self.turns.settings.for_model(name)
+        if (chosen.n_ctx, chosen.n_gpu_layers) != (n_ctx, n_gpu_layers):
+            self.turns.settings.set_model_settings(name, replace(chosen, n_ctx=n_ctx, n_gpu_layers=n_gpu_layers))
+
     @Slot(object)
     def _downloaded(self, model: InstalledModel) -> None:
+        self._keep_assumptions(model.name)
         self.download = None
         self.picker.download_ended(f"Installed {model.name}.")
         self._show_installed()
@@ -248,3 +324,34 @@ class ModelsController(QObject):
             job.blockSignals(True)  # the window is going: nothing more to show or load
             job.cancel()
             job.wait()  # it stops at its next chunk, keeping its part for next time
+
+
+def listing_rows(listing: RepoListing, estimates: list, library: Library) -> list[dict]:
+    """The picker's rows for a repo's text models: format, size, memory, fit, and whether the
+    file is on this computer already."""
+    have = {m.text.name for m in library.inventory().installed if m.repo == listing.repo}
+    rows = []
+    for f, estimate, fit in estimates:
+        basis = "" if estimate.from_metadata else " (from file size)"
+        rows.append(
+            {
+                "path": f.path,
+                "format": f.format_name,
+                "size": format_bytes(f.size),
+                "memory": format_bytes(estimate.total) + basis,
+                "fit": fit.fit.value,
+                "message": fit.message,
+                "summary": f.format.summary if f.format else "",
+                "default": f == listing.default_text,
+                "downloaded": Path(f.path).name in have,
+            }
+        )
+    return rows
+
+
+def gpu_unavailable() -> str | None:
+    """Why the GPU-layer slider is off (this llama.cpp has no GPU support), or None."""
+    from smolchat.budget.fit import NO_GPU_BUILD
+    from smolchat.engine.backends import build_info
+
+    return None if build_info().gpu_support else NO_GPU_BUILD

@@ -31,6 +31,12 @@ class SettingsController(QObject):
         self.save()
         self.changed.emit(name)
 
+    def set_theme(self, choice: str) -> None:
+        """ "system", "light" or "dark"."""
+        self._settings = replace(self._settings, theme=choice)
+        self.save()
+        self.changed.emit("")
+
     def remember_window(self, model: str | None, window_geometry: str | None) -> str | None:
         """Keep the model last used and the window's place for the next start; returns why
         they could not be saved, or None."""

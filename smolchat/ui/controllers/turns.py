@@ -28,6 +28,7 @@ from smolchat.budget.detail import Detail, max_tokens_for
 from smolchat.budget.fit import largest_context, memory_settings, suggest_gpu_layers
 from smolchat.budget.images import ImageCost, MediaCost, prepared_size
 from smolchat.engine import EngineSettings, Message, ModelInfo, TurnResult
+from smolchat.engine.engine import READING_IMAGES
 from smolchat.engine.images import ImageError
 from smolchat.engine.speed import Speed
 from smolchat.errors import SmolChatError
@@ -158,6 +159,8 @@ class TurnController(QObject):
         worker.turn_failed.connect(self._failed)
         worker.prefill_finished.connect(self._prefilled)
         worker.speed_changed.connect(self._speed_changed)
+        worker.progress.connect(self._progress)
+        composer.edit_last_requested.connect(self.edit_last)
 
     # -- model -----------------------------------------------------------------------------
 
@@ -195,6 +198,19 @@ class TurnController(QObject):
     def _loading(self, request_id: int, name: str) -> None:
         if request_id == self._load_id:
             self.window.show_model_loading(name)
+            self.window.show_progress(f"Loading {name}")
+
+    @Slot(int, str, float, float)
+    def _progress(self, request_id: int, stage: str, done: float, total: float) -> None:
+        """How far a load, a turn or the reading of the attachments has come."""
+        known = None if total < 0 else total
+        if request_id == self._load_id and self.model_info is None:
+            self.window.show_progress(stage, done, known)
+        elif self._prefill is not None and request_id == self._prefill[0]:
+            if stage == READING_IMAGES and known:
+                self.window.composer.set_reading_progress(int(done), int(known))
+        elif self.turn is not None and request_id == self.turn.id and stage == READING_IMAGES:
+            self.window.show_progress(stage, done, known)
 
     @Slot(object)
     def _loaded(self, loaded: LoadedModel) -> None:
@@ -204,6 +220,8 @@ class TurnController(QObject):
         self.speed = info.speed
         self.counter.use_model(info, Detail(self.model_settings.detail))
         detail = f"images by {info.vision_plan.describe()}" if info.vision_plan else ""
+        self.window.end_progress()
+        self.window.show_first_run(False)
         self.window.show_model(loaded.name, "counts estimated" if info.server else detail)
         if info.template_note:
             self.window.show_error(info.template_note)
@@ -216,7 +234,8 @@ class TurnController(QObject):
             return
         self.model_info = None
         self.window.show_no_model()
-        self.window.show_error(message)
+        self.window.end_progress()
+        self.window.show_error(message, ("Choose another model…", self.window.model_picker_requested.emit))
 
     @Slot(object)
     def _speed_changed(self, speed: Speed) -> None:
@@ -395,8 +414,8 @@ class TurnController(QObject):
             return
         turn.text += piece
         if turn.conversation_id == self.conversations.conversation_id:
-            turn.bubble.append(piece)
-            self.window.chat.scroll_to_end()
+            turn.bubble.append(piece)  # the view follows it unless the user scrolled up
+        self.window.end_progress()  # the images are read: the answer is being written
 
     def _save_partial(self) -> None:
         if self.turn is not None:
@@ -410,6 +429,7 @@ class TurnController(QObject):
             return
         self.turn = None
         self._save_timer.stop()
+        self.window.end_progress()
         status = STOPPED if result.stats.finish_reason == "cancelled" else COMPLETE
         stats = result.stats.as_dict()
         if turn.conversation_id == self.conversations.conversation_id:
@@ -435,6 +455,7 @@ class TurnController(QObject):
             return
         self.turn = None
         self._save_timer.stop()
+        self.window.end_progress()
         if turn.conversation_id == self.conversations.conversation_id:
             turn.bubble.set_status(STOPPED)
         self.window.composer.set_busy(False)
@@ -478,6 +499,7 @@ class TurnController(QObject):
                 composer.set_cost(path, cost)
                 continue
             wait = self.speed.wait_s(cost.tiles, cost.tokens)
+            composer.set_tiles(path, cost.tiles)
             if isinstance(cost, MediaCost):
                 what = f"{cost.frames} frames" if cost.frames else f"{cost.pages} page{'s' if cost.pages != 1 else ''}"
                 what += f" · {cost.tiles} tiles" if cost.pages else ""
@@ -488,9 +510,11 @@ class TurnController(QObject):
         self.costs_shown.emit()
 
     @Slot(int, object)
-    def _prefilled(self, request_id: int, _result: object) -> None:
+    def _prefilled(self, request_id: int, result: object) -> None:
         if self._prefill is not None and self._prefill[0] == request_id:
             self._prefill = None
+            if result is not None:
+                self.window.composer.set_ready()
             self.window.composer.set_reading(False)
 
     def _cancel_prefill(self) -> None:

@@ -39,10 +39,10 @@ from PySide6.QtWidgets import (
 )
 
 from smolchat.engine.figures import describe_stats
+from smolchat.ui import theme
 from smolchat.ui.views.picture import Picture
 
 _FENCE = re.compile(r"^```([\w+#.-]*)[^\n]*\n(.*?)(?:^```[ \t]*$|\Z)", re.MULTILINE | re.DOTALL)
-_CODE_STYLE = HtmlFormatter(noclasses=True, style="friendly", nowrap=True)
 STATUS_NOTES = {"stopped": "stopped", "interrupted": "interrupted: SmolChat closed before the answer ended"}
 PICTURE_SIDE = 160
 # GitHub's dialect (tables, strike-through, autolinks) with HTML shown as the text it is.
@@ -51,14 +51,9 @@ LINK_SCHEMES = ("http", "https", "mailto")
 
 
 def markdown_html(text: str) -> str:
-    """Markdown as Qt rich text, fenced code highlighted by Pygments."""
-    parts, last = [], 0
-    for match in _FENCE.finditer(text):
-        parts.append(_prose(text[last : match.start()]))
-        parts.append(_code(match[2], match[1]))
-        last = match.end()
-    parts.append(_prose(text[last:]))
-    return "".join(parts)
+    """Markdown as Qt rich text, fenced code highlighted by Pygments: what the answer's labels
+    show, all in one piece."""
+    return "".join(_prose(content) if kind == PROSE else _code(content, kind) for kind, content in segments(text))
 
 
 class _InertDocument(QTextDocument):
@@ -153,26 +148,101 @@ class LinkDialog(QMessageBox):
 
 
 def _code(code: str, language: str) -> str:
+    """A fenced block as rich text in the theme's code colours, lines wrapped rather than
+    widening the conversation."""
+    colours = theme.current()
     try:
         lexer = get_lexer_by_name(language) if language else TextLexer()
     except ClassNotFound:
         lexer = TextLexer()
+    formatter = _formatters.get(colours.code_style)
+    if formatter is None:
+        formatter = _formatters[colours.code_style] = HtmlFormatter(
+            noclasses=True, style=colours.code_style, nowrap=True
+        )
     return (
-        f'<pre style="background:#f6f8fa; color:#24292f; padding:6px; font-family:monospace">'
-        f"{highlight(code, lexer, _CODE_STYLE) if code else html.escape(code)}</pre>"
+        f'<pre style="background:{colours.code_background}; color:{colours.code_text}; padding:6px; '
+        f'white-space:pre-wrap; font-family:monospace">'
+        f"{highlight(code, lexer, formatter) if code else html.escape(code)}</pre>"
     )
 
 
+_formatters: dict[str, HtmlFormatter] = {}
+
+
+def segments(text: str) -> list[tuple[str, str]]:
+    """An answer cut into its prose and its fenced code blocks, in order: ("prose", markdown)
+    or (language, code) pairs; a language of "" for a block that names none."""
+    parts: list[tuple[str, str]] = []
+    last = 0
+    for match in _FENCE.finditer(text):
+        if text[last : match.start()].strip():
+            parts.append((PROSE, text[last : match.start()]))
+        parts.append((match[1], match[2]))
+        last = match.end()
+    if text[last:].strip() or not parts:
+        parts.append((PROSE, text[last:]))
+    return parts
+
+
+PROSE = "\0prose"  # never a fence's language: a fence's language is one word
+
+
+class CodeBlock(QFrame):
+    """A fenced code block of an answer: its language, a Copy button, the highlighted code."""
+
+    def __init__(self, code: str, language: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.code = code
+        self.language = language
+        self.setObjectName("codeBlock")
+        name = QLabel(language or "code")
+        name.setObjectName("codeLanguage")
+        self.copy_button = _flat_button(
+            "Copy", f"Copy the {language or 'code'} block", "Copy this code, exactly as written", self.copy
+        )
+        head = QHBoxLayout()
+        head.setContentsMargins(8, 2, 4, 0)
+        head.addWidget(name)
+        head.addStretch(1)
+        head.addWidget(self.copy_button)
+        self.text = QLabel(_code(code, language))
+        self.text.setObjectName("codeText")
+        self.text.setTextFormat(Qt.TextFormat.RichText)
+        self.text.setWordWrap(True)
+        self.text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.text.setAccessibleName(f"{language or 'Code'} block")
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 4)
+        layout.setSpacing(0)
+        layout.addLayout(head)
+        layout.addWidget(self.text)
+
+    def copy(self) -> None:
+        QGuiApplication.clipboard().setText(self.code)
+        self.copy_button.setText("Copied")
+        QTimer.singleShot(1500, self, lambda: self.copy_button.setText("Copy"))
+
+    def repaint_theme(self) -> None:
+        self.text.setText(_code(self.code, self.language))
+
+
 class MessageBubble(QFrame):
+    """One message: who wrote it, its pictures, its text (an answer's as Markdown, its code
+    blocks with a Copy button each), its figures, and Copy (plus Regenerate or Edit on the last)."""
+
     copy_requested = Signal(str)
+    link_clicked = Signal(str)
+    picture_clicked = Signal(Path)
 
     def __init__(self, role: str, text: str, images: list[Path] = (), parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.role = role
         self.text = text
         self.pictures: list[Picture] = []
+        self.labels: list[QLabel] = []  # the prose, between code blocks
+        self.code_blocks: list[CodeBlock] = []
         self.setObjectName("userBubble" if role == "user" else "answerBubble")
-        self.setFrameShape(QFrame.Shape.StyledPanel)
         who = QLabel("<b>You</b>" if role == "user" else "<b>SmolChat</b>")
         self.status = QLabel("")
         self.status.setObjectName("messageStatus")
@@ -186,47 +256,89 @@ class MessageBubble(QFrame):
         head.addStretch(1)
         head.addLayout(self.actions)
         head.addWidget(copy)
-        self.body = QLabel()
-        self.body.setTextFormat(Qt.TextFormat.RichText)
-        self.body.setWordWrap(True)
-        self.body.setTextInteractionFlags(
-            Qt.TextInteractionFlag.TextSelectableByMouse | Qt.TextInteractionFlag.LinksAccessibleByMouse
-        )
-        self.body.setOpenExternalLinks(False)  # the view asks first (LinkDialog)
-        self.body.linkHovered.connect(self._show_link_target)
-        self.body.setAccessibleName("Message text")
+        self.body = self._label()
+        self.parts = QVBoxLayout()
+        self.parts.setSpacing(6)
+        self.parts.addWidget(self.body)
         self.figures = QLabel("")
         self.figures.setObjectName("answerFigures")
         layout = QVBoxLayout(self)
+        layout.setContentsMargins(12, 8, 12, 8)
         layout.addLayout(head)
         if images:
             row = QHBoxLayout()
             self.pictures = [Picture(path, PICTURE_SIDE) for path in images]
             for picture in self.pictures:
+                picture.setCursor(Qt.CursorShape.PointingHandCursor)
+                picture.setToolTip(f"{picture.path.name}: click to see it full size")
+                picture.clicked.connect(self.picture_clicked)
                 row.addWidget(picture)
             row.addStretch(1)
             layout.addLayout(row)
-        layout.addWidget(self.body)
+        layout.addLayout(self.parts)
         layout.addWidget(self.figures)
+        self.figures.hide()
         self.set_text(text)
 
+    def _label(self) -> QLabel:
+        label = QLabel()
+        label.setTextFormat(Qt.TextFormat.RichText)
+        label.setWordWrap(True)
+        label.setTextInteractionFlags(
+            Qt.TextInteractionFlag.TextSelectableByMouse | Qt.TextInteractionFlag.LinksAccessibleByMouse
+        )
+        label.setOpenExternalLinks(False)  # the view asks first (LinkDialog)
+        label.linkHovered.connect(lambda address, label=label: self._show_link_target(label, address))
+        label.linkActivated.connect(self.link_clicked)
+        label.setAccessibleName("Message text")
+        self.labels.append(label)
+        return label
+
     def set_text(self, text: str) -> None:
-        """The whole text, as Markdown for answers."""
+        """The whole text, as Markdown for answers, each code block a widget of its own."""
         self.text = text
+        self._clear_parts()
         self.body.setTextFormat(Qt.TextFormat.RichText)
-        self.body.setText(markdown_html(text) if self.role != "user" else html.escape(text).replace("\n", "<br>"))
+        if self.role == "user":
+            self.body.setText(html.escape(text).replace("\n", "<br>"))
+            return
+        for n, (kind, content) in enumerate(segments(text)):
+            if kind == PROSE:
+                label = self.body if n == 0 else self._label()
+                label.setText(_prose(content))
+                if label is not self.body:
+                    self.parts.addWidget(label)
+            else:
+                if n == 0:  # the answer opens with code: no prose above it
+                    self.body.hide()
+                block = CodeBlock(content, kind)
+                self.code_blocks.append(block)
+                self.parts.addWidget(block)
+
+    def _clear_parts(self) -> None:
+        for widget in [*self.code_blocks, *self.labels[1:]]:
+            widget.hide()
+            widget.deleteLater()
+        self.code_blocks, self.labels = [], [self.body]
+        self.body.show()
+
+    def repaint_theme(self) -> None:
+        """Code colours are written into the rich text: write it again in the theme now."""
+        for block in self.code_blocks:
+            block.repaint_theme()
 
     def append(self, piece: str) -> None:
         """Streaming: plain text is cheap to lay out again and again; the Markdown comes with
         ``set_text`` when the answer ends, so repainting never slows the model down."""
         self.text += piece
         if self.body.textFormat() != Qt.TextFormat.PlainText:
+            self._clear_parts()
             self.body.setTextFormat(Qt.TextFormat.PlainText)
         self.body.setText(self.text)
 
-    def _show_link_target(self, address: str) -> None:
+    def _show_link_target(self, label: QLabel, address: str) -> None:
         """Hovering a link shows where it really leads, whatever its text says."""
-        self.body.setToolTip(link_address(address) if address else "")
+        label.setToolTip(link_address(address) if address else "")
 
     def set_status(self, status: str) -> None:
         note = STATUS_NOTES.get(status, "")
@@ -234,35 +346,62 @@ class MessageBubble(QFrame):
 
     def set_figures(self, stats: dict | None) -> None:
         self.figures.setText(describe_stats(stats) if stats else "")
+        self.figures.setVisible(bool(stats))
 
     def add_action(self, button: QPushButton) -> None:
         self.actions.addWidget(button)
 
 
 class ChatView(QScrollArea):
+    """The conversation, newest at the bottom. It follows a streaming answer unless the user
+    has scrolled up to read; then "Jump to latest" brings them back."""
+
     regenerate_requested = Signal()
     edit_requested = Signal()
+    picture_clicked = Signal(Path)
+
+    FOLLOW_MARGIN = 24  # within this many pixels of the bottom counts as at the bottom
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWidgetResizable(True)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setFrameShape(QFrame.Shape.NoFrame)
         self.setAccessibleName("Conversation")
         inner = QWidget()
+        inner.setObjectName("conversation")
         self.column = QVBoxLayout(inner)
+        self.column.setSpacing(10)
+        self.column.setContentsMargins(16, 12, 16, 12)
         self.column.addStretch(1)
         self.setWidget(inner)
         self.bubbles: list[MessageBubble] = []
+        self._rows: list[QWidget] = []
         self.empty = QLabel("Drop a picture below and ask about it.")
         self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.empty.setObjectName("emptyChat")
         self.column.insertWidget(0, self.empty)
         self.link_dialog: LinkDialog | None = None
+        self.following = True
+        self.jump_button = QPushButton("↓ Jump to latest", self.viewport())
+        self.jump_button.setObjectName("jumpToLatest")
+        self.jump_button.setAccessibleName("Jump to latest")
+        self.jump_button.setToolTip("Scroll to the newest message and follow the answer again")
+        self.jump_button.clicked.connect(self.jump_to_latest)
+        self.jump_button.hide()
+        bar = self.verticalScrollBar()
+        bar.valueChanged.connect(self._scrolled)
+        bar.rangeChanged.connect(self._grew)
+
+    # -- messages ------------------------------------------------------------------------------
 
     def clear(self) -> None:
-        for bubble in self.bubbles:
-            bubble.deleteLater()
-        self.bubbles = []
+        for row in self._rows:
+            row.deleteLater()
+        self.bubbles, self._rows = [], []
         self.empty.show()
+        self.following = True
+        self.jump_button.hide()
 
     def add(
         self, role: str, text: str, images: list[Path] = (), status: str = "complete", stats: dict | None = None
@@ -271,12 +410,37 @@ class ChatView(QScrollArea):
         bubble = MessageBubble(role, text, list(images))
         bubble.set_status(status)
         bubble.set_figures(stats)
-        bubble.body.linkActivated.connect(self.ask_about_link)
-        self.column.insertWidget(self.column.count() - 1, bubble)
+        bubble.link_clicked.connect(self.ask_about_link)
+        bubble.picture_clicked.connect(self.picture_clicked)
+        row = QWidget()
+        line = QHBoxLayout(row)
+        line.setContentsMargins(0, 0, 0, 0)
+        if role == "user":  # the user's own words on the right, as in every messenger
+            line.addStretch(1)
+            line.addWidget(bubble)
+        else:
+            line.addWidget(bubble, 1)
+        self._fit_width(bubble)
+        self.column.insertWidget(self.column.count() - 1, row)
         self.bubbles.append(bubble)
+        self._rows.append(row)
         self._update_actions()
         self.scroll_to_end()
         return bubble
+
+    def _fit_width(self, bubble: MessageBubble) -> None:
+        width = self.viewport().width() - 32
+        bubble.setMaximumWidth(max(200, int(width * (0.78 if bubble.role == "user" else 1.0))))
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt's name)
+        super().resizeEvent(event)
+        for bubble in self.bubbles:
+            self._fit_width(bubble)
+        self._place_jump_button()
+
+    def repaint_theme(self) -> None:
+        for bubble in self.bubbles:
+            bubble.repaint_theme()
 
     def ask_about_link(self, address: str) -> None:
         """A link in a message was clicked: show where it leads and let the user choose."""
@@ -285,9 +449,10 @@ class ChatView(QScrollArea):
         self.link_dialog.open()
 
     def remove_from(self, index: int) -> None:
-        for bubble in self.bubbles[index:]:
-            bubble.deleteLater()
+        for row in self._rows[index:]:
+            row.deleteLater()
         del self.bubbles[index:]
+        del self._rows[index:]
         self.empty.setVisible(not self.bubbles)
         self._update_actions()
 
@@ -312,13 +477,46 @@ class ChatView(QScrollArea):
                 _flat_button(
                     "Edit",
                     "Edit the last message",
-                    "Put the last message back in the composer to change and send it again",
+                    "Put the last message back in the composer to change and send it again (Up in an empty box)",
                     self.edit_requested,
                 )
             )
 
+    # -- following the answer ----------------------------------------------------------------------
+
     def scroll_to_end(self) -> None:
-        QTimer.singleShot(0, lambda: self.verticalScrollBar().setValue(self.verticalScrollBar().maximum()))
+        """Show the newest message and follow what is written next."""
+        self.following = True
+        self.jump_button.hide()
+        QTimer.singleShot(0, self, lambda: self.verticalScrollBar().setValue(self.verticalScrollBar().maximum()))
+
+    def jump_to_latest(self) -> None:
+        self.scroll_to_end()
+
+    def _at_bottom(self) -> bool:
+        bar = self.verticalScrollBar()
+        return bar.value() >= bar.maximum() - self.FOLLOW_MARGIN
+
+    def _scrolled(self, _value: int) -> None:
+        self.following = self._at_bottom()
+        self.jump_button.setVisible(not self.following and bool(self.bubbles))
+        if self.jump_button.isVisible():
+            self._place_jump_button()
+            self.jump_button.raise_()
+
+    def _grew(self, _minimum: int, maximum: int) -> None:
+        """The conversation grew (an answer streams): keep the bottom in view while following."""
+        if self.following:
+            self.verticalScrollBar().setValue(maximum)
+        else:
+            self.jump_button.setVisible(bool(self.bubbles))
+
+    def _place_jump_button(self) -> None:
+        self.jump_button.adjustSize()
+        area = self.viewport().rect()
+        self.jump_button.move(
+            (area.width() - self.jump_button.width()) // 2, area.height() - self.jump_button.height() - 12
+        )
 
 
 def _flat_button(text: str, name: str, tip: str, slot) -> QPushButton:

@@ -40,8 +40,10 @@ class MessageEdit(QPlainTextEdit):
 
     send = Signal()
     escape = Signal()
+    edit_last = Signal()  # Up in an empty box: take the last question back to change it
     pasted_image = Signal(QImage)
     pasted_files = Signal(QMimeData)
+    dragging = Signal(bool)  # a file is dragged over the box (True), or left or was dropped
 
     def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802 (Qt's name)
         if (
@@ -53,7 +55,22 @@ class MessageEdit(QPlainTextEdit):
         if event.key() == Qt.Key.Key_Escape:
             self.escape.emit()
             return
+        if event.key() == Qt.Key.Key_Up and not event.modifiers() and not self.toPlainText():
+            self.edit_last.emit()
+            return
         super().keyPressEvent(event)
+
+    def dragEnterEvent(self, event) -> None:  # noqa: N802
+        super().dragEnterEvent(event)
+        self.dragging.emit(True)
+
+    def dragLeaveEvent(self, event) -> None:  # noqa: N802
+        super().dragLeaveEvent(event)
+        self.dragging.emit(False)
+
+    def dropEvent(self, event) -> None:  # noqa: N802
+        self.dragging.emit(False)
+        super().dropEvent(event)
 
     def canInsertFromMimeData(self, source: QMimeData) -> bool:  # noqa: N802
         return source.hasImage() or source.hasUrls() or super().canInsertFromMimeData(source)
@@ -68,9 +85,11 @@ class MessageEdit(QPlainTextEdit):
 
 
 class Thumbnail(QWidget):
-    """An attached image: the picture, what it costs, and an x to remove it."""
+    """An attached image: the picture (click to see it full size), what it costs, how much of it
+    is read while the question is typed (then "ready"), and an x to remove it."""
 
     removed = Signal(Path)
+    opened = Signal(Path)
 
     def __init__(self, path: Path, name: str | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -80,11 +99,19 @@ class Thumbnail(QWidget):
         self.cost = QLabel("")
         self.cost.setObjectName("thumbnailCost")
         self.cost.setWordWrap(True)
+        self.picture.setCursor(Qt.CursorShape.PointingHandCursor)
+        self.picture.setToolTip(f"{self.name}: click to see it full size")
+        self.picture.clicked.connect(lambda _: self.opened.emit(self.path))
         self.reading = QProgressBar()
-        self.reading.setRange(0, 0)  # busy: the image is being read ahead of Send
+        self.reading.setRange(0, 0)  # busy until the engine says how many tiles it reads
         self.reading.setTextVisible(False)
         self.reading.setMaximumHeight(4)
+        self.reading.setAccessibleName(f"Reading {self.name}")
         self.reading.hide()
+        self.state = QLabel("")
+        self.state.setObjectName("thumbnailCost")
+        self.tiles: int | None = None  # how many tiles it costs, once counted
+        self.ready = False  # read ahead of Send
         remove = QToolButton()
         remove.setText("×")
         remove.setAccessibleName(f"Remove {self.name}")
@@ -97,13 +124,37 @@ class Thumbnail(QWidget):
         layout.setContentsMargins(2, 2, 2, 2)
         layout.addLayout(top)
         layout.addWidget(self.reading)
+        layout.addWidget(self.state)
         layout.addWidget(self.cost)
         self.setFixedWidth(THUMB + 40)
         self.setAccessibleName(f"Attached image {self.name}")
 
     def set_reading(self, reading: bool) -> None:
+        self.ready = False
         self.reading.setVisible(reading)
         self.reading.setToolTip("Reading the image while you type…" if reading else "")
+        if reading:
+            self.reading.setRange(0, 0)
+            self.state.setText("reading…")
+
+    def set_progress(self, done: int, total: int) -> None:
+        """``done`` of its ``total`` tiles read."""
+        self.reading.show()
+        self.reading.setRange(0, max(total, 1))
+        self.reading.setValue(done)
+        self.state.setText(f"reading {done}/{total} tiles")
+
+    def set_ready(self) -> None:
+        """Read: Send costs only the question's text now."""
+        self.ready = True
+        self.reading.hide()
+        self.state.setText("✓ ready")
+        self.state.setToolTip("Read while you typed: sending costs only the text now")
+
+    def clear_state(self) -> None:
+        self.ready = False
+        self.reading.hide()
+        self.state.setText("")
 
 
 class Composer(QWidget):
@@ -114,9 +165,13 @@ class Composer(QWidget):
     image_pasted = Signal(QImage)  # picture data pasted or dropped (from a browser): to keep as a file
     refused = Signal(str)  # a message for the user (the window shows it)
     text_changed = Signal()
+    edit_last_requested = Signal()
+    picture_opened = Signal(Path)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        self.setObjectName("composer")
+        self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground)  # the drop zone's colour
         self.setAcceptDrops(True)
         self._images: list[Path] = []
         self._thumbs: dict[Path, Thumbnail] = {}
@@ -133,6 +188,11 @@ class Composer(QWidget):
         self.edit.pasted_image.connect(self.image_pasted)
         self.edit.pasted_files.connect(self.take_mime)
         self.edit.textChanged.connect(self.text_changed)
+        self.edit.edit_last.connect(self.edit_last_requested)
+        self.edit.dragging.connect(self.set_drop_highlight)
+        self.drop_hint = QLabel("Drop to attach: pictures, clips and PDFs")
+        self.drop_hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.drop_hint.hide()
 
         self.attach_button = QPushButton("Add image…")
         self.attach_button.setAccessibleName("Add image")
@@ -162,6 +222,7 @@ class Composer(QWidget):
         buttons.addWidget(self.stop_button)
         buttons.addWidget(self.send_button)
         layout = QVBoxLayout(self)
+        layout.addWidget(self.drop_hint)
         layout.addLayout(self.strip)
         layout.addWidget(self.edit)
         layout.addLayout(buttons)
@@ -190,6 +251,7 @@ class Composer(QWidget):
             self._images.append(path)
             thumb = Thumbnail(path, name)
             thumb.removed.connect(self.remove_image)
+            thumb.opened.connect(self.picture_opened)
             self._thumbs[path] = thumb
             self.strip.insertWidget(self.strip.count() - 1, thumb)
             added = True
@@ -228,9 +290,57 @@ class Composer(QWidget):
         if path in self._thumbs:
             self._thumbs[path].cost.setText(text)
 
+    def set_tiles(self, path: Path, tiles: int) -> None:
+        if path in self._thumbs:
+            self._thumbs[path].tiles = tiles
+
     def set_reading(self, reading: bool) -> None:
+        """Reading starts (the engine reads the attachments while the question is typed), or
+        stops: finished (``set_ready`` says so) or cancelled."""
         for thumb in self._thumbs.values():
-            thumb.set_reading(reading)
+            if reading:
+                thumb.set_reading(True)
+            elif not thumb.ready:
+                thumb.clear_state()
+
+    def set_reading_progress(self, done: int, total: int) -> None:
+        """The engine has read ``done`` of the ``total`` tiles it had to. What it had to read
+        are the newest attachments (those before were read already): shown on each thumbnail."""
+        thumbs = list(self._thumbs.values())
+        counts = [t.tiles for t in thumbs]
+        if None in counts:  # not counted yet: each shows the whole
+            for thumb in thumbs:
+                thumb.set_progress(done, total)
+            return
+        reading, left = [], total
+        for thumb in reversed(thumbs):
+            if left <= 0:
+                thumb.set_ready()
+                continue
+            reading.insert(0, thumb)
+            left -= thumb.tiles or 0
+        for thumb in reading:
+            share = thumb.tiles or 0
+            read = max(0, min(done, share))
+            done -= read
+            if read < share:
+                thumb.set_progress(read, share)
+            else:
+                thumb.set_ready()
+
+    def set_ready(self) -> None:
+        """Every attachment is read: Send costs only the text."""
+        for thumb in self._thumbs.values():
+            thumb.set_ready()
+
+    def set_drop_highlight(self, shown: bool) -> None:
+        """While a file is dragged over the window: the composer becomes the drop zone."""
+        if self.property("dragging") == shown:
+            return
+        self.setProperty("dragging", shown)
+        self.drop_hint.setVisible(shown)
+        self.style().unpolish(self)
+        self.style().polish(self)
 
     def set_busy(self, busy: bool) -> None:
         """While an answer is written: Stop instead of Send."""
@@ -271,7 +381,12 @@ class Composer(QWidget):
     def dragEnterEvent(self, event) -> None:  # noqa: N802
         if event.mimeData().hasUrls() or event.mimeData().hasImage():
             event.acceptProposedAction()
+            self.set_drop_highlight(True)
+
+    def dragLeaveEvent(self, event) -> None:  # noqa: N802
+        self.set_drop_highlight(False)
 
     def dropEvent(self, event) -> None:  # noqa: N802
+        self.set_drop_highlight(False)
         self.take_mime(event.mimeData())
         event.acceptProposedAction()

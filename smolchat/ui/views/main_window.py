@@ -7,13 +7,19 @@ from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
     QFileDialog,
+    QFrame,
+    QHBoxLayout,
     QLabel,
     QMainWindow,
     QMessageBox,
+    QProgressBar,
+    QPushButton,
     QSplitter,
+    QStackedWidget,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -21,8 +27,89 @@ from PySide6.QtWidgets import (
 from smolchat import __version__
 from smolchat.ui.views.chat_view import ChatView
 from smolchat.ui.views.composer import Composer
+from smolchat.ui.views.first_run import FirstRun
 from smolchat.ui.views.page_picker import PagePicker
+from smolchat.ui.views.picture_viewer import PictureViewer
 from smolchat.ui.views.sidebar import Sidebar
+
+
+class Banner(QFrame):
+    """An error in the window itself, above the composer: what happened, the action to take
+    (a button, when there is one), and x to dismiss it."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("banner")
+        self.setAccessibleName("Error")
+        self.text = QLabel("")
+        self.text.setWordWrap(True)
+        self.text.setTextFormat(Qt.TextFormat.PlainText)  # messages quote file names and servers' words
+        self.text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.action = QPushButton("")
+        self.action.hide()
+        self._slot: Callable[[], None] | None = None
+        self.action.clicked.connect(self._act)
+        close = QToolButton()
+        close.setText("×")
+        close.setAccessibleName("Dismiss the error")
+        close.setToolTip("Dismiss")
+        close.clicked.connect(self.hide)
+        row = QHBoxLayout(self)
+        row.setContentsMargins(12, 6, 6, 6)
+        row.addWidget(self.text, 1)
+        row.addWidget(self.action)
+        row.addWidget(close, 0, Qt.AlignmentFlag.AlignTop)
+        self.hide()
+
+    def show_message(
+        self, message: str, action: tuple[str, Callable[[], None]] | None = None, kind: str = "error"
+    ) -> None:
+        """``kind``: "error", or "info" for news with an action (Undo)."""
+        self.setProperty("kind", kind)
+        self.setAccessibleName("Error" if kind == "error" else "Notice")
+        self.style().unpolish(self)
+        self.style().polish(self)
+        self.text.setText(message)
+        self._slot = action[1] if action else None
+        self.action.setText(action[0] if action else "")
+        self.action.setAccessibleName(action[0] if action else "")
+        self.action.setVisible(action is not None)
+        self.show()
+
+    def _act(self) -> None:
+        slot = self._slot
+        self.hide()
+        if slot is not None:
+            slot()
+
+
+class Activity(QWidget):
+    """What the window is busy with (loading a model, measuring this computer, reading images):
+    a bar, determinate where the work says how far it is, and what it is doing."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.label = QLabel("")
+        self.label.setObjectName("activityText")
+        self.bar = QProgressBar()
+        self.bar.setAccessibleName("Progress")
+        self.bar.setMaximumHeight(8)
+        self.bar.setTextVisible(False)
+        self.bar.setMaximumWidth(240)
+        row = QHBoxLayout(self)
+        row.setContentsMargins(16, 0, 16, 0)
+        row.addWidget(self.label, 1)
+        row.addWidget(self.bar)
+        self.hide()
+
+    def show_progress(self, stage: str, done: float, total: float | None) -> None:
+        self.label.setText(stage + ("…" if not stage.endswith(("…", ")")) else ""))
+        if total is None or total <= 0:
+            self.bar.setRange(0, 0)  # busy: how much is left is not known
+        else:
+            self.bar.setRange(0, 1000)
+            self.bar.setValue(int(1000 * min(done / total, 1.0)))
+        self.show()
 
 
 class MainWindow(QMainWindow):
@@ -32,6 +119,8 @@ class MainWindow(QMainWindow):
     export_requested = Signal()
     serve_requested = Signal()
     batch_requested = Signal()
+    theme_chosen = Signal(str)  # "system", "light" or "dark"
+    import_requested = Signal()
 
     def __init__(self) -> None:
         super().__init__()
@@ -40,14 +129,29 @@ class MainWindow(QMainWindow):
         self.sidebar = Sidebar()
         self.chat = ChatView()
         self.composer = Composer()
-        right = QWidget()
-        column = QVBoxLayout(right)
+        self.banner = Banner()
+        self.activity = Activity()
+        self.first_run = FirstRun()
+        self.first_run.choose_requested.connect(self.model_picker_requested)
+        self.first_run.import_requested.connect(self.import_requested)
+        chat_page = QWidget()
+        column = QVBoxLayout(chat_page)
         column.setContentsMargins(0, 0, 0, 0)
+        column.setSpacing(4)
         column.addWidget(self.chat, 1)
+        column.addWidget(self.activity)
+        column.addWidget(self.banner)
         column.addWidget(self.composer)
+        self.pages = QStackedWidget()
+        self.pages.addWidget(chat_page)
+        self.pages.addWidget(self.first_run)
+        self.setAcceptDrops(True)  # a file dropped anywhere on the window is attached
+        self.picture_viewer: PictureViewer | None = None
+        self.chat.picture_clicked.connect(self.show_picture)
+        self.composer.picture_opened.connect(lambda path: self.show_picture(path, self.composer.thumbnail(path).name))
         splitter = QSplitter(Qt.Orientation.Horizontal)
         splitter.addWidget(self.sidebar)
-        splitter.addWidget(right)
+        splitter.addWidget(self.pages)
         splitter.setStretchFactor(1, 1)
         splitter.setSizes([240, 860])
         self.setCentralWidget(splitter)
@@ -103,6 +207,19 @@ class MainWindow(QMainWindow):
             self.serve_requested,
             "Let other programs on this computer use this model through an OpenAI- or Ollama-compatible API",
         )
+        view = self.menuBar().addMenu("&View")
+        themes = view.addMenu("&Theme")
+        self.theme_actions: dict[str, QAction] = {}
+        group = QActionGroup(self)
+        for choice, text, tip in (
+            ("system", "&System", "Light or dark as the desktop is set, changing when it changes"),
+            ("light", "&Light", "Always light"),
+            ("dark", "&Dark", "Always dark"),
+        ):
+            act = action(themes, text, None, lambda _=False, c=choice: self.theme_chosen.emit(c), tip)
+            act.setCheckable(True)
+            group.addAction(act)
+            self.theme_actions[choice] = act
         helps = self.menuBar().addMenu("&Help")
         action(helps, "&About SmolChat", None, self._about, "Version and license")
 
@@ -137,9 +254,58 @@ class MainWindow(QMainWindow):
     def show_status(self, message: str, seconds: float = 8) -> None:
         self.statusBar().showMessage(message, int(seconds * 1000))
 
-    def show_error(self, message: str) -> None:
-        """An error the user can act on, shown as it is."""
+    def show_error(self, message: str, action: tuple[str, Callable[[], None]] | None = None) -> None:
+        """An error the user can act on, shown as it is, in a banner above the composer; ``action``:
+        (button text, what it does), when one thing fixes it."""
+        self.banner.show_message(message, action)
         self.statusBar().showMessage(message, 15000)
+
+    def clear_error(self) -> None:
+        self.banner.hide()
+
+    def show_notice(self, message: str, action: tuple[str, Callable[[], None]] | None = None) -> None:
+        """News that is no error, in the banner: a deleted conversation and its Undo."""
+        self.banner.show_message(message, action, kind="info")
+
+    def hide_notice(self) -> None:
+        if self.banner.property("kind") == "info":
+            self.banner.hide()
+
+    def show_progress(self, stage: str, done: float = 0, total: float | None = None) -> None:
+        self.activity.show_progress(stage, done, total)
+
+    def end_progress(self) -> None:
+        self.activity.hide()
+
+    def show_picture(self, path: Path, name: str | None = None) -> PictureViewer:
+        """A picture of the conversation or the composer, at the size of the screen."""
+        viewer = PictureViewer(path, name, self)
+        viewer.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        viewer.show()
+        self.picture_viewer = viewer
+        return viewer
+
+    def show_theme_choice(self, choice: str) -> None:
+        self.theme_actions[choice].setChecked(True)
+
+    def show_first_run(self, shown: bool) -> None:
+        """The welcome screen, until a model is there; then the conversation."""
+        self.pages.setCurrentWidget(self.first_run if shown else self.pages.widget(0))
+
+    # -- files dropped anywhere on the window ----------------------------------------------------
+
+    def dragEnterEvent(self, event) -> None:  # noqa: N802 (Qt's name)
+        if event.mimeData().hasUrls() or event.mimeData().hasImage():
+            event.acceptProposedAction()
+            self.composer.set_drop_highlight(True)
+
+    def dragLeaveEvent(self, event) -> None:  # noqa: N802
+        self.composer.set_drop_highlight(False)
+
+    def dropEvent(self, event) -> None:  # noqa: N802
+        self.composer.set_drop_highlight(False)
+        self.composer.take_mime(event.mimeData())
+        event.acceptProposedAction()
 
     def about_text(self) -> str:
         details = "".join(f"<br>{html.escape(line)}" for line in self.about_details())

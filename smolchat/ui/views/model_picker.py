@@ -19,13 +19,17 @@ from PySide6.QtWidgets import (
     QListWidgetItem,
     QProgressBar,
     QPushButton,
+    QSlider,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
 
-FIT_COLOURS = {"fits": "#2e7d32", "tight": "#b26a00", "does not fit": "#c62828"}
+from smolchat.ui import theme
+
+CONTEXT_SIZES = (2048, 4096, 8192, 16384, 32768)
+MAX_GPU_LAYERS = 64  # the slider's end means every layer (SmolVLM text models have 24 to 32)
 
 
 class ModelPicker(QDialog):
@@ -36,6 +40,7 @@ class ModelPicker(QDialog):
     remove_requested = Signal(str)
     import_requested = Signal(str, str)  # text GGUF, mmproj GGUF
     connect_requested = Signal()
+    estimate_changed = Signal(int, int)  # context size, GPU layers: the memory column is worked out again
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -43,6 +48,10 @@ class ModelPicker(QDialog):
         self.resize(980, 640)
 
         self.catalog = QListWidget()
+        self.catalog.setWordWrap(True)  # names wrap: the list never scrolls sideways
+        self.catalog.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        self.catalog.setResizeMode(QListWidget.ResizeMode.Adjust)
+        self.catalog.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
         self.catalog.setAccessibleName("Model catalog")
         self.catalog.setToolTip("SmolVLM models on the Hugging Face Hub")
         self.catalog.currentItemChanged.connect(
@@ -60,11 +69,34 @@ class ModelPicker(QDialog):
 
         self.title = QLabel("")
         self.title.setWordWrap(True)
+        # What the memory column assumes, and what a model downloaded or used from here gets.
+        self.n_ctx = QComboBox()
+        for size in CONTEXT_SIZES:
+            self.n_ctx.addItem(f"{size:,} tokens", size)
+        self.n_ctx.setAccessibleName("Context size")
+        self.n_ctx.setToolTip("Tokens the model keeps in mind; the memory column follows it")
+        self.gpu = QSlider(Qt.Orientation.Horizontal)
+        self.gpu.setRange(0, MAX_GPU_LAYERS)
+        self.gpu.setAccessibleName("GPU layers")
+        self.gpu_value = QLabel("0 layers")
+        self.gpu.valueChanged.connect(lambda v: self.gpu_value.setText(f"{v} layers" if v < MAX_GPU_LAYERS else "all"))
+        self.n_ctx.currentIndexChanged.connect(self._estimate_changed)
+        self.gpu.valueChanged.connect(self._estimate_changed)
+        assumptions = QHBoxLayout()
+        assumptions.addWidget(QLabel("Context:"))
+        assumptions.addWidget(self.n_ctx)
+        assumptions.addSpacing(12)
+        assumptions.addWidget(QLabel("GPU layers:"))
+        assumptions.addWidget(self.gpu, 1)
+        assumptions.addWidget(self.gpu_value)
         self.files = QTableWidget(0, 5)
         self.files.setHorizontalHeaderLabels(["Text model", "Format", "Size", "Memory", "This computer"])
         header = self.files.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)  # long file names elide in the middle
+        header.setMinimumSectionSize(40)
+        self.files.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        self.files.setWordWrap(False)
         self.files.verticalHeader().hide()
         self.files.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.files.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
@@ -102,6 +134,7 @@ class ModelPicker(QDialog):
         progress.addWidget(self.cancel_button)
         right = QVBoxLayout()
         right.addWidget(self.title)
+        right.addLayout(assumptions)
         right.addWidget(self.files, 1)
         right.addWidget(self.summary)
         right.addLayout(choose)
@@ -123,7 +156,7 @@ class ModelPicker(QDialog):
         self.import_button = QPushButton("Import from disk…")
         self.import_button.setAccessibleName("Import from disk")
         self.import_button.setToolTip("Add a text GGUF and its mmproj that you already have")
-        self.import_button.clicked.connect(self._import)
+        self.import_button.clicked.connect(self.choose_import)
         self.connect_button = QPushButton("Connect to a server…")
         self.connect_button.setAccessibleName("Connect to a server")
         self.connect_button.setToolTip("Use a model that llama-server, vLLM, Ollama or another SmolChat serves")
@@ -142,8 +175,33 @@ class ModelPicker(QDialog):
         layout.addLayout(top, 3)
         layout.addWidget(installed_box, 1)
         self._rows: list[dict] = []
+        self._downloading: str | None = None  # the text file being downloaded
 
     # -- filled by the controller ----------------------------------------------------------
+
+    def show_assumptions(self, n_ctx: int, n_gpu_layers: int, gpu_note: str | None) -> None:
+        """The context and GPU layers the memory column is for; ``gpu_note``: why the slider is
+        off (a build without GPU support), or None."""
+        self.n_ctx.blockSignals(True)
+        self.gpu.blockSignals(True)
+        index = self.n_ctx.findData(n_ctx)
+        if index < 0:
+            self.n_ctx.addItem(f"{n_ctx:,} tokens", n_ctx)
+            index = self.n_ctx.count() - 1
+        self.n_ctx.setCurrentIndex(index)
+        self.gpu.setValue(MAX_GPU_LAYERS if n_gpu_layers < 0 else min(n_gpu_layers, MAX_GPU_LAYERS))
+        self.gpu_value.setText(f"{self.gpu.value()} layers" if self.gpu.value() < MAX_GPU_LAYERS else "all")
+        self.gpu.setEnabled(gpu_note is None)
+        self.gpu.setToolTip(gpu_note or "Layers of the text model on the graphics card; the memory column follows it")
+        self.n_ctx.blockSignals(False)
+        self.gpu.blockSignals(False)
+
+    def assumptions(self) -> tuple[int, int]:
+        layers = self.gpu.value()
+        return int(self.n_ctx.currentData()), -1 if layers >= MAX_GPU_LAYERS else layers
+
+    def _estimate_changed(self, *_: object) -> None:
+        self.estimate_changed.emit(*self.assumptions())
 
     def show_catalog(self, entries: list[tuple[str, str]], current: str | None) -> None:
         self.catalog.blockSignals(True)
@@ -170,14 +228,16 @@ class ModelPicker(QDialog):
         self.notice.setText(note)
         self._rows = rows
         self.files.setRowCount(len(rows))
+        colours = theme.current()
         for r, row in enumerate(rows):
             name = ("★ " if row["default"] else "") + row["path"]
-            cells = [name, row["format"], row["size"], row["memory"], row["fit"]]
+            here = ("✓ downloaded · " if row.get("downloaded") else "") + row["fit"]
+            cells = [name, row["format"], row["size"], row["memory"], here]
             for c, text in enumerate(cells):
                 item = QTableWidgetItem(text)
-                item.setToolTip(row["message"] if c == 4 else row["summary"])
+                item.setToolTip(row["message"] if c == 4 else f"{row['path']}\n{row['summary']}")
                 if c == 4:
-                    item.setForeground(QBrush(QColor(FIT_COLOURS.get(row["fit"], "#000000"))))
+                    item.setForeground(QBrush(QColor(colours.fit(row["fit"]))))
                 self.files.setItem(r, c, item)
             if row["default"]:
                 self.files.selectRow(r)
@@ -206,11 +266,19 @@ class ModelPicker(QDialog):
         for model, path, reason in unusable:
             item = QListWidgetItem(f"✕ {model} — cannot be used: {reason}")
             item.setToolTip(f"{path}\n{reason}")
-            item.setForeground(QBrush(QColor(FIT_COLOURS["does not fit"])))
+            item.setForeground(QBrush(QColor(theme.current().error)))
             item.setFlags(Qt.ItemFlag.ItemIsEnabled)  # not selectable: there is nothing to use
             self.installed.addItem(item)
 
+    def mark_downloading(self, text_file: str) -> None:
+        """The row whose progress the download reports."""
+        self._downloading = text_file
+
     def show_progress(self, done: int, total: int, text: str) -> None:
+        """A download's progress: in its row of the table, and in the bar below it."""
+        row = next((r for r, info in enumerate(self._rows) if info["path"] == self._downloading), None)
+        if row is not None and self.files.item(row, 4) is not None:
+            self.files.item(row, 4).setText(f"⬇ {int(100 * done / total) if total else 0}%")
         self.progress.show()
         self.cancel_button.show()
         self.progress.setRange(0, 1000)
@@ -251,7 +319,8 @@ class ModelPicker(QDialog):
         if name is not None:  # None: a file that cannot be used
             signal.emit(name)
 
-    def _import(self) -> None:
+    def choose_import(self) -> None:
+        """Ask for a text GGUF, then its mmproj, and import the pair."""
         text, _ = QFileDialog.getOpenFileName(self, "The text model (GGUF)", "", "GGUF (*.gguf)")
         if not text:
             return

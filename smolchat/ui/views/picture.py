@@ -14,6 +14,7 @@ from smolchat.ui.workers.thumbnails import thumbnail_loader
 
 class Picture(QLabel):
     ready = Signal(bool)  # True: the picture is shown; False: the file could not be read as one
+    clicked = Signal(Path)
 
     def __init__(self, path: Path, side: int, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -27,6 +28,11 @@ class Picture(QLabel):
         self.setAccessibleName(f"Picture {path.name}")
         self._ratio = self.devicePixelRatioF()  # sharp on high-density screens
         thumbnail_loader().request(path, round(side * self._ratio), self, self._show)
+
+    def mouseReleaseEvent(self, event) -> None:  # noqa: N802 (Qt's name)
+        if event.button() == Qt.MouseButton.LeftButton and self.rect().contains(event.position().toPoint()):
+            self.clicked.emit(self.path)
+        super().mouseReleaseEvent(event)
 
     def _show(self, image: QImage) -> None:
         if image.isNull():

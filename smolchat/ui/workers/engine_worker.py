@@ -27,6 +27,7 @@ from smolchat.service import (
     PrefillFinished,
     PrefillRequest,
     Priority,
+    Progress,
     SpeedChanged,
     TurnFinished,
     TurnRequest,
@@ -58,6 +59,7 @@ class EngineWorker(QObject):
     turn_failed = Signal(int, str)  # turn id, message
     prefill_finished = Signal(int, object)  # prefill id, PrefillResult, or None when it failed or was cancelled
     speed_changed = Signal(object)  # Speed: the engine measured itself again
+    progress = Signal(int, str, float, float)  # request id, stage, done, total (-1: not known)
 
     _event = Signal(object)  # an event of the service, from its thread
 
@@ -109,6 +111,8 @@ class EngineWorker(QObject):
             self.turn_finished.emit(request_id, event.result)
         elif isinstance(event, PrefillFinished):
             self.prefill_finished.emit(request_id, None if event.result.cancelled else event.result)
+        elif isinstance(event, Progress):
+            self.progress.emit(request_id, event.stage, event.done, -1.0 if event.total is None else event.total)
         elif isinstance(event, SpeedChanged):
             self.speed_changed.emit(event.speed)
         elif isinstance(event, Failed):

@@ -80,13 +80,16 @@ class ListingJob(Job):
     """A repo's files, from the Hub or as last listed, each text file with what it would need
     here at ``n_ctx`` (reading the headers of files already downloaded: off the UI thread)."""
 
-    def __init__(self, hub: Hub, repo: str, *, n_ctx: int, n_gpu_layers: int) -> None:
-        self.n_ctx = n_ctx
+    def __init__(
+        self, hub: Hub, repo: str, *, n_ctx: int, n_gpu_layers: int, listing: RepoListing | None = None
+    ) -> None:
+        """``listing``: estimate again for the repo as already listed, without asking the Hub."""
+        self.n_ctx, self.n_gpu_layers = n_ctx, n_gpu_layers
 
         def work() -> tuple[RepoListing, list]:
-            listing = hub.list_repo(repo)
-            return listing, estimate_files(
-                listing, hub.cache_dir, machine_memory(), n_ctx=n_ctx, n_gpu_layers=n_gpu_layers
+            listing_now = listing or hub.list_repo(repo)
+            return listing_now, estimate_files(
+                listing_now, hub.cache_dir, machine_memory(), n_ctx=n_ctx, n_gpu_layers=n_gpu_layers
             )
 
         super().__init__(f"Listing {repo}", work)
