@@ -214,6 +214,7 @@ QFrame#banner[kind="info"] {{ background: {c.drop}; }}
 QFrame#banner[kind="info"] QLabel {{ color: {c.text}; }}
 QWidget#composer[dragging="true"] {{ background: {c.drop}; border: 2px dashed {c.accent}; border-radius: 10px; }}
 QPushButton#jumpToLatest {{ background: {c.accent}; color: {c.accent_text}; border-radius: 12px; padding: 4px 12px; }}
+QListWidget#conversations::item {{ padding: 3px 4px; }}
 QProgressBar[level="near"]::chunk {{ background: {c.warn}; }}
 QProgressBar[level="over"]::chunk {{ background: {c.error}; }}
 """

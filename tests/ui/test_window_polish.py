@@ -154,6 +154,8 @@ def test_thumbnails_show_their_reading_then_ready(composer, images):
     first, second = (composer.thumbnail(p) for p in composer.images)
     composer.set_tiles(images["photo"], 5)
     composer.set_tiles(images["second"], 3)
+    composer.set_cost(images["second"], "3 tiles · 199 tokens", "~2 s")
+    assert second.cost.text() == "3 tiles · 199 tokens · ~2 s"  # the wait, while it is still to read
     composer.set_reading(True)
     assert first.state.text() == "reading…" and not first.reading.isHidden()
     composer.set_reading_progress(1, 3)  # only the newest had to be read: the first was read before
@@ -161,6 +163,7 @@ def test_thumbnails_show_their_reading_then_ready(composer, images):
     assert second.state.text() == "reading 1/3 tiles" and second.reading.value() == 1
     composer.set_ready()
     assert [t.state.text() for t in (first, second)] == ["✓ ready", "✓ ready"] and second.reading.isHidden()
+    assert second.cost.text() == "3 tiles · 199 tokens"  # read: Send costs no wait for it
     composer.set_reading(True)  # another picture came: read again, then cancelled
     composer.set_reading(False)
     assert first.state.text() == "" and first.reading.isHidden()

@@ -505,8 +505,8 @@ class TurnController(QObject):
                 what += f" · {cost.tiles} tiles" if cost.pages else ""
             else:
                 what = f"{cost.tiles} tiles"
-            about = f" · ~{wait:.0f} s" if wait is not None else ""
-            composer.set_cost(path, f"{what} · {cost.tokens:,} tokens{about}")
+            about = f"~{wait:.0f} s" if wait is not None else ""
+            composer.set_cost(path, f"{what} · {cost.tokens:,} tokens", about)
         self.costs_shown.emit()
 
     @Slot(int, object)

@@ -112,6 +112,7 @@ class Thumbnail(QWidget):
         self.state.setObjectName("thumbnailCost")
         self.tiles: int | None = None  # how many tiles it costs, once counted
         self.ready = False  # read ahead of Send
+        self._cost, self._wait = "", ""
         remove = QToolButton()
         remove.setText("×")
         remove.setAccessibleName(f"Remove {self.name}")
@@ -128,6 +129,13 @@ class Thumbnail(QWidget):
         layout.addWidget(self.cost)
         self.setFixedWidth(THUMB + 40)
         self.setAccessibleName(f"Attached image {self.name}")
+
+    def set_cost(self, text: str, wait: str) -> None:
+        self._cost, self._wait = text, wait
+        self._show_cost()
+
+    def _show_cost(self) -> None:
+        self.cost.setText(self._cost + (f" · {self._wait}" if self._wait and not self.ready else ""))
 
     def set_reading(self, reading: bool) -> None:
         self.ready = False
@@ -147,6 +155,7 @@ class Thumbnail(QWidget):
     def set_ready(self) -> None:
         """Read: Send costs only the question's text now."""
         self.ready = True
+        self._show_cost()  # read: no wait left at Send
         self.reading.hide()
         self.state.setText("✓ ready")
         self.state.setToolTip("Read while you typed: sending costs only the text now")
@@ -286,9 +295,10 @@ class Composer(QWidget):
 
     # -- state the controller sets ---------------------------------------------------------
 
-    def set_cost(self, path: Path, text: str) -> None:
+    def set_cost(self, path: Path, text: str, wait: str = "") -> None:
+        """What the attachment costs; ``wait``: how long reading it takes, shown until it is read."""
         if path in self._thumbs:
-            self._thumbs[path].cost.setText(text)
+            self._thumbs[path].set_cost(text, wait)
 
     def set_tiles(self, path: Path, tiles: int) -> None:
         if path in self._thumbs:

@@ -50,6 +50,7 @@ class Sidebar(QWidget):
         self.search.textChanged.connect(self.search_changed)
         self.list = QListWidget()
         self.list.setAccessibleName("Conversations")
+        self.list.setObjectName("conversations")
         self.list.setToolTip("Your conversations; right-click to rename or delete, F2 to rename")
         self.list.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.list.setTextElideMode(Qt.TextElideMode.ElideRight)
