@@ -56,27 +56,11 @@ def main() -> int:
     args = parser.parse_args()
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from benchmarks.smolvlm_256m_shaped import ensure_pair
+    from benchmarks.smolvlm_256m_shaped import ensure_pair, window_home
 
     text, mmproj, photo = ensure_pair(Path("benchmarks/.models"))
     home = Path(tempfile.mkdtemp(prefix="smolchat-gui-"))
-    shared_cache = Path(os.environ.get("SMOLCHAT_CACHE", Path.home() / ".cache" / "SmolChat"))
-    shared_cache.mkdir(parents=True, exist_ok=True)
-    (home / "cache").symlink_to(shared_cache)  # the vision measurement is taken once per machine
-    os.environ["SMOLCHAT_HOME"] = str(home)
-    # The model picker lists a local stand-in for ggml-org/SmolVLM-256M-Instruct-GGUF holding
-    # this pair under the official file names (huggingface_hub reads these at import).
-    from smolchat.testing.fake_hub import FakeHub, FakeRepo
-
-    repo = FakeRepo(
-        {
-            "SmolVLM-256M-Instruct-Q8_0.gguf": text.read_bytes(),
-            "mmproj-SmolVLM-256M-Instruct-f16.gguf": mmproj.read_bytes(),
-        }
-    )
-    hub = FakeHub({"ggml-org/SmolVLM-256M-Instruct-GGUF": repo}).start()
-    os.environ["HF_ENDPOINT"], os.environ["HF_HUB_CACHE"] = hub.url, str(home / "hf")
-    os.environ["HF_HUB_OFFLINE"] = "0"
+    hub = window_home(home, text, mmproj)  # the picker lists the pair as the Hub would
 
     from PySide6.QtCore import QEventLoop, QTimer
     from PySide6.QtWidgets import QApplication

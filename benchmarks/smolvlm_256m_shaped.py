@@ -55,6 +55,29 @@ def ensure_pair(out: Path) -> tuple[Path, Path, Path]:
     return text, mmproj, test_photo(out / "photo-1024x768.jpg")
 
 
+def window_home(home: Path, text: Path, mmproj: Path, formats: tuple[str, ...] = ("Q8_0",)):
+    """A SmolChat home for driving the window on the pair: ``home`` (its measurements shared
+    with this machine's, taken once) and a local stand-in for ggml-org/SmolVLM-256M-Instruct-GGUF
+    holding the pair under the official file names, in each of ``formats``. Returns the
+    started fake Hub; stop it when done. Set before huggingface_hub is imported (it reads the
+    environment then)."""
+    import os
+
+    from smolchat.testing.fake_hub import FakeHub, FakeRepo
+
+    home.mkdir(parents=True, exist_ok=True)
+    shared_cache = Path(os.environ.get("SMOLCHAT_CACHE", Path.home() / ".cache" / "SmolChat"))
+    shared_cache.mkdir(parents=True, exist_ok=True)
+    (home / "cache").symlink_to(shared_cache)
+    os.environ["SMOLCHAT_HOME"] = str(home)
+    files = {f"SmolVLM-256M-Instruct-{q if q != 'F16' else 'f16'}.gguf": text.read_bytes() for q in formats}
+    files["mmproj-SmolVLM-256M-Instruct-f16.gguf"] = mmproj.read_bytes()
+    hub = FakeHub({"ggml-org/SmolVLM-256M-Instruct-GGUF": FakeRepo(files)}).start()
+    os.environ["HF_ENDPOINT"], os.environ["HF_HUB_CACHE"] = hub.url, str(home / "hf")
+    os.environ["HF_HUB_OFFLINE"] = "0"
+    return hub
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("benchmarks/.models"))

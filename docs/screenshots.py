@@ -11,7 +11,6 @@ days) is live.
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import sys
 import tempfile
@@ -87,28 +86,11 @@ def document(path: Path) -> Path:
 
 def main() -> int:
     sys.path.insert(0, str(ROOT))
-    from benchmarks.smolvlm_256m_shaped import ensure_pair
+    from benchmarks.smolvlm_256m_shaped import ensure_pair, window_home
 
     text, mmproj, _ = ensure_pair(ROOT / "benchmarks" / ".models")
     work = Path(tempfile.mkdtemp(prefix="smolchat-shots-"))
-    home = work / "home"
-    home.mkdir()
-    shared_cache = Path(os.environ.get("SMOLCHAT_CACHE", Path.home() / ".cache" / "SmolChat"))
-    shared_cache.mkdir(parents=True, exist_ok=True)
-    (home / "cache").symlink_to(shared_cache)  # the vision measurement is taken once per machine
-    os.environ["SMOLCHAT_HOME"] = str(home)
-    from smolchat.testing.fake_hub import FakeHub, FakeRepo
-
-    repo = FakeRepo(
-        {
-            "SmolVLM-256M-Instruct-Q8_0.gguf": text.read_bytes(),
-            "SmolVLM-256M-Instruct-f16.gguf": text.read_bytes(),
-            "mmproj-SmolVLM-256M-Instruct-f16.gguf": mmproj.read_bytes(),
-        }
-    )
-    hub = FakeHub({"ggml-org/SmolVLM-256M-Instruct-GGUF": repo}).start()
-    os.environ["HF_ENDPOINT"], os.environ["HF_HUB_CACHE"] = hub.url, str(work / "hf")
-    os.environ["HF_HUB_OFFLINE"] = "0"
+    hub = window_home(work / "home", text, mmproj, formats=("Q8_0", "F16"))
 
     from PySide6.QtCore import QEventLoop, QTimer
     from PySide6.QtWidgets import QApplication
