@@ -42,6 +42,10 @@ def test_first_run_downloads_the_default_model_and_uses_it(qtbot, first_run):
         f"{REPO}:Q8_0"
     ]
     assert app.turns.model.name == f"{REPO}:Q8_0" and app.turns.model_info is not None
+    with qtbot.waitSignal(app.models.listing_shown, timeout=30_000):
+        app.models.show_repo(REPO)
+    assert picker.files.item(0, 4).text().startswith("✓ downloaded")  # the row says what is here
+    assert not picker.files.item(1, 4).text().startswith("✓")
 
 
 def test_without_the_hub_the_picker_offers_import(qtbot, first_run, fake_hub, tiny_pair):

@@ -130,13 +130,13 @@ class ModelsController(QObject):
         return self._listing_job is not None and self.sender() is self._listing_job
 
     @Slot(object)
-    def _listed(self, result: tuple[RepoListing, list]) -> None:
+    def _listed(self, result: tuple[RepoListing, list, set[str]]) -> None:
         if not self._is_current():
             return
-        listing, estimates = result
+        listing, estimates, downloaded = result
         n_ctx, self._listing_job = self._listing_job.n_ctx, None
         self.listing = listing
-        rows = listing_rows(listing, estimates, self.library)
+        rows = listing_rows(estimates, listing, downloaded)
         projectors = [
             (
                 f.path,
@@ -186,9 +186,9 @@ class ModelsController(QObject):
         self.default_shown.emit()
 
     @Slot(object)
-    def _default_listed(self, result: tuple[RepoListing, list]) -> None:
-        listing, estimates = result
-        row = next((r for r in listing_rows(listing, estimates, self.library) if r["default"]), None)
+    def _default_listed(self, result: tuple[RepoListing, list, set[str]]) -> None:
+        listing, estimates, downloaded = result
+        row = next((r for r in listing_rows(estimates, listing, downloaded) if r["default"]), None)
         title = next((e.title for e in CATALOG if e.repo == DEFAULT_REPO), DEFAULT_REPO)
         if row is None or listing.default_projector is None:
             self._default_unreachable(f"{DEFAULT_REPO} lists no model SmolChat can use.")
@@ -326,10 +326,9 @@ class ModelsController(QObject):
             job.wait()  # it stops at its next chunk, keeping its part for next time
 
 
-def listing_rows(listing: RepoListing, estimates: list, library: Library) -> list[dict]:
+def listing_rows(estimates: list, listing: RepoListing, downloaded: set[str]) -> list[dict]:
     """The picker's rows for a repo's text models: format, size, memory, fit, and whether the
-    file is on this computer already."""
-    have = {m.text.name for m in library.inventory().installed if m.repo == listing.repo}
+    file is on this computer already (``downloaded``: names in the cache)."""
     rows = []
     for f, estimate, fit in estimates:
         basis = "" if estimate.from_metadata else " (from file size)"
@@ -343,7 +342,7 @@ def listing_rows(listing: RepoListing, estimates: list, library: Library) -> lis
                 "message": fit.message,
                 "summary": f.format.summary if f.format else "",
                 "default": f == listing.default_text,
-                "downloaded": Path(f.path).name in have,
+                "downloaded": f.path in downloaded,
             }
         )
     return rows

@@ -20,6 +20,7 @@ from PySide6.QtCore import QObject, Qt, Signal, Slot
 from smolchat.errors import SmolChatError
 from smolchat.models.choice import estimate_files
 from smolchat.models.download import Progress, download
+from smolchat.models.hf_cache import cached_files
 from smolchat.models.hub import Hub, RemoteFile, RepoListing
 from smolchat.models.library import InstalledModel, model_name
 from smolchat.models.machine import machine_memory
@@ -78,7 +79,8 @@ class Job(QObject):
 
 class ListingJob(Job):
     """A repo's files, from the Hub or as last listed, each text file with what it would need
-    here at ``n_ctx`` (reading the headers of files already downloaded: off the UI thread)."""
+    here at ``n_ctx``, and the names of those already downloaded (reading the cache and the
+    headers of files there: off the UI thread)."""
 
     def __init__(
         self, hub: Hub, repo: str, *, n_ctx: int, n_gpu_layers: int, listing: RepoListing | None = None
@@ -86,11 +88,16 @@ class ListingJob(Job):
         """``listing``: estimate again for the repo as already listed, without asking the Hub."""
         self.n_ctx, self.n_gpu_layers = n_ctx, n_gpu_layers
 
-        def work() -> tuple[RepoListing, list]:
+        def work() -> tuple[RepoListing, list, set[str]]:
             listing_now = listing or hub.list_repo(repo)
-            return listing_now, estimate_files(
+            estimates = estimate_files(
                 listing_now, hub.cache_dir, machine_memory(), n_ctx=n_ctx, n_gpu_layers=n_gpu_layers
             )
+            try:
+                downloaded = {f.filename for f in cached_files(hub.cache_dir, listing_now.repo)}
+            except OSError:  # an unreadable cache: nothing is shown as downloaded
+                downloaded = set()
+            return listing_now, estimates, downloaded
 
         super().__init__(f"Listing {repo}", work)
 
