@@ -80,7 +80,9 @@ class ResultsFile:
     @staticmethod
     def _csv_row(values) -> str:
         out = io.StringIO()
-        csv.writer(out, lineterminator="\n").writerow(values)
+        # CSV's own line ends (RFC 4180): the writer then quotes any answer holding a lone \r
+        # too, which with \n line ends would end the row early in every reader.
+        csv.writer(out, lineterminator="\r\n").writerow(values)
         return out.getvalue()
 
     def _csv_values(self, record: dict) -> list:

@@ -128,7 +128,7 @@ def test_a_schema_batch_gives_valid_objects_in_jsonl_and_csv(tiny_pair, tmp_path
             for line in lines:
                 jsonschema.validate(line["result"], SCHEMA)
         else:
-            rows = list(csv.DictReader(out.open(encoding="utf-8")))
+            rows = list(csv.DictReader(out.open(encoding="utf-8", newline="")))
             assert len(rows) == 3 and list(rows[0])[:4] == ["file", "sha256", "caption", "people"]
             assert all(row["people"].lstrip("-").isdigit() and row["error"] == "" for row in rows)
 
@@ -174,6 +174,24 @@ def test_folders_are_read_in_order_without_hidden_files_and_subfolders_only_when
     assert deep == ["a/photo-00.png", "a/photo-01.png", "a/sub/photo-00.png"]
     again = batch_files([tmp_path / "a", tmp_path / "a" / "photo-00.png"])
     assert len(again) == 2  # a file named twice is answered once
+
+
+def test_answers_with_any_line_breaks_stay_one_row_each_in_csv(tmp_path):
+    """Model answers are text of any kind: a lone carriage return once split a row in two."""
+    import csv
+
+    out = tmp_path / "results.csv"
+    answers = ["a\rb", "c\nd", "e\r\nf", "g\u2028h\x85i", 'say "hi", then go']
+    results = ResultsFile(out)
+    results.open()
+    for n, answer in enumerate(answers):
+        results.write({"file": f"{n}.png", "sha256": str(n), "result": answer, "stats": {}})
+    results.close()
+    rows = list(csv.DictReader(out.open(encoding="utf-8", newline="")))
+    assert [row["result"] for row in rows] == answers
+    again = ResultsFile(out)
+    assert again.open() == {f"{n}.png": str(n) for n in range(len(answers))}
+    again.close()
 
 
 @pytest.mark.parametrize("kind", ["jsonl", "csv"])
