@@ -35,6 +35,7 @@ from smolchat.engine.vision import onnx_encoder, openvino_encoder
 from smolchat.engine.vision.cpu import CpuReport
 from smolchat.engine.vision.plan import (
     AGREEMENT_COSINE,
+    BACKEND_NAMES,
     EXACT,
     LLAMA_CPP,
     ONNXRUNTIME,
@@ -273,10 +274,8 @@ def measure(cpu: CpuReport, folder: Path) -> Measurements:
     def timing(backend: str, precision: str, threads: int) -> None:
         """Say which candidate is timed now (those passed over count as done)."""
         nonlocal step
-        name = {LLAMA_CPP: "llama.cpp", ONNXRUNTIME: "ONNX Runtime"}.get(backend, "OpenVINO")
-        progress.report(
-            f"{MEASURING}: {name} {precision} on {threads} thread{'s' if threads != 1 else ''}", step, steps
-        )
+        threads_text = f"{threads} thread{'s' if threads != 1 else ''}"
+        progress.report(f"{MEASURING}: {BACKEND_NAMES[backend]} {precision} on {threads_text}", step, steps)
         step += 1
 
     for threads in threads_first:

@@ -72,7 +72,15 @@ from smolchat.engine.types import (
     VisionEncoderError,
 )
 from smolchat.engine.vision import cpu as cpu_report
-from smolchat.engine.vision.plan import LLAMA_CPP, ONNXRUNTIME, OWN_ENCODERS, VisionPlan, from_cpu_report, projector_for
+from smolchat.engine.vision.plan import (
+    BACKEND_NAMES,
+    LLAMA_CPP,
+    ONNXRUNTIME,
+    OWN_ENCODERS,
+    VisionPlan,
+    from_cpu_report,
+    projector_for,
+)
 from smolchat.engine.vision.projector_files import LAYOUT, copy_path, layout_only_mmproj
 from smolchat.engine.vision.tiles import cut_tiles, normalized
 
@@ -256,9 +264,8 @@ class Engine:
 
             return OpenVINOVisionEncoder(self.projector_info.path, threads=plan.threads, precision=plan.precision)
         except Exception as e:  # the runtimes raise their own kinds; libmtmd can read instead
-            name = "ONNX Runtime" if plan.backend == ONNXRUNTIME else "OpenVINO"
             raise VisionEncoderError(
-                f"{name} cannot read images with {self.projector_info.path.name} here ({e}). "
+                f"{BACKEND_NAMES[plan.backend]} cannot read images with {self.projector_info.path.name} here ({e}). "
                 "Choose the llama.cpp vision encoder in the settings."
             ) from e
 

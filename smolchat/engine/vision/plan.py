@@ -23,6 +23,7 @@ OPENVINO = "openvino"
 ONNXRUNTIME = "onnxruntime"
 LLAMA_CPP = "llama.cpp"
 BACKENDS = (OPENVINO, ONNXRUNTIME, LLAMA_CPP)  # unmeasured, the first installed is taken
+BACKEND_NAMES = {OPENVINO: "OpenVINO", ONNXRUNTIME: "ONNX Runtime", LLAMA_CPP: "llama.cpp"}  # for a person
 # Encoders SmolChat builds itself from the mmproj: libmtmd then only lays prompts out.
 OWN_ENCODERS = (ONNXRUNTIME, OPENVINO)
 NOT_MEASURED = "from the CPU report (not measured)"
