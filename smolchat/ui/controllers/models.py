@@ -39,6 +39,7 @@ class ModelsController(QObject):
         self.download: DownloadJob | None = None
         self.connect_dialog: ConnectDialog | None = None
         self._default_job: ListingJob | None = None
+        self._default_listing: RepoListing | None = None  # the recommended repo, as the welcome screen listed it
         self._download_when_listed = False  # the welcome screen asked for the recommended model
         # The slider and the context box re-estimate the rows once they stop moving.
         self._estimate_timer = QTimer(self, singleShot=True, interval=150, timeout=self._estimate_again)
@@ -46,7 +47,8 @@ class ModelsController(QObject):
         window.import_requested.connect(self.import_from_disk)
         window.first_run.download_requested.connect(self.download_default)
 
-    def open(self, repo: str | None = None) -> ModelPicker:
+    def open(self, repo: str | None = None, listing: RepoListing | None = None) -> ModelPicker:
+        """``listing``: the repo as just listed, shown without asking the Hub again."""
         if self.picker is None:
             self.picker = ModelPicker(self.window)
             p = self.picker
@@ -66,7 +68,7 @@ class ModelsController(QObject):
         self._show_installed()
         self.picker.show()
         self.picker.raise_()
-        self.show_repo(chosen)
+        self.show_repo(chosen, listing if listing is not None and listing.repo == chosen else None)
         return self.picker
 
     # -- a server's model ------------------------------------------------------------------
@@ -99,7 +101,7 @@ class ModelsController(QObject):
 
     # -- listing ---------------------------------------------------------------------------
 
-    def show_repo(self, repo: str) -> None:
+    def show_repo(self, repo: str, listing: RepoListing | None = None) -> None:
         if not repo.strip():
             return
         self.picker.show_listing(f"Listing {repo}…", [], [], None)
@@ -107,7 +109,9 @@ class ModelsController(QObject):
         # The job this replaces may still be running: it finishes on its own, and its result is
         # dropped (see _is_current), so what the picker shows is always the repo asked for last.
         n_ctx, n_gpu_layers = self.picker.assumptions()
-        job = self._listing_job = ListingJob(self.hub, repo.strip(), n_ctx=n_ctx, n_gpu_layers=n_gpu_layers)
+        job = self._listing_job = ListingJob(
+            self.hub, repo.strip(), n_ctx=n_ctx, n_gpu_layers=n_gpu_layers, listing=listing
+        )
         job.finished.connect(self._listed)
         job.failed.connect(self._listing_failed)
         job.start()
@@ -188,6 +192,7 @@ class ModelsController(QObject):
     @Slot(object)
     def _default_listed(self, result: tuple[RepoListing, list, set[str]]) -> None:
         listing, estimates, downloaded = result
+        self._default_listing = listing
         row = next((r for r in listing_rows(estimates, listing, downloaded) if r["default"]), None)
         title = next((e.title for e in CATALOG if e.repo == DEFAULT_REPO), DEFAULT_REPO)
         if row is None or listing.default_projector is None:
@@ -208,7 +213,7 @@ class ModelsController(QObject):
         """One click from the welcome screen: the picker opens on the recommended model and its
         download starts there, with its progress in the row."""
         self._download_when_listed = True
-        self.open(DEFAULT_REPO)
+        self.open(DEFAULT_REPO, self._default_listing)  # as the welcome screen showed it
 
     def _start_default(self) -> None:
         listing = self.listing
@@ -248,8 +253,8 @@ class ModelsController(QObject):
         )
 
     def _keep_assumptions(self, name: str) -> None:
-        """A model downloaded or chosen in the picker gets the context and GPU layers its
-        memory was shown for."""
+        """A model downloaded from the picker gets the context and GPU layers its memory was
+        shown for."""
         if self.picker is None:
             return
         n_ctx, n_gpu_layers = self.picker.assumptions()
