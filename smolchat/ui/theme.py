@@ -135,11 +135,17 @@ def contrast(first: str, second: str) -> float:
 
 
 _current = LIGHT_COLOURS
+_applied: str | None = None  # the theme the application is painted in, once ``apply`` ran
 
 
 def current() -> Colours:
     """The colours the window paints with now."""
     return _current
+
+
+def applied() -> str | None:
+    """The theme the application is painted in (None: not painted yet)."""
+    return _applied
 
 
 def system_scheme() -> str:
@@ -155,11 +161,12 @@ def resolve(choice: str) -> str:
 
 def apply(name: str) -> Colours:
     """Paint the whole application in theme ``name`` (light or dark)."""
-    global _current
+    global _current, _applied
     colours = THEMES[name]
     _current = colours
     app = QApplication.instance()
     if isinstance(app, QApplication):
+        _applied = name
         if app.style().name().lower() != "fusion":
             app.setStyle("Fusion")  # the one style that draws a palette faithfully on every desktop
         app.setPalette(palette(colours))

@@ -116,21 +116,24 @@ class ConversationController(QObject):
 
     def undo_delete(self) -> None:
         """Bring back the conversation deleted last, and show it."""
-        cid, self.pending_delete = self.pending_delete, None
-        self._delete_timer.stop()
-        if cid is None:
-            return
-        self.window.hide_notice()
-        self.open_conversation(cid)
-        self.refresh_list()
+        cid = self._take_pending()
+        if cid is not None:
+            self.open_conversation(cid)
+            self.refresh_list()
 
     def _commit_delete(self) -> None:
-        cid, self.pending_delete = self.pending_delete, None
-        self._delete_timer.stop()
+        cid = self._take_pending()
         if cid is None:
             return
-        self.window.hide_notice()
         self._writer.run(self.store.delete, cid, done=lambda _: self._deleted(), failed=self.store_failed)
+
+    def _take_pending(self) -> int | None:
+        """The deletion waiting for Undo, no longer waiting (None: there is none)."""
+        cid, self.pending_delete = self.pending_delete, None
+        self._delete_timer.stop()
+        if cid is not None:
+            self.window.hide_notice()
+        return cid
 
     def _deleted(self) -> None:
         if self.conversation_id is None:

@@ -18,7 +18,7 @@ class ThemeController(QObject):
     def __init__(self, window: MainWindow, settings: SettingsController) -> None:
         super().__init__(window)
         self.window, self.settings = window, settings
-        self.shown: str | None = None
+        self.shown = theme.applied()  # main() paints the saved theme before the window shows
         window.theme_chosen.connect(self.choose)
         QGuiApplication.styleHints().colorSchemeChanged.connect(self.system_changed)
         self.apply()

@@ -388,7 +388,7 @@ class ChatView(QScrollArea):
         self.jump_button.setObjectName("jumpToLatest")
         self.jump_button.setAccessibleName("Jump to latest")
         self.jump_button.setToolTip("Scroll to the newest message and follow the answer again")
-        self.jump_button.clicked.connect(self.jump_to_latest)
+        self.jump_button.clicked.connect(self.scroll_to_end)
         self.jump_button.hide()
         bar = self.verticalScrollBar()
         bar.valueChanged.connect(self._scrolled)
@@ -491,9 +491,6 @@ class ChatView(QScrollArea):
         self.jump_button.hide()
         QTimer.singleShot(0, self, lambda: self.verticalScrollBar().setValue(self.verticalScrollBar().maximum()))
 
-    def jump_to_latest(self) -> None:
-        self.scroll_to_end()
-
     def _at_bottom(self) -> bool:
         bar = self.verticalScrollBar()
         return bar.value() >= bar.maximum() - self.FOLLOW_MARGIN
@@ -509,8 +506,6 @@ class ChatView(QScrollArea):
         """The conversation grew (an answer streams): keep the bottom in view while following."""
         if self.following:
             self.verticalScrollBar().setValue(maximum)
-        else:
-            self.jump_button.setVisible(bool(self.bubbles))
 
     def _place_jump_button(self) -> None:
         self.jump_button.adjustSize()
