@@ -197,6 +197,7 @@ class CodeBlock(QFrame):
         self.language = language
         self.setObjectName("codeBlock")
         name = QLabel(language or "code")
+        name.setTextFormat(Qt.TextFormat.PlainText)  # the answer's own word: never markup
         name.setObjectName("codeLanguage")
         self.copy_button = _flat_button(
             "Copy", f"Copy the {language or 'code'} block", "Copy this code, exactly as written", self.copy

@@ -74,11 +74,12 @@ class FirstRun(QWidget):
 
     def show_default(self, name: str, size: str, memory: str, fit: str, message: str) -> None:
         """The recommended model as the Hub lists it: its download, its memory and whether it fits."""
-        self.model_name.setText(f"<b>{name}</b>")
+        name, size, memory, fit_text, message_text = map(html.escape, (name, size, memory, fit, message))
+        self.model_name.setText(f"<b>{name}</b>")  # rich text from a Hub's listing: every piece escaped
         colour = theme.current().fit(fit)
         self.model_facts.setText(
             f"A {size} download · about {memory} of memory while it runs · "
-            f'<span style="color:{colour}">{fit}</span> on this computer. {html.escape(message)}'
+            f'<span style="color:{colour}">{fit_text}</span> on this computer. {message_text}'
         )
         self.model_facts.setToolTip(message)
         self.download_button.setEnabled(True)
